@@ -1,0 +1,277 @@
+import ArgumentParser
+import Foundation
+import SecureChannelPKI
+
+/// `securechannel ca …`: create and run a certificate authority.
+struct CACommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ca",
+        abstract: "Create a certificate authority and issue server and client certificates.",
+        subcommands: [CAInitCommand.self, CAIssueCommand.self, CAListCommand.self]
+    )
+}
+
+/// Options every `ca` command that uses the CA key shares.
+struct CAOptions: ParsableArguments {
+    @Option(help: "The CA directory (holds ca.crt, ca.key, index.json).")
+    var dir: String
+
+    @Option(help: ArgumentHelp(
+        "File whose first line is the CA key's passphrase (or set SECURECHANNEL_CA_PASSPHRASE).",
+        valueName: "file"))
+    var passphraseFile: String?
+
+    /// The passphrase from --passphrase-file, else the environment, else nil.
+    func passphrase() throws -> [UInt8]? {
+        try Passphrase.resolve(file: passphraseFile)
+    }
+}
+
+/// Reads CA passphrases.
+enum Passphrase {
+    static let environmentVariable = "SECURECHANNEL_CA_PASSPHRASE"
+
+    static func resolve(file: String?) throws -> [UInt8]? {
+        if let file {
+            let bytes = try SecureFile.read(file)
+            let firstLine = bytes.split(separator: 0x0A, maxSplits: 1, omittingEmptySubsequences: false).first ?? []
+            let line = firstLine.last == 0x0D ? firstLine.dropLast() : firstLine
+            guard !line.isEmpty else {
+                throw PKIError(.invalidArgument, "passphrase file \(file) is empty; put the passphrase on its first line")
+            }
+            return Array(line)
+        }
+        if let value = ProcessInfo.processInfo.environment[environmentVariable] {
+            guard !value.isEmpty else {
+                throw PKIError(.invalidArgument, "\(environmentVariable) is set but empty; set the passphrase or unset it")
+            }
+            return Array(value.utf8)
+        }
+        return nil
+    }
+}
+
+/// `securechannel ca init`.
+struct CAInitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Create a new CA: DIR/ca.crt and DIR/ca.key (mode 0600).",
+        discussion: """
+            Refuses to overwrite an existing CA. With --passphrase-file the key is written as encrypted PKCS#8
+            (PBES2: PBKDF2-HMAC-SHA256, AES-256-CBC); every command that signs then needs the passphrase.
+
+            EXAMPLES:
+              securechannel ca init --dir pki --name Barry
+              securechannel ca init --dir pki --key-type ecdsa-p384 --days 1825 --passphrase-file pass.txt
+            """
+    )
+
+    @OptionGroup var ca: CAOptions
+
+    @Option(help: "The CA's name (its CN).")
+    var name: String = CertificateAuthority.defaultName
+
+    @Option(help: ArgumentHelp("Key type: \(KeyType.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "type"))
+    var keyType: String = KeyType.default.rawValue
+
+    @Option(help: "Validity in days.")
+    var days: Int = CertificateAuthority.defaultDays
+
+    func run() async throws {
+        let passphrase = try ca.passphrase()
+        let type = try KeyType(parsing: keyType)
+        let authority = try CertificateAuthority.create(
+            directory: ca.dir, name: name, keyType: type, days: days, passphrase: passphrase)
+        let description = try CertificateDescription(authority.certificate)
+        Console.out("created CA \"\(name)\" in \(ca.dir)")
+        Console.out("  certificate: \(ca.dir)/\(CertificateAuthority.Files.certificate) (valid until \(CertificateDescription.format(description.notAfter)))")
+        Console.out("  private key: \(ca.dir)/\(CertificateAuthority.Files.key) (mode 0600\(passphrase == nil ? ", not encrypted" : ", encrypted"))")
+        Console.out("  SHA-256 fingerprint: \(description.sha256Fingerprint)")
+    }
+}
+
+/// `securechannel ca issue server|client`.
+struct CAIssueCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "issue",
+        abstract: "Issue a server or client certificate with a new key.",
+        subcommands: [CAIssueServerCommand.self, CAIssueClientCommand.self]
+    )
+}
+
+/// Options shared by `ca issue server` and `ca issue client`.
+struct LeafOptions: ParsableArguments {
+    @Option(help: "The subject's name (its CN); also the default file prefix.")
+    var name: String
+
+    @Option(help: "Validity in days (clamped to the CA's own expiry).")
+    var days: Int = IssuanceRequest.defaultDays
+
+    @Option(help: ArgumentHelp("Key type: \(KeyType.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "type"))
+    var keyType: String = KeyType.default.rawValue
+
+    @Option(help: ArgumentHelp("Write PREFIX.crt and PREFIX.key (default: DIR/NAME).", valueName: "prefix"))
+    var out: String?
+
+    func issue(_ request: IssuanceRequest, ca options: CAOptions) throws {
+        try request.validate()
+        let authority = try CertificateAuthority.open(directory: options.dir, passphrase: try options.passphrase())
+        let issued = try authority.issue(request, outPrefix: out)
+        let notAfter = CertificateDescription.format(issued.certificate.notValidAfter)
+        Console.out("issued \(request.kind.rawValue) certificate for \(request.name) (serial \(issued.serial), valid until \(notAfter))")
+        Console.out("  certificate: \(issued.certificatePath)")
+        Console.out("  private key: \(issued.keyPath) (mode 0600)")
+        for warning in issued.warnings { Console.error("warning: \(warning)") }
+    }
+}
+
+/// `securechannel ca issue server`.
+struct CAIssueServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "server",
+        abstract: "Issue a server certificate (serverAuth, with the names clients will verify).",
+        discussion: """
+            At least one --dns or --ip is required: clients check the server's name against these.
+
+            EXAMPLE:
+              securechannel ca issue server --dir pki --name Jill --dns localhost --ip 127.0.0.1
+            """
+    )
+
+    @OptionGroup var ca: CAOptions
+    @OptionGroup var leaf: LeafOptions
+
+    @Option(help: ArgumentHelp("A DNS name for the subjectAltName (repeatable).", valueName: "host"))
+    var dns: [String] = []
+
+    @Option(help: ArgumentHelp("An IP address for the subjectAltName (repeatable).", valueName: "addr"))
+    var ip: [String] = []
+
+    func run() async throws {
+        let request = IssuanceRequest.server(
+            name: leaf.name, dnsNames: dns, ipAddresses: ip, days: leaf.days, keyType: try KeyType(parsing: leaf.keyType))
+        try leaf.issue(request, ca: ca)
+    }
+}
+
+/// `securechannel ca issue client`.
+struct CAIssueClientCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "client",
+        abstract: "Issue a client certificate (clientAuth).",
+        discussion: """
+            EXAMPLE:
+              securechannel ca issue client --dir pki --name Chris --email chris@example.com
+            """
+    )
+
+    @OptionGroup var ca: CAOptions
+    @OptionGroup var leaf: LeafOptions
+
+    @Option(help: ArgumentHelp("An e-mail address for the subjectAltName (repeatable).", valueName: "addr"))
+    var email: [String] = []
+
+    @Option(help: ArgumentHelp("A URI for the subjectAltName, e.g. a SPIFFE ID (repeatable).", valueName: "uri"))
+    var uri: [String] = []
+
+    func run() async throws {
+        let request = IssuanceRequest.client(
+            name: leaf.name, emails: email, uris: uri, days: leaf.days, keyType: try KeyType(parsing: leaf.keyType))
+        try leaf.issue(request, ca: ca)
+    }
+}
+
+/// `securechannel ca list`.
+struct CAListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List every certificate this CA issued, with its status.",
+        discussion: """
+            EXAMPLES:
+              securechannel ca list --dir pki
+              securechannel ca list --dir pki --json
+            """
+    )
+
+    @Option(help: "The CA directory.")
+    var dir: String
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func run() async throws {
+        guard SecureFile.exists("\(dir)/\(CertificateAuthority.Files.certificate)") else {
+            throw PKIError(.fileNotFound, "no CA in \(dir); create one with 'securechannel ca init --dir \(dir)'")
+        }
+        let inventory = try Inventory.load(directory: dir)
+        let now = Date()
+        let rows = inventory.certificates.map { InventoryRow(entry: $0, now: now) }
+        if json {
+            Console.out(try JSONText.encode(rows))
+            return
+        }
+        guard !rows.isEmpty else {
+            Console.out("no certificates issued yet; issue one with 'securechannel ca issue server|client --dir \(dir) ...'")
+            return
+        }
+        var table = [["SERIAL", "KIND", "SUBJECT", "NAMES", "NOT AFTER", "STATUS", "DAYS LEFT"]]
+        for row in rows {
+            table.append([row.serial, row.kind.rawValue, row.subject,
+                          row.subjectAlternativeNames.isEmpty ? "-" : row.subjectAlternativeNames.joined(separator: ","),
+                          CertificateDescription.format(row.notAfter), row.status.rawValue, String(row.daysLeft)])
+        }
+        Console.out(TextTable.render(table))
+    }
+}
+
+/// One row of `ca list`, also its JSON shape.
+struct InventoryRow: Encodable {
+    var serial: String
+    var kind: CertificateKind
+    var name: String
+    var subject: String
+    var subjectAlternativeNames: [String]
+    var keyType: String
+    var notBefore: Date
+    var notAfter: Date
+    var status: CertificateStatus
+    var daysLeft: Int
+    var certificatePath: String
+
+    init(entry: Inventory.Entry, now: Date) {
+        serial = entry.serial
+        kind = entry.kind
+        name = entry.name
+        subject = entry.subject
+        subjectAlternativeNames = entry.subjectAlternativeNames
+        keyType = entry.keyType
+        notBefore = entry.notBefore
+        notAfter = entry.notAfter
+        status = entry.status(at: now)
+        daysLeft = Int((entry.notAfter.timeIntervalSince(now) / 86_400).rounded(.down))
+        certificatePath = entry.certificatePath
+    }
+}
+
+/// Aligned columns for terminal output.
+enum TextTable {
+    static func render(_ rows: [[String]]) -> String {
+        guard let width = rows.first?.count else { return "" }
+        let widths = (0..<width).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { index, cell in
+                index == width - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+}
+
+/// JSON output with stable key order and ISO 8601 dates.
+enum JSONText {
+    static func encode(_ value: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+}

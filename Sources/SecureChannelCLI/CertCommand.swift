@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import SecureChannelPKI
+
+/// `securechannel cert …`: look at and check certificates, ours or OpenSSL's.
+struct CertCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cert",
+        abstract: "Inspect and verify certificates (PEM or DER, ours or OpenSSL's).",
+        subcommands: [CertInspectCommand.self, CertVerifyCommand.self]
+    )
+}
+
+/// `securechannel cert inspect FILE`.
+struct CertInspectCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Show a certificate: names, validity, usages, key, fingerprint (every certificate of a chain).",
+        discussion: """
+            EXAMPLES:
+              securechannel cert inspect pki/Jill.crt
+              securechannel cert inspect --json chain.pem
+            """
+    )
+
+    @Argument(help: "A certificate or chain file, PEM or DER.")
+    var file: String
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func run() async throws {
+        let certificates = try CertificateIO.parseCertificates(try SecureFile.read(file), source: file)
+        let descriptions = try certificates.map { try CertificateDescription($0) }
+        if json {
+            Console.out(try JSONText.encode(["certificates": descriptions]))
+            return
+        }
+        Console.out(descriptions.enumerated().map { $1.text(index: $0 + 1, of: descriptions.count) }.joined(separator: "\n\n"))
+    }
+}
+
+/// `securechannel cert verify`.
+struct CertVerifyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Verify a certificate against a CA: prints OK, or the reason it fails.",
+        discussion: """
+            Reasons: expired, not yet valid, unknown issuer, wrong purpose, name mismatch, bad signature.
+            The exit status is 0 only for OK.
+
+            EXAMPLES:
+              securechannel cert verify --ca pki/ca.crt --purpose server --host localhost pki/Jill.crt
+              securechannel cert verify --ca pki/ca.crt --purpose client pki/Chris.crt
+            """
+    )
+
+    @Option(help: ArgumentHelp("The CA certificate(s) to trust.", valueName: "ca-file"))
+    var ca: String
+
+    @Option(help: "Require this extended key usage: server or client.")
+    var purpose: CertificatePurpose?
+
+    @Option(help: "Require this DNS name or IP address among the certificate's names.")
+    var host: String?
+
+    @Argument(help: "The certificate (with any intermediates after it), PEM or DER.")
+    var file: String
+
+    func run() async throws {
+        let roots = try CertificateIO.parseCertificates(try SecureFile.read(ca), source: ca)
+        let chain = try CertificateIO.parseCertificates(try SecureFile.read(file), source: file)
+        try await CertificateVerification.verify(chain: chain, roots: roots, purpose: purpose, host: host)
+        Console.out("OK")
+    }
+}
+
+extension CertificatePurpose: ExpressibleByArgument {}

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import SecureChannelPKI
+
+/// The `securechannel` command tree. `@main` lives in the `securechannel` target; tests call
+/// ``execute(_:)`` in-process.
+public struct SecureChannelCommand: AsyncParsableCommand {
+    /// The command's configuration: name, abstract, subcommands, examples.
+    public static let configuration = CommandConfiguration(
+        commandName: "securechannel",
+        abstract: "Mutually authenticated TLS: be your own CA, run an mTLS message channel.",
+        discussion: """
+            EXAMPLES:
+              securechannel ca init --dir pki --name Barry
+              securechannel ca issue server --dir pki --name Jill --dns localhost --ip 127.0.0.1
+              securechannel ca issue client --dir pki --name Chris
+              securechannel ca list --dir pki
+              securechannel cert inspect pki/Jill.crt
+              securechannel cert verify --ca pki/ca.crt --purpose server --host localhost pki/Jill.crt
+            """,
+        version: "0.1.0",
+        subcommands: [CACommand.self, CertCommand.self]
+    )
+
+    /// Creates the root command (used by ArgumentParser).
+    public init() {}
+
+    /// Parses `arguments` (without the program name), runs the command, prints any error as one line on
+    /// stderr, and returns the exit status.
+    public static func execute(_ arguments: [String]) async -> Int32 {
+        do {
+            var command = try parseAsRoot(arguments)
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+            return 0
+        } catch let error as PKIError {
+            Console.error("error: \(error.message)")
+            return ExitStatus.failure
+        } catch let failure as CertificateVerification.Failure {
+            Console.error("error: \(failure.message)")
+            return ExitStatus.failure
+        } catch let error as CLIError {
+            Console.error("error: \(error.message)")
+            return ExitStatus.failure
+        } catch {
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+            if !message.isEmpty {
+                if code == .success { Console.out(message) } else { Console.error(message) }
+            }
+            return code.rawValue
+        }
+    }
+}
+
+/// Exit statuses of the CLI.
+enum ExitStatus {
+    /// The command failed; stderr says why.
+    static let failure: Int32 = 1
+}
+
+/// An error raised by the CLI layer itself (bad combination of flags found at run time).
+struct CLIError: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
+/// Writing to stdout and stderr, line by line and unbuffered.
+enum Console {
+    static func out(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    static func error(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+}

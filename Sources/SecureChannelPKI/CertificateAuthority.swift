@@ -1,0 +1,257 @@
+import Crypto
+import Foundation
+import SwiftASN1
+import X509
+
+/// A certificate authority kept in a directory: `ca.crt`, `ca.key` (0600, optionally encrypted),
+/// `index.json` (the inventory) and `issued/SERIAL.crt` (a copy of everything issued).
+public struct CertificateAuthority: Sendable {
+    /// File names inside a CA directory.
+    public enum Files {
+        /// The CA certificate.
+        public static let certificate = "ca.crt"
+        /// The CA private key.
+        public static let key = "ca.key"
+        /// The lock file that serialises changes.
+        public static let lock = ".lock"
+        /// Directory holding a copy of every issued certificate.
+        public static let issued = "issued"
+    }
+
+    /// Default CA name.
+    public static let defaultName = "SecureChannel CA"
+    /// Default CA validity: ten years.
+    public static let defaultDays = 3650
+    /// How far notBefore is set in the past, to tolerate clock skew between peers.
+    static let backdate: TimeInterval = 5 * 60
+
+    /// The CA's directory.
+    public let directory: String
+    /// The CA certificate.
+    public let certificate: Certificate
+    let privateKey: Certificate.PrivateKey
+
+    /// Path of the CA certificate.
+    public var certificatePath: String { "\(directory)/\(Files.certificate)" }
+
+    /// Creates a new CA in `directory` (created with mode 0700 if missing, when its parent exists). Refuses if a
+    /// CA is already there.
+    ///
+    /// With a passphrase the key is written as encrypted PKCS#8 (PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC).
+    public static func create(
+        directory: String, name: String = defaultName, keyType: KeyType = .default, days: Int = defaultDays,
+        passphrase: [UInt8]? = nil, now: Date = Date()
+    ) throws -> CertificateAuthority {
+        let parent = (directory as NSString).deletingLastPathComponent
+        if !SecureFile.exists(directory), parent.isEmpty || SecureFile.exists(parent) {
+            if mkdir(directory, 0o700) != 0 && errno != EEXIST {
+                throw PKIError(.io, "cannot create directory \(directory): \(String(cString: strerror(errno))); check permissions")
+            }
+        }
+        try SecureFile.requireWritableDirectory(directory)
+        try IssuanceRequest.validateName(name)
+        try IssuanceRequest.validateDays(days)
+        if let passphrase, passphrase.isEmpty {
+            throw PKIError.invalidArgument("the passphrase file is empty; put a passphrase in it")
+        }
+        let certPath = "\(directory)/\(Files.certificate)"
+        let keyPath = "\(directory)/\(Files.key)"
+        return try SecureFile.withExclusiveLock("\(directory)/\(Files.lock)") {
+            for path in [certPath, keyPath] where SecureFile.exists(path) {
+                throw PKIError(.fileExists, "a CA already exists in \(directory) (\(path)); use another --dir or remove the old CA first")
+            }
+            let key = try keyType.generate()
+            let subject = try DistinguishedName { CommonName(name) }
+            let skid = SubjectKeyIdentifier(hash: key.publicKey)
+            let certificate = try Certificate(
+                version: .v3,
+                serialNumber: try SerialNumbers.random(),
+                publicKey: key.publicKey,
+                notValidBefore: now - backdate,
+                notValidAfter: now + TimeInterval(days) * 86_400,
+                issuer: subject,
+                subject: subject,
+                signatureAlgorithm: key.preferredSignatureAlgorithm,
+                extensions: try Certificate.Extensions {
+                    Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
+                    Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+                    skid
+                    AuthorityKeyIdentifier(keyIdentifier: skid.keyIdentifier)
+                },
+                issuerPrivateKey: key
+            )
+            try SecureFile.write(try PrivateKeyIO.pem(key, passphrase: passphrase), to: keyPath,
+                                 mode: SecureFile.privateMode, overwrite: false)
+            do {
+                try SecureFile.write(try CertificateIO.pem([certificate]), to: certPath, mode: SecureFile.publicMode,
+                                     overwrite: false)
+                try createIssuedDirectory(directory)
+                try Inventory().save(directory: directory)
+            } catch {
+                unlink(keyPath)
+                unlink(certPath)
+                throw error
+            }
+            return CertificateAuthority(directory: directory, certificate: certificate, privateKey: key)
+        }
+    }
+
+    /// Opens an existing CA, checking that its key belongs to its certificate.
+    public static func open(directory: String, passphrase: [UInt8]? = nil) throws -> CertificateAuthority {
+        let certPath = "\(directory)/\(Files.certificate)"
+        let keyPath = "\(directory)/\(Files.key)"
+        guard SecureFile.exists(certPath) || SecureFile.exists(keyPath) else {
+            if !SecureFile.exists(directory) {
+                throw PKIError(.fileNotFound, "directory \(directory) does not exist; create a CA with 'securechannel ca init --dir \(directory)'")
+            }
+            throw PKIError(.fileNotFound, "no CA in \(directory); create one with 'securechannel ca init --dir \(directory)'")
+        }
+        let certificates = try CertificateIO.parseCertificates(try SecureFile.read(certPath), source: certPath)
+        let key = try PrivateKeyIO.parse(try SecureFile.read(keyPath), passphrase: passphrase, source: keyPath)
+        let certificate = certificates[0]
+        guard key.publicKey == certificate.publicKey else {
+            throw PKIError(.keyMismatch, "\(keyPath) does not belong to \(certPath); restore the matching key")
+        }
+        return CertificateAuthority(directory: directory, certificate: certificate, privateKey: key)
+    }
+
+    /// Issues a leaf certificate and a new key, writes `PREFIX.crt` and `PREFIX.key` (0600), and records it
+    /// in the inventory. Nothing is written unless everything succeeds. Safe to run concurrently.
+    public func issue(_ request: IssuanceRequest, outPrefix: String? = nil, now: Date = Date()) throws -> IssuedCertificate {
+        try request.validate()
+        let prefix = try outPrefix ?? defaultPrefix(for: request.name)
+        let certPath = "\(prefix).crt"
+        let keyPath = "\(prefix).key"
+        let key = try request.keyType.generate()
+        return try SecureFile.withExclusiveLock("\(directory)/\(Files.lock)") {
+            for path in [certPath, keyPath] where SecureFile.exists(path) {
+                throw PKIError(.fileExists, "\(path) already exists; choose another --out PREFIX or remove the old files")
+            }
+            var inventory = try Inventory.load(directory: directory)
+            let issued = try sign(request, publicKey: key.publicKey, inventory: inventory, now: now)
+            try SecureFile.write(try PrivateKeyIO.pem(key), to: keyPath, mode: SecureFile.privateMode, overwrite: false)
+            var written = [keyPath]
+            do {
+                let pem = try CertificateIO.pem([issued.certificate])
+                try SecureFile.write(pem, to: certPath, mode: SecureFile.publicMode, overwrite: false)
+                written.append(certPath)
+                try Self.createIssuedDirectory(directory)
+                let copy = "\(directory)/\(Files.issued)/\(issued.serial).crt"
+                try SecureFile.write(pem, to: copy, mode: SecureFile.publicMode, overwrite: false)
+                written.append(copy)
+                inventory.certificates.append(
+                    Inventory.Entry(
+                        serial: issued.serial, kind: request.kind, name: request.name,
+                        subject: issued.certificate.subject.description,
+                        subjectAlternativeNames: CertificateDescription.alternativeNames(of: issued.certificate),
+                        keyType: request.keyType.rawValue, notBefore: issued.certificate.notValidBefore,
+                        notAfter: issued.certificate.notValidAfter,
+                        certificatePath: Self.absolute(certPath), keyPath: Self.absolute(keyPath), revocation: nil))
+                try inventory.save(directory: directory)
+            } catch {
+                for path in written { unlink(path) }
+                throw error
+            }
+            return IssuedCertificate(certificate: issued.certificate, serial: issued.serial, certificatePath: certPath,
+                                     keyPath: keyPath, warnings: issued.warnings)
+        }
+    }
+
+    /// Builds and signs the certificate for `request` (no files touched).
+    func sign(_ request: IssuanceRequest, publicKey: Certificate.PublicKey, inventory: Inventory, now: Date) throws
+        -> (certificate: Certificate, serial: String, warnings: [String])
+    {
+        var warnings: [String] = []
+        var notAfter = now + TimeInterval(request.days) * 86_400
+        if notAfter > certificate.notValidAfter {
+            notAfter = certificate.notValidAfter
+            warnings.append("validity clamped to the CA's expiry (\(CertificateDescription.format(notAfter))): a certificate never outlives its CA")
+        }
+        guard notAfter > now else {
+            throw PKIError(.verificationFailed, "the CA certificate expired on \(CertificateDescription.format(certificate.notValidAfter)); create a new CA")
+        }
+        let used = Set(inventory.certificates.map(\.serial))
+        var serialNumber = try SerialNumbers.random()
+        while used.contains(SerialNumbers.hex(serialNumber)) { serialNumber = try SerialNumbers.random() }
+
+        let issuerKeyID = try certificate.extensions.subjectKeyIdentifier?.keyIdentifier
+            ?? SubjectKeyIdentifier(hash: certificate.publicKey).keyIdentifier
+        var usage = KeyUsage(digitalSignature: true)
+        if publicKey.isRSA { usage.keyEncipherment = true }
+        let eku: ExtendedKeyUsage = request.kind == .server ? try ExtendedKeyUsage([.serverAuth]) : try ExtendedKeyUsage([.clientAuth])
+        let names = try request.generalNames()
+        let leaf = try Certificate(
+            version: .v3,
+            serialNumber: serialNumber,
+            publicKey: publicKey,
+            notValidBefore: max(now - Self.backdate, certificate.notValidBefore),
+            notValidAfter: notAfter,
+            issuer: certificate.subject,
+            subject: try DistinguishedName { CommonName(request.name) },
+            signatureAlgorithm: privateKey.preferredSignatureAlgorithm,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                Critical(usage)
+                eku
+                SubjectKeyIdentifier(hash: publicKey)
+                AuthorityKeyIdentifier(keyIdentifier: issuerKeyID)
+                if !names.isEmpty {
+                    SubjectAlternativeNames(names)
+                }
+            },
+            issuerPrivateKey: privateKey
+        )
+        return (leaf, SerialNumbers.hex(serialNumber), warnings)
+    }
+
+    func defaultPrefix(for name: String) throws -> String {
+        guard !name.contains("/"), !name.hasPrefix("."), !name.contains("\0") else {
+            throw PKIError.invalidArgument("the name '\(name)' cannot be a file name; pass --out PREFIX to say where to write")
+        }
+        return "\(directory)/\(name)"
+    }
+
+    static func createIssuedDirectory(_ directory: String) throws {
+        let path = "\(directory)/\(Files.issued)"
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw PKIError(.io, "cannot create \(path): \(error.localizedDescription)")
+        }
+    }
+
+    static func absolute(_ path: String) -> String {
+        URL(fileURLWithPath: path).standardizedFileURL.path
+    }
+}
+
+/// The result of ``CertificateAuthority/issue(_:outPrefix:now:)``.
+public struct IssuedCertificate: Sendable {
+    /// The new certificate.
+    public var certificate: Certificate
+    /// Its serial in upper-case hex.
+    public var serial: String
+    /// Where the certificate was written.
+    public var certificatePath: String
+    /// Where the private key was written (mode 0600).
+    public var keyPath: String
+    /// Things the user should know, e.g. that the validity was clamped to the CA's.
+    public var warnings: [String]
+}
+
+/// Serial number generation and formatting.
+public enum SerialNumbers {
+    /// A random positive serial: 16 bytes with the sign bit cleared (127 random bits, under 20 octets).
+    public static func random() throws -> Certificate.SerialNumber {
+        var generator = SystemRandomNumberGenerator()
+        var bytes = (0..<16).map { _ in UInt8.random(in: 0 ... .max, using: &generator) }
+        bytes[0] &= 0x7F
+        if bytes[0] == 0 { bytes[0] = 0x01 }  // keep a fixed length of 16 octets
+        return Certificate.SerialNumber(bytes: bytes[...])
+    }
+
+    /// Upper-case hex with no separators or leading-zero padding beyond the encoded bytes.
+    public static func hex(_ serial: Certificate.SerialNumber) -> String {
+        serial.bytes.map { String(format: "%02X", $0) }.joined()
+    }
+}

@@ -1,0 +1,175 @@
+import Crypto
+import Foundation
+import SwiftASN1
+import X509
+
+/// Everything `cert inspect` shows about one certificate, as plain values (and JSON).
+public struct CertificateDescription: Codable, Sendable, Equatable {
+    /// X.509 version (1 or 3).
+    public var version: Int
+    /// Subject in RFC 4514 form.
+    public var subject: String
+    /// Issuer in RFC 4514 form.
+    public var issuer: String
+    /// Serial number in upper-case hex.
+    public var serial: String
+    /// Start of validity.
+    public var notBefore: Date
+    /// End of validity.
+    public var notAfter: Date
+    /// Whole days from now until notAfter (negative once expired).
+    public var daysLeft: Int
+    /// Subject alternative names such as `DNS:localhost`.
+    public var subjectAlternativeNames: [String]
+    /// Key usage bits by name; empty when the extension is absent.
+    public var keyUsage: [String]
+    /// Extended key usages by name; empty when the extension is absent.
+    public var extendedKeyUsage: [String]
+    /// `CA:TRUE, pathlen:0`, `CA:FALSE` or nil when absent.
+    public var basicConstraints: String?
+    /// Key algorithm, e.g. `ECDSA P-256`.
+    public var keyType: String
+    /// Key size in bits.
+    public var keyBits: Int
+    /// Signature algorithm.
+    public var signatureAlgorithm: String
+    /// SHA-256 of the DER encoding, colon-separated hex.
+    public var sha256Fingerprint: String
+    /// Whether the certificate signs itself (subject equals issuer).
+    public var selfIssued: Bool
+    /// Problems a user should know about.
+    public var warnings: [String]
+
+    /// Describes `certificate` as seen at `now`.
+    public init(_ certificate: Certificate, now: Date = Date()) throws {
+        version = certificate.version == .v1 ? 1 : (certificate.version == .v3 ? 3 : 2)
+        subject = certificate.subject.description
+        issuer = certificate.issuer.description
+        serial = SerialNumbers.hex(certificate.serialNumber)
+        notBefore = certificate.notValidBefore
+        notAfter = certificate.notValidAfter
+        daysLeft = Int((certificate.notValidAfter.timeIntervalSince(now) / 86_400).rounded(.down))
+        subjectAlternativeNames = Self.alternativeNames(of: certificate)
+        keyUsage = Self.keyUsageNames(certificate)
+        extendedKeyUsage = Self.extendedKeyUsageNames(certificate)
+        if let constraints = try? certificate.extensions.basicConstraints {
+            switch constraints {
+            case .isCertificateAuthority(let pathLength):
+                basicConstraints = pathLength.map { "CA:TRUE, pathlen:\($0)" } ?? "CA:TRUE"
+            case .notCertificateAuthority:
+                basicConstraints = "CA:FALSE"
+            }
+        } else {
+            basicConstraints = nil
+        }
+        let key = certificate.publicKey.keyDescription
+        keyType = key.algorithm
+        keyBits = key.bits
+        signatureAlgorithm = certificate.signatureAlgorithm.description.replacingOccurrences(of: "SignatureAlgorithm.", with: "")
+        let digest = SHA256.hash(data: try CertificateIO.der(certificate))
+        sha256Fingerprint = digest.map { String(format: "%02X", $0) }.joined(separator: ":")
+        selfIssued = certificate.subject == certificate.issuer
+        var warnings: [String] = []
+        if certificate.version != .v3 {
+            warnings.append("X.509 v\(version) certificate without extensions: it has no subjectAltName or extendedKeyUsage, so SecureChannel will refuse it for TLS")
+        } else {
+            if subjectAlternativeNames.isEmpty && !selfIssued {
+                warnings.append("no subjectAltName: clients cannot verify it as a server certificate")
+            }
+            if extendedKeyUsage.isEmpty && basicConstraints != "CA:TRUE" && !(basicConstraints?.hasPrefix("CA:TRUE") ?? false) {
+                warnings.append("no extendedKeyUsage: SecureChannel requires serverAuth or clientAuth")
+            }
+        }
+        if now > notAfter { warnings.append("expired on \(Self.format(notAfter))") }
+        if now < notBefore { warnings.append("not valid until \(Self.format(notBefore))") }
+        self.warnings = warnings
+    }
+
+    /// The text block `cert inspect` prints.
+    public func text(index: Int? = nil, of total: Int? = nil) -> String {
+        var lines: [String] = []
+        if let index, let total, total > 1 { lines.append("Certificate \(index) of \(total)") }
+        func row(_ label: String, _ value: String) { lines.append("  " + (label + ":").padding(toLength: 22, withPad: " ", startingAt: 0) + value) }
+        row("Subject", subject)
+        row("Issuer", issuer + (selfIssued ? " (self-issued)" : ""))
+        row("Serial", serial)
+        row("Version", "v\(version)")
+        row("Not before", Self.format(notBefore))
+        let left = daysLeft >= 0 ? "\(daysLeft) days left" : "expired \(-daysLeft) days ago"
+        row("Not after", "\(Self.format(notAfter)) (\(left))")
+        row("Alternative names", subjectAlternativeNames.isEmpty ? "(none)" : subjectAlternativeNames.joined(separator: ", "))
+        row("Key usage", keyUsage.isEmpty ? "(none)" : keyUsage.joined(separator: ", "))
+        row("Extended key usage", extendedKeyUsage.isEmpty ? "(none)" : extendedKeyUsage.joined(separator: ", "))
+        row("Basic constraints", basicConstraints ?? "(none)")
+        row("Public key", "\(keyType) (\(keyBits) bits)")
+        row("Signature", signatureAlgorithm)
+        row("SHA-256 fingerprint", sha256Fingerprint)
+        for warning in warnings { lines.append("  warning: \(warning)") }
+        return lines.joined(separator: "\n")
+    }
+
+    /// ISO 8601 UTC, to the second.
+    public static func format(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: date)
+    }
+
+    /// `DNS:`, `IP:`, `email:` and `URI:` strings for the certificate's subjectAltName.
+    public static func alternativeNames(of certificate: Certificate) -> [String] {
+        guard let names = try? certificate.extensions.subjectAlternativeNames else { return [] }
+        return names.map { name in
+            switch name {
+            case .dnsName(let dns): return "DNS:\(dns)"
+            case .ipAddress(let octets): return "IP:\(ipString(Array(octets.bytes)))"
+            case .rfc822Name(let email): return "email:\(email)"
+            case .uniformResourceIdentifier(let uri): return "URI:\(uri)"
+            default: return "other:\(name)"
+            }
+        }
+    }
+
+    static func ipString(_ bytes: [UInt8]) -> String {
+        if bytes.count == 4 { return bytes.map(String.init).joined(separator: ".") }
+        if bytes.count == 16 {
+            var address = in6_addr()
+            withUnsafeMutableBytes(of: &address) { $0.copyBytes(from: bytes) }
+            var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+            if inet_ntop(AF_INET6, &address, &buffer, socklen_t(buffer.count)) != nil {
+                return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            }
+        }
+        return bytes.map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func keyUsageNames(_ certificate: Certificate) -> [String] {
+        guard let usage = try? certificate.extensions.keyUsage else { return [] }
+        var names: [String] = []
+        if usage.digitalSignature { names.append("digitalSignature") }
+        if usage.nonRepudiation { names.append("nonRepudiation") }
+        if usage.keyEncipherment { names.append("keyEncipherment") }
+        if usage.dataEncipherment { names.append("dataEncipherment") }
+        if usage.keyAgreement { names.append("keyAgreement") }
+        if usage.keyCertSign { names.append("keyCertSign") }
+        if usage.cRLSign { names.append("cRLSign") }
+        if usage.encipherOnly { names.append("encipherOnly") }
+        if usage.decipherOnly { names.append("decipherOnly") }
+        return names
+    }
+
+    static func extendedKeyUsageNames(_ certificate: Certificate) -> [String] {
+        guard let usages = try? certificate.extensions.extendedKeyUsage else { return [] }
+        return usages.map { usage in
+            switch usage {
+            case .serverAuth: return "serverAuth"
+            case .clientAuth: return "clientAuth"
+            case .codeSigning: return "codeSigning"
+            case .emailProtection: return "emailProtection"
+            case .timeStamping: return "timeStamping"
+            case .ocspSigning: return "OCSPSigning"
+            case .any: return "anyExtendedKeyUsage"
+            default: return usage.description
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// File operations with the guarantees a security tool owes its users: atomic replacement, explicit modes,
+/// no silent overwrite, and advisory locks.
+public enum SecureFile {
+    /// Mode for private keys.
+    public static let privateMode: mode_t = 0o600
+    /// Mode for certificates, CRLs and the inventory.
+    public static let publicMode: mode_t = 0o644
+
+    /// Reads a whole file, with a one-line error naming the path.
+    public static func read(_ path: String) throws -> [UInt8] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw PKIError(.fileNotFound, "\(path) does not exist; check the path")
+        }
+        if isDirectory.boolValue {
+            throw PKIError(.malformedInput, "\(path) is a directory; pass a file")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw PKIError(.io, "\(path) cannot be read; check its permissions")
+        }
+        return Array(data)
+    }
+
+    /// Writes `bytes` to `path` atomically: a temporary file in the same directory with the final mode from the
+    /// start, flushed to disk, then renamed into place (or linked, when `overwrite` is false, so an existing file
+    /// is never replaced). On any failure nothing is left behind.
+    public static func write(_ bytes: [UInt8], to path: String, mode: mode_t, overwrite: Bool = true) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        let dir = directory.isEmpty ? "." : directory
+        try requireWritableDirectory(dir)
+        let name = (path as NSString).lastPathComponent
+        let temp = "\(dir)/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw PKIError(.io, "cannot create a file in \(dir): \(errnoText()); check permissions") }
+        var ok = false
+        defer {
+            if !ok { unlink(temp) }
+        }
+        // The mode given to open() is filtered by the umask; set it exactly.
+        guard fchmod(fd, mode) == 0 else {
+            close(fd)
+            throw PKIError(.io, "cannot set the mode of \(temp): \(errnoText())")
+        }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { buffer in
+                systemWrite(fd, buffer.baseAddress! + written, buffer.count - written)
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let text = errnoText()
+                close(fd)
+                throw PKIError(.io, "cannot write \(path): \(text)")
+            }
+            written += n
+        }
+        guard fsync(fd) == 0, close(fd) == 0 else { throw PKIError(.io, "cannot flush \(path): \(errnoText())") }
+        if overwrite {
+            guard rename(temp, path) == 0 else { throw PKIError(.io, "cannot replace \(path): \(errnoText())") }
+        } else {
+            guard link(temp, path) == 0 else {
+                if errno == EEXIST {
+                    throw PKIError(.fileExists, "\(path) already exists; remove it or choose another path")
+                }
+                throw PKIError(.io, "cannot create \(path): \(errnoText())")
+            }
+            unlink(temp)
+        }
+        ok = true
+        syncDirectory(dir)
+    }
+
+    /// Writes a text file atomically.
+    public static func write(_ text: String, to path: String, mode: mode_t, overwrite: Bool = true) throws {
+        try write(Array(text.utf8), to: path, mode: mode, overwrite: overwrite)
+    }
+
+    /// Fails with a clear message unless `path` is an existing, writable directory.
+    public static func requireWritableDirectory(_ path: String) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw PKIError(.fileNotFound, "directory \(path) does not exist; create it first (mkdir -p \(path))")
+        }
+        guard isDirectory.boolValue else {
+            throw PKIError(.invalidArgument, "\(path) is not a directory; pass a directory")
+        }
+        guard access(path, W_OK | X_OK) == 0 else {
+            throw PKIError(.io, "directory \(path) is not writable; check its permissions")
+        }
+    }
+
+    /// Whether a file exists at `path`.
+    public static func exists(_ path: String) -> Bool {
+        FileManager.default.fileExists(atPath: path)
+    }
+
+    /// The permission bits of a file.
+    public static func mode(of path: String) throws -> mode_t {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw PKIError(.io, "cannot stat \(path): \(errnoText())") }
+        return info.st_mode & 0o7777
+    }
+
+    /// Runs `body` while holding an exclusive advisory lock on `path` (created 0600 if missing).
+    public static func withExclusiveLock<T>(_ path: String, _ body: () throws -> T) throws -> T {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, privateMode)
+        guard fd >= 0 else { throw PKIError(.io, "cannot open lock file \(path): \(errnoText())") }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX) != 0 {
+            if errno != EINTR { throw PKIError(.io, "cannot lock \(path): \(errnoText())") }
+        }
+        defer { flock(fd, LOCK_UN) }
+        return try body()
+    }
+
+    static func syncDirectory(_ dir: String) {
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+    }
+
+    static func errnoText() -> String { String(cString: strerror(errno)) }
+}
+
+/// The C library's write(2), reachable from inside types that declare their own `write`.
+private func systemWrite(_ fd: Int32, _ pointer: UnsafeRawPointer, _ count: Int) -> Int {
+    write(fd, pointer, count)
+}

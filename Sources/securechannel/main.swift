@@ -1,0 +1,4 @@
+import Foundation
+import SecureChannelCLI
+
+exit(await SecureChannelCommand.execute(Array(CommandLine.arguments.dropFirst())))

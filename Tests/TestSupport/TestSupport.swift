@@ -1,0 +1,136 @@
+import Foundation
+import Testing
+
+/// A fresh temporary directory, removed by `cleanup()`.
+public struct TemporaryDirectory: Sendable {
+    /// Its path.
+    public let path: String
+
+    /// Creates a new empty directory under the system temporary directory.
+    public init() throws {
+        let base = FileManager.default.temporaryDirectory.path
+        path = "\(base)/securechannel-test-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    /// A path inside the directory.
+    public func file(_ name: String) -> String { "\(path)/\(name)" }
+
+    /// Removes the directory and everything in it.
+    public func cleanup() {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// The result of running a process.
+public struct ProcessResult: Sendable {
+    /// Exit status (or 128 + signal).
+    public var status: Int32
+    /// Everything written to stdout.
+    public var stdout: String
+    /// Everything written to stderr.
+    public var stderr: String
+}
+
+/// External tools for interop tests.
+public enum Tools {
+    /// True when `.ci/run` demands that interop tools exist (`SECURECHANNEL_REQUIRE_INTEROP=1`).
+    public static var interopRequired: Bool {
+        ProcessInfo.processInfo.environment["SECURECHANNEL_REQUIRE_INTEROP"] == "1"
+    }
+
+    /// The full path of `name` on PATH, or nil.
+    public static func path(_ name: String) -> String? {
+        if name.hasPrefix("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }
+        let paths = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
+        for directory in paths {
+            let candidate = "\(directory)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// Whether a test that needs `name` should run: the tool is there, or interop is required (so its absence fails).
+    public static func enabled(_ names: String...) -> Bool {
+        interopRequired || names.allSatisfy { path($0) != nil }
+    }
+
+    /// The tool's path; throws (failing the test) if it is missing.
+    public static func require(_ name: String) throws -> String {
+        guard let found = path(name) else {
+            throw ToolMissing(name: name)
+        }
+        return found
+    }
+
+    /// The `securechannel` executable built beside the test bundle.
+    public static func securechannel() throws -> String {
+        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var directory = runner.deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("securechannel").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        throw ToolMissing(name: "securechannel (build it with 'swift build')")
+    }
+
+    /// Runs a program to completion with a timeout; output is collected through files, so it cannot deadlock.
+    public static func run(
+        _ executable: String, _ arguments: [String], stdin: String? = nil, environment: [String: String]? = nil,
+        timeout: Double = 60
+    ) async throws -> ProcessResult {
+        let directory = try TemporaryDirectory()
+        defer { directory.cleanup() }
+        let outPath = directory.file("stdout"), errPath = directory.file("stderr"), inPath = directory.file("stdin")
+        FileManager.default.createFile(atPath: outPath, contents: nil)
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        FileManager.default.createFile(atPath: inPath, contents: Data((stdin ?? "").utf8))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try executable.hasPrefix("/") ? executable : require(executable))
+        process.arguments = arguments
+        if let environment {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        let outHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+        let errHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+        let inHandle = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
+        process.standardOutput = outHandle
+        process.standardError = errHandle
+        process.standardInput = inHandle
+        try process.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning {
+            if Date() > deadline {
+                process.terminate()
+                process.waitUntilExit()
+                throw TimedOut(what: "\(executable) \(arguments.joined(separator: " "))", seconds: timeout)
+            }
+            try await Task.sleep(for: .milliseconds(20))  // polling a child process, not synchronisation
+        }
+        try? outHandle.close()
+        try? errHandle.close()
+        try? inHandle.close()
+        let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        return ProcessResult(status: process.terminationStatus, stdout: out, stderr: err)
+    }
+}
+
+/// Thrown when an interop tool is missing.
+public struct ToolMissing: Error, CustomStringConvertible {
+    /// The missing tool.
+    public let name: String
+    /// Explanation.
+    public var description: String { "\(name) is not installed; .ci/run installs it (apt-get install)" }
+}
+
+/// Thrown when a child process exceeds its time.
+public struct TimedOut: Error, CustomStringConvertible {
+    /// What was running.
+    public let what: String
+    /// The limit.
+    public let seconds: Double
+    /// Explanation.
+    public var description: String { "timed out after \(seconds) s: \(what)" }
+}

@@ -17,26 +17,34 @@ struct CertInspectCommand: AsyncParsableCommand {
         commandName: "inspect",
         abstract: "Show a certificate: names, validity, usages, key, fingerprint (every certificate of a chain).",
         discussion: """
+            Reads PEM or DER; certificates (v1 and v3) and private keys (PKCS#8, encrypted PKCS#8, PKCS#1, SEC1).
+
             EXAMPLES:
               securechannel cert inspect pki/Jill.crt
               securechannel cert inspect --json chain.pem
             """
     )
 
-    @Argument(help: "A certificate or chain file, PEM or DER.")
+    @Argument(help: "A certificate, chain or key file, PEM or DER.")
     var file: String
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
+    @Option(help: ArgumentHelp("File whose first line decrypts an encrypted key in FILE.", valueName: "file"))
+    var passphraseFile: String?
+
     func run() async throws {
-        let certificates = try CertificateIO.parseCertificates(try SecureFile.read(file), source: file)
-        let descriptions = try certificates.map { try CertificateDescription($0) }
+        let description = try FileDescription(
+            bytes: try SecureFile.read(file), source: file, passphrase: try Passphrase.resolve(file: passphraseFile))
         if json {
-            Console.out(try JSONText.encode(["certificates": descriptions]))
+            Console.out(try JSONText.encode(description))
             return
         }
-        Console.out(descriptions.enumerated().map { $1.text(index: $0 + 1, of: descriptions.count) }.joined(separator: "\n\n"))
+        let certificates = description.certificates
+        let blocks = certificates.enumerated().map { $1.text(index: $0 + 1, of: certificates.count) }
+            + description.keys.map { $0.text() }
+        Console.out(blocks.joined(separator: "\n\n"))
     }
 }
 
@@ -64,12 +72,25 @@ struct CertVerifyCommand: AsyncParsableCommand {
     @Option(help: "Require this DNS name or IP address among the certificate's names.")
     var host: String?
 
+    @Option(help: ArgumentHelp("Also check that this private key belongs to the certificate.", valueName: "key-file"))
+    var key: String?
+
+    @Option(help: ArgumentHelp("File whose first line decrypts an encrypted --key.", valueName: "file"))
+    var passphraseFile: String?
+
     @Argument(help: "The certificate (with any intermediates after it), PEM or DER.")
     var file: String
 
     func run() async throws {
         let roots = try CertificateIO.parseCertificates(try SecureFile.read(ca), source: ca)
         let chain = try CertificateIO.parseCertificates(try SecureFile.read(file), source: file)
+        if let key {
+            let privateKey = try PrivateKeyIO.parse(
+                try SecureFile.read(key), passphrase: try Passphrase.resolve(file: passphraseFile), source: key)
+            guard privateKey.publicKey == chain[0].publicKey else {
+                throw PKIError(.keyMismatch, "\(key) does not belong to \(file); pass the key that was issued with it")
+            }
+        }
         try await CertificateVerification.verify(chain: chain, roots: roots, purpose: purpose, host: host)
         Console.out("OK")
     }

@@ -35,6 +35,8 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
     public var signatureAlgorithm: String
     /// SHA-256 of the DER encoding, colon-separated hex.
     public var sha256Fingerprint: String
+    /// SHA-256 of the SubjectPublicKeyInfo: equal to the matching private key's.
+    public var publicKeySHA256: String
     /// Whether the certificate signs itself (subject equals issuer).
     public var selfIssued: Bool
     /// Problems a user should know about.
@@ -68,6 +70,7 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
         signatureAlgorithm = certificate.signatureAlgorithm.description.replacingOccurrences(of: "SignatureAlgorithm.", with: "")
         let digest = SHA256.hash(data: try CertificateIO.der(certificate))
         sha256Fingerprint = digest.map { String(format: "%02X", $0) }.joined(separator: ":")
+        publicKeySHA256 = try certificate.publicKey.spkiSHA256()
         selfIssued = certificate.subject == certificate.issuer
         var warnings: [String] = []
         if certificate.version != .v3 {
@@ -104,6 +107,7 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
         row("Public key", "\(keyType) (\(keyBits) bits)")
         row("Signature", signatureAlgorithm)
         row("SHA-256 fingerprint", sha256Fingerprint)
+        row("Public key SHA-256", publicKeySHA256)
         for warning in warnings { lines.append("  warning: \(warning)") }
         return lines.joined(separator: "\n")
     }

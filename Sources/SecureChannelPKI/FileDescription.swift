@@ -1,0 +1,113 @@
+import Crypto
+import Foundation
+import SwiftASN1
+import X509
+
+/// A private key as `cert inspect` shows it.
+public struct KeyDescription: Codable, Sendable, Equatable {
+    /// The container format: `PKCS#8`, `encrypted PKCS#8`, `PKCS#1` or `SEC1`.
+    public var format: String
+    /// Key algorithm, e.g. `ECDSA P-256`; nil while the key is encrypted and no passphrase was given.
+    public var keyType: String?
+    /// Key size in bits; nil while encrypted.
+    public var keyBits: Int?
+    /// SHA-256 of the public key's SubjectPublicKeyInfo (compare with a certificate's); nil while encrypted.
+    public var publicKeySHA256: String?
+    /// Problems or hints.
+    public var warnings: [String]
+
+    /// The text block `cert inspect` prints.
+    public func text() -> String {
+        var lines = ["Private key"]
+        func row(_ label: String, _ value: String) { lines.append("  " + (label + ":").padding(toLength: 22, withPad: " ", startingAt: 0) + value) }
+        row("Format", format)
+        if let keyType, let keyBits { row("Key", "\(keyType) (\(keyBits) bits)") }
+        if let publicKeySHA256 { row("Public key SHA-256", publicKeySHA256) }
+        for warning in warnings { lines.append("  warning: \(warning)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Everything found in one file: certificates and private keys, in order.
+public struct FileDescription: Codable, Sendable, Equatable {
+    /// Certificates, in file order.
+    public var certificates: [CertificateDescription]
+    /// Private keys, in file order.
+    public var keys: [KeyDescription]
+
+    /// Reads a PEM bundle or a DER file. Encrypted keys are decrypted when `passphrase` is given.
+    public init(bytes: [UInt8], source: String, passphrase: [UInt8]? = nil, now: Date = Date()) throws {
+        certificates = []
+        keys = []
+        if let text = String(bytes: bytes, encoding: .utf8), text.contains("-----BEGIN") {
+            let documents: [PEMDocument]
+            do {
+                documents = try PEMDocument.parseMultiple(pemString: text)
+            } catch {
+                throw PKIError.malformed("\(source): the PEM data is corrupt or truncated; restore the file from its source")
+            }
+            for document in documents {
+                switch document.discriminator {
+                case "CERTIFICATE", "TRUSTED CERTIFICATE":
+                    let certificate = try CertificateIO.parseCertificates(Array(document.pemString.utf8), source: source)[0]
+                    certificates.append(try CertificateDescription(certificate, now: now))
+                case let kind where kind.hasSuffix("PRIVATE KEY"):
+                    keys.append(try Self.describeKey(document: document, source: source, passphrase: passphrase))
+                default:
+                    continue  // EC PARAMETERS and the like carry nothing of their own
+                }
+            }
+            if certificates.isEmpty && keys.isEmpty {
+                let found = documents.map(\.discriminator).joined(separator: ", ")
+                throw PKIError.malformed("\(source) holds neither a certificate nor a private key (found: \(found))")
+            }
+            return
+        }
+        if let certificate = try? Certificate(derEncoded: bytes) {
+            certificates = [try CertificateDescription(certificate, now: now)]
+            return
+        }
+        if (try? EncryptedPrivateKeyInfo(derEncoded: bytes)) != nil {
+            keys = [try Self.describeKey(document: PEMDocument(type: EncryptedPrivateKeyInfo.pemDiscriminator, derBytes: bytes),
+                                         source: source, passphrase: passphrase)]
+            return
+        }
+        do {
+            let key = try PrivateKeyIO.parseDER(bytes, passphrase: passphrase, source: source)
+            keys = [try Self.describe(key, format: "DER")]
+        } catch {
+            throw PKIError.malformed("\(source): neither a certificate nor a private key in PEM or DER form; check the file")
+        }
+    }
+
+    static func describeKey(document: PEMDocument, source: String, passphrase: [UInt8]?) throws -> KeyDescription {
+        let format: String
+        switch document.discriminator {
+        case EncryptedPrivateKeyInfo.pemDiscriminator: format = "encrypted PKCS#8"
+        case "RSA PRIVATE KEY": format = "PKCS#1"
+        case "EC PRIVATE KEY": format = "SEC1"
+        default: format = "PKCS#8"
+        }
+        if format == "encrypted PKCS#8" && passphrase == nil {
+            return KeyDescription(format: format, keyType: nil, keyBits: nil, publicKeySHA256: nil,
+                                  warnings: ["encrypted: pass --passphrase-file FILE to see the key"])
+        }
+        let key = try PrivateKeyIO.parse(document: document, passphrase: passphrase, source: source)
+        return try describe(key, format: format)
+    }
+
+    static func describe(_ key: Certificate.PrivateKey, format: String) throws -> KeyDescription {
+        let info = key.publicKey.keyDescription
+        return KeyDescription(format: format, keyType: info.algorithm, keyBits: info.bits,
+                              publicKeySHA256: try key.publicKey.spkiSHA256(), warnings: [])
+    }
+}
+
+extension Certificate.PublicKey {
+    /// SHA-256 of the DER SubjectPublicKeyInfo, colon-separated upper-case hex (the usual SPKI pin).
+    public func spkiSHA256() throws -> String {
+        var serializer = DER.Serializer()
+        try serializer.serialize(self)
+        return SHA256.hash(data: serializer.serializedBytes).map { String(format: "%02X", $0) }.joined(separator: ":")
+    }
+}

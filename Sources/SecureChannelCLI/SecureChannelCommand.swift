@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SecureChannel
 import SecureChannelPKI
 
 /// The `securechannel` command tree. `@main` lives in the `securechannel` target; tests call
@@ -11,15 +12,18 @@ public struct SecureChannelCommand: AsyncParsableCommand {
         abstract: "Mutually authenticated TLS: be your own CA, run an mTLS message channel.",
         discussion: """
             EXAMPLES:
+              securechannel demo
               securechannel ca init --dir pki --name Barry
               securechannel ca issue server --dir pki --name Jill --dns localhost --ip 127.0.0.1
               securechannel ca issue client --dir pki --name Chris
               securechannel ca list --dir pki
               securechannel cert inspect pki/Jill.crt
               securechannel cert verify --ca pki/ca.crt --purpose server --host localhost pki/Jill.crt
+              securechannel serve --listen 127.0.0.1:8443 --cert pki/Jill.crt --key pki/Jill.key --ca pki/ca.crt --allow-cn Chris
+              securechannel send --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt "Hello Jill"
             """,
         version: "0.1.0",
-        subcommands: [CACommand.self, CertCommand.self]
+        subcommands: [CACommand.self, CertCommand.self, ServeCommand.self, SendCommand.self, DemoCommand.self]
     )
 
     /// Creates the root command (used by ArgumentParser).
@@ -41,6 +45,9 @@ public struct SecureChannelCommand: AsyncParsableCommand {
             return ExitStatus.failure
         } catch let failure as CertificateVerification.Failure {
             Console.error("error: \(failure.message)")
+            return ExitStatus.failure
+        } catch let error as ChannelError {
+            Console.error("error: \(error.message)")
             return ExitStatus.failure
         } catch let error as CLIError {
             Console.error("error: \(error.message)")

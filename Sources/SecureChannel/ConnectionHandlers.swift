@@ -1,0 +1,115 @@
+import Foundation
+import NIOCore
+import NIOSSL
+import NIOTLS
+
+/// Closes a connection whose TLS handshake does not finish in time (NIOSSL has no such option).
+final class HandshakeTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    private let timeout: TimeAmount
+    private let record: ConnectionRecord
+    private var task: Scheduled<Void>?
+
+    init(timeout: TimeAmount, record: ConnectionRecord) {
+        self.timeout = timeout
+        self.record = record
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { arm(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        arm(context)
+        context.fireChannelActive()
+    }
+
+    private func arm(_ context: ChannelHandlerContext) {
+        guard task == nil else { return }
+        let record = self.record, seconds = Double(timeout.nanoseconds) / 1e9
+        let channel = context.channel
+        task = context.eventLoop.scheduleTask(in: timeout) {
+            record.noteClose("handshake timeout: not finished within \(seconds.formatted()) s")
+            channel.close(promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event {
+            task?.cancel()
+            task = nil
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        task?.cancel()
+        context.fireChannelInactive()
+    }
+}
+
+/// Closes a connection after `IdleStateHandler` reports it idle.
+final class IdleCloseHandler: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+
+    private let record: ConnectionRecord
+    private let seconds: Double
+
+    init(record: ConnectionRecord, seconds: Double) {
+        self.record = record
+        self.seconds = seconds
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            record.noteClose("idle timeout: nothing for \(seconds.formatted()) s")
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// Completes the handshake promise, records the TLS version, and turns TLS errors into a close reason.
+final class HandshakeEventsHandler: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+
+    let record: ConnectionRecord
+    let handshake: EventLoopPromise<Void>
+    private var completed = false
+
+    init(record: ConnectionRecord, handshake: EventLoopPromise<Void>) {
+        self.record = record
+        self.handshake = handshake
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event {
+            record.tlsVersion = try? context.pipeline.syncOperations.nioSSL_tlsVersion()
+            completed = true
+            handshake.succeed()
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let reason = ErrorDescription.describe(error, record: record, handshakeCompleted: completed)
+        record.noteClose(reason)
+        if !completed {
+            completed = true
+            handshake.fail(ChannelError(ErrorDescription.code(error, record: record), reason))
+        }
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !completed {
+            completed = true
+            record.noteClose("closed before the handshake finished")
+            handshake.fail(ChannelError(.connectionClosed, record.closeReason ?? "connection closed"))
+        }
+        context.fireChannelInactive()
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOSSL
+
+/// What one connection learned and how it ended; shared between its handlers and its task.
+final class ConnectionRecord: Sendable {
+    private struct State {
+        var identity: PeerIdentity?
+        var cipher: UInt16?
+        var group: UInt16?
+        var tlsVersion: TLSVersion?
+        var closeReason: String?
+        var verificationFailure: String?
+        var busy = false
+        var messages = 0
+    }
+
+    private let state = NIOLockedValueBox(State())
+    /// The peer's address, as text.
+    let remote: String
+    /// When the connection was accepted.
+    let started = Date()
+
+    init(remote: SocketAddress?) {
+        if let remote, let ip = remote.ipAddress, let port = remote.port {
+            self.remote = remote.protocol == .inet6 ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+        } else {
+            self.remote = remote.map { "\($0)" } ?? "unknown"
+        }
+    }
+
+    var identity: PeerIdentity? {
+        get { state.withLockedValue { $0.identity } }
+        set { state.withLockedValue { $0.identity = newValue } }
+    }
+
+    var tlsVersion: TLSVersion? {
+        get { state.withLockedValue { $0.tlsVersion } }
+        set { state.withLockedValue { $0.tlsVersion = newValue } }
+    }
+
+    /// The first reason recorded wins: it is the cause, later ones are consequences.
+    var closeReason: String? { state.withLockedValue { $0.closeReason } }
+
+    func noteClose(_ reason: String) {
+        state.withLockedValue { if $0.closeReason == nil { $0.closeReason = reason } }
+    }
+
+    var verificationFailure: String? {
+        get { state.withLockedValue { $0.verificationFailure } }
+        set { state.withLockedValue { $0.verificationFailure = newValue } }
+    }
+
+    var busy: Bool {
+        get { state.withLockedValue { $0.busy } }
+        set { state.withLockedValue { $0.busy = newValue } }
+    }
+
+    var messages: Int { state.withLockedValue { $0.messages } }
+
+    func countMessage() { state.withLockedValue { $0.messages += 1 } }
+
+    func setNegotiated(cipher: UInt16, group: UInt16?) {
+        state.withLockedValue {
+            $0.cipher = cipher
+            $0.group = group
+        }
+    }
+
+    /// Negotiated parameters, once the handshake completed.
+    var session: SessionInfo {
+        state.withLockedValue {
+            SessionInfo(
+                tlsVersion: $0.tlsVersion?.displayName ?? "unknown",
+                cipherSuite: $0.cipher.map(TLSPolicy.cipherName) ?? "unknown",
+                keyExchangeGroup: $0.group.map(TLSPolicy.groupName))
+        }
+    }
+}
+
+/// The negotiated TLS parameters of a connection.
+public struct SessionInfo: Sendable, Hashable, Codable {
+    /// `TLSv1.3` or `TLSv1.2`.
+    public var tlsVersion: String
+    /// IANA name of the cipher suite.
+    public var cipherSuite: String
+    /// The key-exchange group (`X25519MLKEM768`, `X25519`, `P-256`), when the ServerHello names it.
+    public var keyExchangeGroup: String?
+
+    /// `TLSv1.3 TLS_AES_128_GCM_SHA256 X25519MLKEM768`.
+    public var summary: String {
+        [tlsVersion, cipherSuite, keyExchangeGroup].compactMap { $0 }.joined(separator: " ")
+    }
+}

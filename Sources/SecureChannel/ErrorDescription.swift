@@ -1,0 +1,71 @@
+import NIOCore
+import NIOSSL
+
+/// Turns TLS and socket errors into one-line reasons people can act on.
+enum ErrorDescription {
+    /// Alerts a server sends when it does not accept the client's certificate.
+    static let certificateAlerts: [(String, String)] = [
+        ("CERTIFICATE_REQUIRED", "it requires a client certificate"),
+        ("UNKNOWN_CA", "unknown CA"),
+        ("BAD_CERTIFICATE", "bad certificate"),
+        ("CERTIFICATE_EXPIRED", "certificate expired"),
+        ("CERTIFICATE_REVOKED", "certificate revoked"),
+        ("UNSUPPORTED_CERTIFICATE", "unsupported certificate (wrong purpose?)"),
+        ("CERTIFICATE_UNKNOWN", "certificate not accepted"),
+        ("ACCESS_DENIED", "access denied by its rules"),
+    ]
+
+    static func text(_ error: any Error) -> String {
+        if let error = error as? NIOSSLError, case .handshakeFailed(let inner) = error { return "\(inner)" }
+        return "\(error)"
+    }
+
+    /// The reason for logs and errors.
+    static func describe(_ error: any Error, record: ConnectionRecord, handshakeCompleted: Bool) -> String {
+        if let error = error as? ChannelError { return error.message }
+        if let failure = record.verificationFailure { return failure }
+        let text = text(error)
+        if text.contains("PEER_DID_NOT_RETURN_A_CERTIFICATE") || text.contains("NO_CERTIFICATE") {
+            return "handshake failed: no client certificate"
+        }
+        if text.contains("HTTP_REQUEST") || text.contains("HTTPS_PROXY_REQUEST") {
+            return "handshake failed: plaintext HTTP on the TLS port"
+        }
+        if text.contains("WRONG_VERSION_NUMBER") || text.contains("UNSUPPORTED_PROTOCOL") || text.contains("PROTOCOL_VERSION") {
+            return "handshake failed: unsupported TLS version or not TLS at all (\(shortCode(text)))"
+        }
+        if text.contains("NO_SHARED_CIPHER") || text.contains("NO_SHARED_GROUP") || text.contains("HANDSHAKE_FAILURE") {
+            return "handshake failed: no cipher suite or group in common (\(shortCode(text)))"
+        }
+        for (code, meaning) in certificateAlerts where text.contains(code) {
+            return "the peer rejected our certificate: \(meaning)"
+        }
+        if let error = error as? NIOSSLError, case .uncleanShutdown = error {
+            return handshakeCompleted ? "closed by peer without close_notify" : "handshake failed: peer closed the connection"
+        }
+        if let error = error as? IOError {
+            return "connection error: \(error.description)"
+        }
+        if text.contains("BAD_PACKET_LENGTH") || text.contains("RECORD_TOO_LARGE") || text.contains("DECODE_ERROR") {
+            return "handshake failed: garbage instead of TLS (\(shortCode(text)))"
+        }
+        return (handshakeCompleted ? "TLS error: " : "handshake failed: ") + shortCode(text)
+    }
+
+    /// The error code for a handshake failure.
+    static func code(_ error: any Error, record: ConnectionRecord) -> ChannelError.Code {
+        if let error = error as? ChannelError { return error.code }
+        if record.verificationFailure != nil { return .serverCertificateRejected }
+        let text = text(error)
+        if certificateAlerts.contains(where: { text.contains($0.0) }) { return .clientCertificateRejected }
+        return .handshakeFailed
+    }
+
+    /// BoringSSL's reason names, e.g. `TLSV1_ALERT_UNKNOWN_CA`, without the numeric prefixes.
+    static func shortCode(_ text: String) -> String {
+        let names = text.split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_") })
+            .filter { $0.count > 6 && $0.contains("_") && $0.uppercased() == $0 }
+        let unique = names.reduce(into: [Substring]()) { if !$0.contains($1) { $0.append($1) } }
+        return unique.isEmpty ? text : unique.joined(separator: ", ")
+    }
+}

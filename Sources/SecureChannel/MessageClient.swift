@@ -1,0 +1,186 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import SecureChannelPKI
+
+/// An mTLS client: verifies the server's certificate and name, presents our certificate, sends messages and
+/// returns the replies in order.
+public final class MessageClient: Sendable {
+    /// The server's verified identity.
+    public let server: PeerIdentity
+    /// Negotiated TLS parameters.
+    public let session: SessionInfo
+    private let channel: any Channel
+    private let replies: ReplyHandler
+    private let configuration: MessageClientConfiguration
+    private let record: ConnectionRecord
+
+    private init(channel: any Channel, replies: ReplyHandler, record: ConnectionRecord, configuration: MessageClientConfiguration,
+                 server: PeerIdentity) {
+        self.channel = channel
+        self.replies = replies
+        self.record = record
+        self.configuration = configuration
+        self.server = server
+        self.session = record.session
+    }
+
+    /// Connects, completes the handshake and verifies the server. Errors are one-line ``ChannelError``s.
+    public static func connect(
+        _ configuration: MessageClientConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> MessageClient {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        configuration.tls.apply(to: &tls)
+        tls.certificateChain = configuration.identity.nioChain.map { .certificate($0) }
+        tls.privateKey = .privateKey(configuration.identity.nioKey)
+        tls.trustRoots = .certificates(configuration.trust.nioCertificates)  // never the system roots
+        tls.certificateVerification = .noHostnameVerification  // the name is checked strictly by PeerVerifier
+        let context: NIOSSLContext
+        do {
+            context = try NIOSSLContext(configuration: tls)
+        } catch {
+            throw ChannelError(.configuration, "the TLS stack refused the client configuration: \(error)")
+        }
+        let name = configuration.expectedServerName
+        let isIP = (try? IssuanceRequest.ipBytes(name)) != nil
+        let verifier = PeerVerifier(trust: configuration.trust, purpose: .server, serverName: name, rules: nil)
+        let record = ConnectionRecord(remote: nil)
+        let timeout = configuration.timeout
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(timeout)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let pipeline = channel.pipeline.syncOperations
+                        let handler = try NIOSSLClientHandler(
+                            context: context, serverHostname: isIP ? nil : name,
+                            customVerificationCallback: verifier.callback(record: record))
+                        try pipeline.addHandler(HandshakeObserver(side: .client, record: record))
+                        try pipeline.addHandler(handler)
+                        try pipeline.addHandler(HandshakeEventsHandler(record: record, handshake: channel.eventLoop.makePromise()))
+                        try pipeline.addHandler(HandshakeTimeoutHandler(timeout: timeout, record: record))
+                        try configuration.framing.addHandlers(to: pipeline, maximumMessageBytes: configuration.maximumMessageBytes)
+                        try pipeline.addHandler(ReplyHandler(record: record))
+                    }
+                }
+                .connect(host: configuration.host, port: configuration.port).get()
+        } catch {
+            throw ChannelError(.connectionFailed, "cannot connect to \(configuration.host):\(configuration.port): \(connectText(error))")
+        }
+        let (handshake, replies) = try await channel.eventLoop.submit {
+            (try channel.pipeline.syncOperations.handler(type: HandshakeEventsHandler.self).handshake.futureResult,
+             try channel.pipeline.syncOperations.handler(type: ReplyHandler.self))
+        }.get()
+        do {
+            try await handshake.get()
+        } catch let error as ChannelError {
+            channel.close(promise: nil)
+            if let failure = record.verificationFailure {
+                throw ChannelError(.serverCertificateRejected, failure)
+            }
+            throw error
+        }
+        guard let server = record.identity else {
+            channel.close(promise: nil)
+            throw ChannelError(.serverCertificateRejected, record.verificationFailure ?? "server certificate not verified")
+        }
+        return MessageClient(channel: channel, replies: replies, record: record, configuration: configuration, server: server)
+    }
+
+    /// Sends one message and waits for its reply (at most the configured timeout).
+    public func send(_ message: ByteBuffer) async throws -> ByteBuffer {
+        if configuration.framing == .lines && message.readableBytesView.contains(UInt8(ascii: "\n")) {
+            throw ChannelError(.messageTooLong, "a message cannot contain a newline with --framing lines; use --framing length")
+        }
+        guard message.readableBytes <= configuration.maximumMessageBytes else {
+            throw ChannelError(.messageTooLong, "the message is \(message.readableBytes) bytes; the limit is \(configuration.maximumMessageBytes)")
+        }
+        let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
+        let framed = configuration.framing.frame(message, allocator: channel.allocator)
+        let channel = self.channel, replies = self.replies, record = self.record
+        channel.eventLoop.execute {
+            replies.enqueue(promise)
+            channel.writeAndFlush(framed, promise: nil)
+        }
+        let timeout = configuration.timeout
+        let timer = channel.eventLoop.scheduleTask(in: timeout) {
+            record.noteClose("no reply within \(Double(timeout.nanoseconds) / 1e9) s")
+            replies.failAll(ChannelError(.timeout, "no reply within \(Double(timeout.nanoseconds) / 1e9) s; is the server overloaded?"))
+            channel.close(promise: nil)
+        }
+        defer { timer.cancel() }
+        return try await promise.futureResult.get()
+    }
+
+    /// Sends a UTF-8 string and returns the reply as a string.
+    public func send(_ text: String) async throws -> String {
+        String(buffer: try await send(ByteBuffer(string: text)))
+    }
+
+    /// Closes the connection (with TLS close_notify).
+    public func close() async {
+        try? await channel.close()
+    }
+
+    static func connectText(_ error: any Error) -> String {
+        if let error = error as? IOError {
+            if error.errnoCode == ECONNREFUSED { return "connection refused (is the server running?)" }
+            return error.description
+        }
+        if error is ChannelError { return "\(error)" }
+        if "\(error)".contains("connectTimeout") { return "timed out" }
+        return "\(error)"
+    }
+}
+
+/// Matches replies to requests in order; fails every pending request with a clear reason when the connection
+/// breaks (including a TLS 1.3 rejection of our certificate, which only shows on the first read).
+final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+
+    // Only touched on the channel's event loop.
+    private var pending: [EventLoopPromise<ByteBuffer>] = []
+    private var failure: ChannelError?
+    private let record: ConnectionRecord
+
+    init(record: ConnectionRecord) {
+        self.record = record
+    }
+
+    func enqueue(_ promise: EventLoopPromise<ByteBuffer>) {
+        if let failure {
+            promise.fail(failure)
+        } else {
+            pending.append(promise)
+        }
+    }
+
+    func failAll(_ error: ChannelError) {
+        if failure == nil { failure = error }
+        let waiting = pending
+        pending = []
+        for promise in waiting { promise.fail(failure ?? error) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let reply = unwrapInboundIn(data)
+        guard !pending.isEmpty else { return }
+        pending.removeFirst().succeed(reply)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let reason = ErrorDescription.describe(error, record: record, handshakeCompleted: true)
+        let code: ChannelError.Code = reason.contains("rejected our certificate") ? .clientCertificateRejected : .connectionClosed
+        let text = code == .clientCertificateRejected ? reason.replacingOccurrences(of: "the peer rejected", with: "the server rejected") : reason
+        failAll(ChannelError(code, text))
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(ChannelError(.connectionClosed, "the server closed the connection before replying"))
+        context.fireChannelInactive()
+    }
+}

@@ -1,0 +1,251 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import ServiceLifecycle
+
+/// Replies to one message from a verified peer. The message excludes its framing; so must the reply.
+public typealias MessageHandler = @Sendable (ByteBuffer, PeerIdentity) async throws -> ByteBuffer
+
+/// An mTLS server: requires and verifies a client certificate, applies the access rules, then passes each
+/// message to the handler and sends its reply, in order. One failing client never affects another.
+///
+/// Run it as a ServiceLifecycle `Service`: graceful shutdown stops accepting, lets in-flight replies finish
+/// (bounded by the grace period) and closes the rest.
+public final class MessageServer: Service, Sendable {
+    /// The configuration it was created with.
+    public let configuration: MessageServerConfiguration
+    private let logger: Logger
+    private let handler: MessageHandler
+    private let group: any EventLoopGroup
+    private let sslContext: NIOSSLContext
+    private let verifier: PeerVerifier
+    private let bound: EventLoopPromise<SocketAddress>
+    private let state = NIOLockedValueBox(State())
+
+    private struct State {
+        var connections: [ObjectIdentifier: (channel: any Channel, record: ConnectionRecord)] = [:]
+        var draining = false
+    }
+
+    /// Creates a server; throws a one-line ``ChannelError`` for an unusable configuration.
+    public init(
+        configuration: MessageServerConfiguration, logger: Logger,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, handler: @escaping MessageHandler
+    ) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        self.logger = logger
+        self.handler = handler
+        self.group = group
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: configuration.identity.nioChain.map { .certificate($0) },
+            privateKey: .privateKey(configuration.identity.nioKey))
+        configuration.tls.apply(to: &tls)
+        tls.certificateVerification = .noHostnameVerification  // client certificate required; checked by PeerVerifier
+        tls.trustRoots = .certificates(configuration.trust.nioCertificates)  // never the system roots
+        tls.sendCANameList = true
+        do {
+            sslContext = try NIOSSLContext(configuration: tls)
+        } catch {
+            throw ChannelError(.configuration, "the TLS stack refused the server configuration: \(error)")
+        }
+        verifier = PeerVerifier(trust: configuration.trust, purpose: .client, serverName: nil, rules: configuration.rules)
+        bound = group.any().makePromise(of: SocketAddress.self)
+    }
+
+    /// The address the server listens on, once bound (port 0 resolved to the real port).
+    public func listeningAddress() async throws -> SocketAddress {
+        try await bound.futureResult.get()
+    }
+
+    /// Binds, accepts and serves until graceful shutdown or cancellation.
+    public func run() async throws {
+        let configuration = self.configuration
+        let serverChannel: NIOAsyncChannel<any Channel, Never>
+        do {
+            serverChannel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.autoRead, value: false)
+                .bind(host: configuration.host, port: configuration.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try self.initialize(channel)
+                        return channel
+                    }
+                }
+        } catch {
+            let failure = ChannelError(.configuration, "cannot listen on \(configuration.host):\(configuration.port): \(error)")
+            bound.fail(failure)
+            throw failure
+        }
+        guard let address = serverChannel.channel.localAddress else {
+            serverChannel.channel.close(promise: nil)
+            throw ChannelError(.configuration, "the listening socket has no address")
+        }
+        bound.succeed(address)
+        try await withGracefulShutdownHandler {
+            try await serverChannel.executeThenClose { inbound in
+                try await withThrowingDiscardingTaskGroup { tasks in
+                    for try await child in inbound {
+                        guard self.admit(child) else { continue }
+                        tasks.addTask { await self.serve(child) }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            self.beginShutdown(serverChannel.channel)
+        }
+    }
+
+    /// Builds a child pipeline; runs on the child's event loop.
+    private func initialize(_ channel: any Channel) throws {
+        let record = ConnectionRecord(remote: channel.remoteAddress)
+        let pipeline = channel.pipeline.syncOperations
+        let tlsHandler = NIOSSLServerHandler(context: sslContext, customVerificationCallback: verifier.callback(record: record))
+        try pipeline.addHandler(HandshakeObserver(side: .server, record: record))
+        try pipeline.addHandler(tlsHandler)
+        try pipeline.addHandler(HandshakeEventsHandler(record: record, handshake: channel.eventLoop.makePromise()))
+        try pipeline.addHandler(HandshakeTimeoutHandler(timeout: configuration.handshakeTimeout, record: record))
+        try pipeline.addHandler(IdleStateHandler(allTimeout: configuration.idleTimeout))
+        try pipeline.addHandler(IdleCloseHandler(record: record, seconds: Double(configuration.idleTimeout.nanoseconds) / 1e9))
+        try configuration.framing.addHandlers(to: pipeline, maximumMessageBytes: configuration.maximumMessageBytes)
+    }
+
+    /// Refuses a connection at once when the server is full or shutting down.
+    private func admit(_ channel: any Channel) -> Bool {
+        let (admitted, count, draining) = state.withLockedValue { state -> (Bool, Int, Bool) in
+            guard !state.draining, state.connections.count < configuration.maximumConnections else {
+                return (false, state.connections.count, state.draining)
+            }
+            state.connections[ObjectIdentifier(channel)] = (channel, ConnectionRecord(remote: nil))
+            return (true, state.connections.count, false)
+        }
+        if !admitted {
+            let peer = ConnectionRecord(remote: channel.remoteAddress).remote
+            let why = draining ? "server shutting down" : "over --max-connections (\(count) open)"
+            logger.warning("connection from \(peer) refused: \(why)", metadata: ["peer": "\(peer)", "event": "refused"])
+            channel.close(promise: nil)
+        }
+        return admitted
+    }
+
+    private func serve(_ channel: any Channel) async {
+        let key = ObjectIdentifier(channel)
+        defer { _ = state.withLockedValue { $0.connections.removeValue(forKey: key) } }
+        let async: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        let record: ConnectionRecord
+        let handshake: EventLoopFuture<Void>
+        do {
+            (async, record, handshake) = try await channel.eventLoop.submit {
+                let events = try channel.pipeline.syncOperations.handler(type: HandshakeEventsHandler.self)
+                let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                try channel.syncOptions?.setOption(.autoRead, value: true)
+                return (async, events.record, events.handshake.futureResult)
+            }.get()
+        } catch {
+            channel.close(promise: nil)
+            return
+        }
+        state.withLockedValue { $0.connections[key] = (channel, record) }
+        // Reads only flow while the inbound stream is iterated, so the loop starts at once; the TLS layer
+        // delivers no message before the handshake (and the verification that sets the identity) completed.
+        handshake.whenSuccess {
+            if let identity = record.identity { self.logConnected(record, identity: identity) }
+        }
+        do {
+            try await async.executeThenClose { inbound, outbound in
+                try await self.exchange(inbound: inbound, outbound: outbound, channel: channel, record: record)
+            }
+        } catch {
+            record.noteClose(ErrorDescription.describe(error, record: record, handshakeCompleted: record.identity != nil))
+        }
+        logEnded(record)
+    }
+
+    private func exchange(
+        inbound: NIOAsyncChannelInboundStream<ByteBuffer>, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
+        channel: any Channel, record: ConnectionRecord
+    ) async throws {
+        let framing = configuration.framing, limit = configuration.maximumMessageBytes
+        do {
+            for try await message in inbound {
+                guard let identity = record.identity else { throw ChannelError(.handshakeFailed, "no verified identity") }
+                guard message.readableBytes <= limit else {
+                    try await refuseTooLong(channel: channel, record: record)
+                    return
+                }
+                record.busy = true
+                let reply: ByteBuffer
+                do {
+                    reply = try await handler(message, identity)
+                } catch {
+                    logger.error("handler failed for \(record.remote): \(error)")
+                    reply = ByteBuffer(string: "ERR internal error")
+                }
+                try await outbound.write(framing.frame(reply, allocator: channel.allocator))
+                record.countMessage()
+                record.busy = false
+                if state.withLockedValue({ $0.draining }) {
+                    record.noteClose("server shutting down")
+                    return
+                }
+            }
+            record.noteClose("closed by peer")
+        } catch is ByteToMessageDecoderError.PayloadTooLargeError {
+            try await refuseTooLong(channel: channel, record: record)
+        }
+    }
+
+    /// Replies `ERR …` to an over-long message and closes: the write completes before the close.
+    private func refuseTooLong(channel: any Channel, record: ConnectionRecord) async throws {
+        let limit = configuration.maximumMessageBytes
+        record.noteClose("message too long: over \(limit) bytes")
+        let error = ByteBuffer(string: "ERR message too long: the limit is \(limit) bytes")
+        try await channel.writeAndFlush(configuration.framing.frame(error, allocator: channel.allocator)).get()
+    }
+
+    private func beginShutdown(_ serverChannel: any Channel) {
+        let idle = state.withLockedValue { state -> [any Channel] in
+            state.draining = true
+            return state.connections.values.filter { !$0.record.busy }.map(\.channel)
+        }
+        logger.info("shutting down: no new connections; \(idle.count) idle connection(s) closed, in-flight replies may finish")
+        serverChannel.close(promise: nil)
+        for channel in idle { channel.close(promise: nil) }
+        let grace = configuration.shutdownGracePeriod
+        serverChannel.eventLoop.scheduleTask(in: grace) { [self] in
+            let rest = state.withLockedValue { $0.connections.values.map(\.channel) }
+            for channel in rest { channel.close(promise: nil) }
+        }
+    }
+
+    private func logConnected(_ record: ConnectionRecord, identity: PeerIdentity) {
+        let session = record.session
+        logger.info(
+            "connection from \(record.remote): verified \(identity), \(session.summary)",
+            metadata: [
+                "event": "connected", "peer": "\(record.remote)", "subject": "\(identity.subject)",
+                "serial": "\(identity.serial)", "sans": "\(identity.alternativeNames.joined(separator: ","))",
+                "tls_version": "\(session.tlsVersion)", "cipher": "\(session.cipherSuite)",
+                "group": "\(session.keyExchangeGroup ?? "unknown")",
+            ])
+    }
+
+    private func logEnded(_ record: ConnectionRecord) {
+        let reason = record.closeReason ?? "closed"
+        let seconds = Date().timeIntervalSince(record.started)
+        let who = record.identity.map { " (\($0.subject))" } ?? ""
+        let text = "connection from \(record.remote)\(who) ended: \(reason); \(record.messages) message(s), \(String(format: "%.3f", seconds)) s"
+        let metadata: Logger.Metadata = [
+            "event": "ended", "peer": "\(record.remote)", "reason": "\(reason)", "messages": "\(record.messages)",
+        ]
+        if record.identity == nil {
+            logger.warning("\(text)", metadata: metadata)
+        } else {
+            logger.info("\(text)", metadata: metadata)
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import NIOCore
+
+/// Everything a ``MessageServer`` needs. A value type with secure defaults: TLS 1.3 only, client certificates
+/// required and verified against `trust` only, 64 KiB messages, bounded handshakes and idle time.
+public struct MessageServerConfiguration: Sendable {
+    /// Address to bind, e.g. `127.0.0.1` or `::`.
+    public var host: String
+    /// Port to bind; 0 picks a free one (read it back from ``MessageServer/listeningAddress()``).
+    public var port: Int
+    /// The server's certificate chain and key.
+    public var identity: TLSIdentity
+    /// The CA(s) client certificates must chain to.
+    public var trust: TrustAnchors
+    /// Which verified clients may connect. Must not be empty.
+    public var rules: AccessRules
+    /// TLS versions and parameters.
+    public var tls: TLSPolicy
+    /// Message framing.
+    public var framing: Framing
+    /// Largest message accepted; longer ones get an `ERR` reply and the connection is closed.
+    public var maximumMessageBytes: Int
+    /// Time allowed for the TLS handshake.
+    public var handshakeTimeout: TimeAmount
+    /// A connection with no traffic for this long is closed.
+    public var idleTimeout: TimeAmount
+    /// Connections beyond this many are refused at once.
+    public var maximumConnections: Int
+    /// How long in-flight replies may take to finish at shutdown.
+    public var shutdownGracePeriod: TimeAmount
+
+    /// A configuration with secure defaults.
+    public init(
+        host: String = "127.0.0.1", port: Int = 0, identity: TLSIdentity, trust: TrustAnchors, rules: AccessRules,
+        tls: TLSPolicy = .default, framing: Framing = .lines,
+        maximumMessageBytes: Int = Framing.defaultMaximumMessageBytes, handshakeTimeout: TimeAmount = .seconds(10),
+        idleTimeout: TimeAmount = .seconds(300), maximumConnections: Int = 1024, shutdownGracePeriod: TimeAmount = .seconds(5)
+    ) {
+        self.host = host
+        self.port = port
+        self.identity = identity
+        self.trust = trust
+        self.rules = rules
+        self.tls = tls
+        self.framing = framing
+        self.maximumMessageBytes = maximumMessageBytes
+        self.handshakeTimeout = handshakeTimeout
+        self.idleTimeout = idleTimeout
+        self.maximumConnections = maximumConnections
+        self.shutdownGracePeriod = shutdownGracePeriod
+    }
+
+    /// Throws a one-line error for an unusable configuration.
+    public func validate() throws {
+        guard !rules.isEmpty else {
+            throw ChannelError(.configuration,
+                "no client is allowed: give --allow-cn, --allow-dns or --allow-uri, or --allow-any-client to accept any client of the CA")
+        }
+        guard (0...65535).contains(port) else { throw ChannelError(.configuration, "port \(port) is out of range 0-65535") }
+        guard maximumMessageBytes > 0 else { throw ChannelError(.configuration, "--max-message-bytes must be positive") }
+        guard maximumConnections > 0 else { throw ChannelError(.configuration, "--max-connections must be positive") }
+        guard handshakeTimeout > .zero, idleTimeout > .zero else {
+            throw ChannelError(.configuration, "timeouts must be positive")
+        }
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import NIOCore
+import NIOSSL
+import SecureChannelPKI
+import X509
+
+/// Verifies the peer's certificate chain with SecureChannel's rules (swift-certificates' `Verifier` plus EKU,
+/// plus the name for servers, plus access rules for clients), replacing BoringSSL's verification so that the
+/// reason for a refusal can be logged precisely.
+struct PeerVerifier: Sendable {
+    let trust: TrustAnchors
+    let purpose: CertificatePurpose
+    /// For servers being verified by a client: the name the user asked for.
+    let serverName: String?
+    /// For clients being verified by a server.
+    let rules: AccessRules?
+
+    func callback(record: ConnectionRecord) -> NIOSSLCustomVerificationCallback {
+        { certificates, promise in
+            let ders: [[UInt8]]
+            do {
+                ders = try certificates.map { try $0.toDERBytes() }
+            } catch {
+                record.verificationFailure = "certificate rejected: unreadable certificate (\(error))"
+                promise.succeed(.failed)
+                return
+            }
+            promise.completeWithTask {
+                await verify(ders, record: record) ? .certificateVerified : .failed
+            }
+        }
+    }
+
+    func verify(_ ders: [[UInt8]], record: ConnectionRecord) async -> Bool {
+        let whose = purpose == .client ? "client" : "server"
+        let chain: [Certificate]
+        do {
+            chain = try ders.map { try Certificate(derEncoded: $0) }
+        } catch {
+            record.verificationFailure = "\(whose) certificate rejected: not valid X.509 (\(error))"
+            return false
+        }
+        guard let leaf = chain.first else {
+            record.verificationFailure = "\(whose) certificate rejected: no certificate"
+            return false
+        }
+        let identity = PeerIdentity(certificate: leaf)
+        do {
+            try await CertificateVerification.verify(chain: chain, roots: trust.certificates, purpose: purpose, host: serverName)
+        } catch {
+            record.verificationFailure = "\(whose) certificate rejected (\(identity.subject), serial \(identity.serial)): \(error.message)"
+            return false
+        }
+        if let rules, !rules.permits(identity) {
+            record.verificationFailure = "refused by rules: \(identity) is not allowed (allowed: \(rules.summary))"
+            return false
+        }
+        record.identity = identity
+        return true
+    }
+}

@@ -1,0 +1,60 @@
+import NIOSSL
+import SecureChannelPKI
+import X509
+
+/// Our own certificate chain and private key, checked to belong together.
+public struct TLSIdentity: Sendable {
+    /// Leaf first, then any intermediates.
+    public let chain: [Certificate]
+    let privateKey: Certificate.PrivateKey
+    let nioChain: [NIOSSLCertificate]
+    let nioKey: NIOSSLPrivateKey
+
+    /// The leaf certificate.
+    public var leaf: Certificate { chain[0] }
+
+    /// Builds an identity from parsed values; throws if the key does not belong to the leaf.
+    public init(chain: [Certificate], privateKey: Certificate.PrivateKey, source: String = "certificate") throws {
+        guard let leaf = chain.first else { throw ChannelError(.configuration, "\(source) holds no certificate") }
+        guard privateKey.publicKey == leaf.publicKey else {
+            throw ChannelError(.configuration, "the key does not belong to \(source); pass the key issued with this certificate")
+        }
+        self.chain = chain
+        self.privateKey = privateKey
+        do {
+            nioChain = try chain.map { try NIOSSLCertificate(bytes: CertificateIO.der($0), format: .der) }
+            nioKey = try NIOSSLPrivateKey(bytes: Array(PrivateKeyIO.pem(privateKey).utf8), format: .pem)
+        } catch {
+            throw ChannelError(.configuration, "the TLS stack cannot load \(source) (\(error))")
+        }
+    }
+
+    /// Reads `--cert` and `--key` files (PEM or DER; keys PKCS#8, encrypted PKCS#8, PKCS#1 or SEC1).
+    public static func load(certificateFile: String, keyFile: String, passphrase: [UInt8]? = nil) throws -> TLSIdentity {
+        let chain = try CertificateIO.parseCertificates(try SecureFile.read(certificateFile), source: certificateFile)
+        let key = try PrivateKeyIO.parse(try SecureFile.read(keyFile), passphrase: passphrase, source: keyFile)
+        guard key.publicKey == chain[0].publicKey else {
+            throw ChannelError(.configuration, "\(keyFile) does not belong to \(certificateFile); pass the key issued with this certificate")
+        }
+        return try TLSIdentity(chain: chain, privateKey: key, source: certificateFile)
+    }
+}
+
+/// The CA certificates a peer must chain to. Only these: never the system's roots.
+public struct TrustAnchors: Sendable {
+    /// The CA certificates.
+    public let certificates: [Certificate]
+    let nioCertificates: [NIOSSLCertificate]
+
+    /// Trusts exactly `certificates`.
+    public init(_ certificates: [Certificate]) throws {
+        guard !certificates.isEmpty else { throw ChannelError(.configuration, "no CA certificate given; pass --ca FILE") }
+        self.certificates = certificates
+        nioCertificates = try certificates.map { try NIOSSLCertificate(bytes: CertificateIO.der($0), format: .der) }
+    }
+
+    /// Reads a `--ca` file (PEM bundle or DER).
+    public static func load(file: String) throws -> TrustAnchors {
+        try TrustAnchors(CertificateIO.parseCertificates(try SecureFile.read(file), source: file))
+    }
+}

@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import SecureChannel
+
+/// `HOST:PORT`, with IPv6 in brackets (`[::1]:8443`).
+struct Endpoint: ExpressibleByArgument, CustomStringConvertible {
+    var host: String
+    var port: Int
+
+    init?(argument: String) {
+        guard let parsed = try? Endpoint.parse(argument) else { return nil }
+        self = parsed
+    }
+
+    init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    static func parse(_ text: String) throws -> Endpoint {
+        let host: Substring, portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                throw CLIError("'\(text)' is not HOST:PORT; write IPv6 as [::1]:8443")
+            }
+            host = text[text.index(after: text.startIndex)..<close]
+            portText = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { throw CLIError("'\(text)' is not HOST:PORT, e.g. 127.0.0.1:8443") }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else {
+            throw CLIError("'\(text)' is not HOST:PORT with a port from 0 to 65535")
+        }
+        return Endpoint(host: String(host), port: port)
+    }
+
+    static func display(_ address: SocketAddress) -> String {
+        let ip = address.ipAddress ?? "?"
+        let port = address.port ?? 0
+        return address.protocol == .inet6 ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+
+    var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    static var defaultCompletionKind: CompletionKind { .default }
+}
+
+/// `--cert`, `--key`, `--ca` and TLS options shared by `serve` and `send`.
+struct TLSFileOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Our certificate (PEM or DER; intermediates after the leaf).", valueName: "file"))
+    var cert: String
+
+    @Option(help: ArgumentHelp("Our private key (PKCS#8, PKCS#1 or SEC1; PEM or DER).", valueName: "file"))
+    var key: String
+
+    @Option(help: ArgumentHelp("The CA certificate(s) the peer must chain to. Only these are trusted.", valueName: "file"))
+    var ca: String
+
+    @Option(name: .customLong("tls-min"), help: ArgumentHelp("Oldest TLS version: 1.3 (default) or 1.2 (ECDHE AEAD suites only).", valueName: "version"))
+    var tlsMinimum: TLSPolicy.MinimumVersion = .tls13
+
+    @Option(help: "Message framing: lines (default) or length (4-byte big-endian length prefix).")
+    var framing: Framing = .lines
+
+    @Option(help: ArgumentHelp("Largest message in bytes.", valueName: "n"))
+    var maxMessageBytes: Int = Framing.defaultMaximumMessageBytes
+
+    func load() throws -> (TLSIdentity, TrustAnchors) {
+        (try TLSIdentity.load(certificateFile: cert, keyFile: key), try TrustAnchors.load(file: ca))
+    }
+}
+
+extension TLSPolicy.MinimumVersion: ExpressibleByArgument {}
+extension Framing: ExpressibleByArgument {}
+
+/// Seconds as a NIO `TimeAmount`.
+func timeAmount(seconds: Double) -> TimeAmount {
+    .nanoseconds(Int64(seconds * 1e9))
+}

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import SecureChannel
+import SecureChannelPKI
+import ServiceLifecycle
+
+/// `securechannel demo`: the whole exercise in one command.
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Run the whole story: Barry's CA, Jill's server, Chris's client, a message and its reply.",
+        discussion: """
+            Makes the CA and both certificates in a temporary folder (or --dir), starts Jill's server on
+            127.0.0.1 (a free port), has Chris send a message, prints the reply and what each side verified,
+            then stops the server.
+
+            EXAMPLE:
+              securechannel demo --message "Hello Jill"
+            """
+    )
+
+    @Option(help: ArgumentHelp("Folder for the CA and certificates (must not hold a CA yet; default: a temporary folder).", valueName: "dir"))
+    var dir: String?
+
+    @Option(help: "The message Chris sends.")
+    var message: String = "Hello Jill"
+
+    func run() async throws {
+        let temporary = dir == nil
+        let directory = dir ?? FileManager.default.temporaryDirectory.appendingPathComponent("securechannel-demo-\(UUID().uuidString.prefix(8))").path
+        defer { if temporary { try? FileManager.default.removeItem(atPath: directory) } }
+
+        let barry = try CertificateAuthority.create(directory: directory, name: "Barry")
+        Console.out("1. Barry, the CA:       \(barry.certificatePath)")
+        let jill = try barry.issue(.server(name: "Jill", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"]))
+        Console.out("2. Jill's server cert:  \(jill.certificatePath) (serverAuth; DNS:localhost, IP:127.0.0.1)")
+        let chris = try barry.issue(.client(name: "Chris"))
+        Console.out("3. Chris's client cert: \(chris.certificatePath) (clientAuth)")
+
+        let trust = try TrustAnchors([barry.certificate])
+        let seen = NIOLockedValueBox<PeerIdentity?>(nil)
+        var logger = Logger(label: "securechannel.demo") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = .warning
+        let server = try MessageServer(
+            configuration: MessageServerConfiguration(
+                host: "127.0.0.1", port: 0,
+                identity: try TLSIdentity.load(certificateFile: jill.certificatePath, keyFile: jill.keyPath),
+                trust: trust, rules: AccessRules(commonNames: ["Chris"])),
+            logger: logger
+        ) { message, peer in
+            seen.withLockedValue { $0 = peer }
+            return message
+        }
+        let services = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await services.run() }
+            let address = try await server.listeningAddress()
+            Console.out("4. Jill listening on \(Endpoint.display(address)): TLS 1.3 only, client certificate required, allows CN=Chris")
+            let client = try await MessageClient.connect(MessageClientConfiguration(
+                host: "127.0.0.1", port: address.port ?? 0, serverName: "localhost",
+                identity: try TLSIdentity.load(certificateFile: chris.certificatePath, keyFile: chris.keyPath), trust: trust))
+            Console.out("5. Chris -> Jill: \(message)")
+            let reply = try await client.send(message)
+            Console.out("6. Jill -> Chris: \(reply)")
+            await client.close()
+            Console.out("")
+            Console.out("Chris verified Jill: \(client.server) issued by \(client.server.issuer), name 'localhost' matches")
+            if let peer = seen.withLockedValue({ $0 }) {
+                Console.out("Jill verified Chris: \(peer) issued by \(peer.issuer), allowed by CN=Chris")
+            }
+            Console.out("TLS: \(client.session.tlsVersion), \(client.session.cipherSuite), key exchange \(client.session.keyExchangeGroup ?? "unknown")")
+            await services.triggerGracefulShutdown()
+            try await group.waitForAll()
+        }
+        Console.out("Jill's server stopped." + (temporary ? " (temporary files removed)" : " Files kept in \(directory)."))
+    }
+}

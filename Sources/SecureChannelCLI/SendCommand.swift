@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import SecureChannel
+
+/// `securechannel send`: the mTLS client.
+struct SendCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send",
+        abstract: "Connect to an mTLS server, send each message, print each reply.",
+        discussion: """
+            With no MESSAGE, sends each line of stdin (works in a pipe and interactively). The server's certificate
+            must chain to --ca and name --server-name (default: the host of --connect), strictly: an IP SAN matching
+            the address does not stand in for the name. Exits 0 only if every message got its reply.
+
+            EXAMPLES:
+              securechannel send --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt "Hello Jill"
+              printf 'one\\ntwo\\n' | securechannel send --connect 127.0.0.1:8443 --server-name localhost --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt
+            """
+    )
+
+    @Option(help: ArgumentHelp("Server address.", valueName: "host:port"))
+    var connect: Endpoint
+
+    @OptionGroup var files: TLSFileOptions
+
+    @Option(help: ArgumentHelp("Name the server certificate must carry (default: the host of --connect).", valueName: "name"))
+    var serverName: String?
+
+    @Option(help: ArgumentHelp("Seconds to wait for the connection and for each reply.", valueName: "seconds"))
+    var timeout: Double = 10
+
+    @Argument(help: "Messages to send; none: read lines from stdin.")
+    var messages: [String] = []
+
+    func validate() throws {
+        guard timeout > 0 else { throw ValidationError("--timeout must be a positive number of seconds") }
+    }
+
+    func run() async throws {
+        let (identity, trust) = try files.load()
+        let configuration = MessageClientConfiguration(
+            host: connect.host, port: connect.port, serverName: serverName, identity: identity, trust: trust,
+            tls: TLSPolicy(minimumVersion: files.tlsMinimum), framing: files.framing,
+            maximumMessageBytes: files.maxMessageBytes, timeout: timeAmount(seconds: timeout))
+        let client = try await MessageClient.connect(configuration)
+        do {
+            if messages.isEmpty {
+                while let line = readLine(strippingNewline: true) {
+                    Console.out(try await client.send(line))
+                }
+            } else {
+                for message in messages {
+                    Console.out(try await client.send(message))
+                }
+            }
+        } catch {
+            await client.close()
+            throw error
+        }
+        await client.close()
+    }
+}

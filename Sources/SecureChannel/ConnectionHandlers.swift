@@ -99,16 +99,24 @@ final class HandshakeEventsHandler: ChannelInboundHandler {
         record.noteClose(reason)
         if !completed {
             completed = true
-            handshake.fail(ChannelError(ErrorDescription.code(error, record: record), reason))
+            handshake.fail(SecureChannelError(ErrorDescription.code(error, record: record), reason))
         }
         context.fireErrorCaught(error)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        // A channel that never became active (connect failed) removes its handlers without channelInactive.
+        if !completed {
+            completed = true
+            handshake.fail(SecureChannelError(.connectionClosed, record.closeReason ?? "connection closed before the handshake"))
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         if !completed {
             completed = true
             record.noteClose("closed before the handshake finished")
-            handshake.fail(ChannelError(.connectionClosed, record.closeReason ?? "connection closed"))
+            handshake.fail(SecureChannelError(.connectionClosed, record.closeReason ?? "connection closed"))
         }
         context.fireChannelInactive()
     }

@@ -22,7 +22,7 @@ enum ErrorDescription {
 
     /// The reason for logs and errors.
     static func describe(_ error: any Error, record: ConnectionRecord, handshakeCompleted: Bool) -> String {
-        if let error = error as? ChannelError { return error.message }
+        if let error = error as? SecureChannelError { return error.message }
         if let failure = record.verificationFailure { return failure }
         let text = text(error)
         if text.contains("PEER_DID_NOT_RETURN_A_CERTIFICATE") || text.contains("NO_CERTIFICATE") {
@@ -53,8 +53,8 @@ enum ErrorDescription {
     }
 
     /// The error code for a handshake failure.
-    static func code(_ error: any Error, record: ConnectionRecord) -> ChannelError.Code {
-        if let error = error as? ChannelError { return error.code }
+    static func code(_ error: any Error, record: ConnectionRecord) -> SecureChannelError.Code {
+        if let error = error as? SecureChannelError { return error.code }
         if record.verificationFailure != nil { return .serverCertificateRejected }
         let text = text(error)
         if certificateAlerts.contains(where: { text.contains($0.0) }) { return .clientCertificateRejected }

@@ -27,7 +27,7 @@ public final class MessageClient: Sendable {
         self.session = record.session
     }
 
-    /// Connects, completes the handshake and verifies the server. Errors are one-line ``ChannelError``s.
+    /// Connects, completes the handshake and verifies the server. Errors are one-line ``SecureChannelError``s.
     public static func connect(
         _ configuration: MessageClientConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> MessageClient {
@@ -41,7 +41,7 @@ public final class MessageClient: Sendable {
         do {
             context = try NIOSSLContext(configuration: tls)
         } catch {
-            throw ChannelError(.configuration, "the TLS stack refused the client configuration: \(error)")
+            throw SecureChannelError(.configuration, "the TLS stack refused the client configuration: \(error)")
         }
         let name = configuration.expectedServerName
         let isIP = (try? IssuanceRequest.ipBytes(name)) != nil
@@ -68,7 +68,7 @@ public final class MessageClient: Sendable {
                 }
                 .connect(host: configuration.host, port: configuration.port).get()
         } catch {
-            throw ChannelError(.connectionFailed, "cannot connect to \(configuration.host):\(configuration.port): \(connectText(error))")
+            throw SecureChannelError(.connectionFailed, "cannot connect to \(configuration.host):\(configuration.port): \(connectText(error))")
         }
         let (handshake, replies) = try await channel.eventLoop.submit {
             (try channel.pipeline.syncOperations.handler(type: HandshakeEventsHandler.self).handshake.futureResult,
@@ -76,16 +76,16 @@ public final class MessageClient: Sendable {
         }.get()
         do {
             try await handshake.get()
-        } catch let error as ChannelError {
+        } catch let error as SecureChannelError {
             channel.close(promise: nil)
             if let failure = record.verificationFailure {
-                throw ChannelError(.serverCertificateRejected, failure)
+                throw SecureChannelError(.serverCertificateRejected, failure)
             }
             throw error
         }
         guard let server = record.identity else {
             channel.close(promise: nil)
-            throw ChannelError(.serverCertificateRejected, record.verificationFailure ?? "server certificate not verified")
+            throw SecureChannelError(.serverCertificateRejected, record.verificationFailure ?? "server certificate not verified")
         }
         return MessageClient(channel: channel, replies: replies, record: record, configuration: configuration, server: server)
     }
@@ -93,10 +93,10 @@ public final class MessageClient: Sendable {
     /// Sends one message and waits for its reply (at most the configured timeout).
     public func send(_ message: ByteBuffer) async throws -> ByteBuffer {
         if configuration.framing == .lines && message.readableBytesView.contains(UInt8(ascii: "\n")) {
-            throw ChannelError(.messageTooLong, "a message cannot contain a newline with --framing lines; use --framing length")
+            throw SecureChannelError(.messageTooLong, "a message cannot contain a newline with --framing lines; use --framing length")
         }
         guard message.readableBytes <= configuration.maximumMessageBytes else {
-            throw ChannelError(.messageTooLong, "the message is \(message.readableBytes) bytes; the limit is \(configuration.maximumMessageBytes)")
+            throw SecureChannelError(.messageTooLong, "the message is \(message.readableBytes) bytes; the limit is \(configuration.maximumMessageBytes)")
         }
         let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
         let framed = configuration.framing.frame(message, allocator: channel.allocator)
@@ -108,7 +108,7 @@ public final class MessageClient: Sendable {
         let timeout = configuration.timeout
         let timer = channel.eventLoop.scheduleTask(in: timeout) {
             record.noteClose("no reply within \(Double(timeout.nanoseconds) / 1e9) s")
-            replies.failAll(ChannelError(.timeout, "no reply within \(Double(timeout.nanoseconds) / 1e9) s; is the server overloaded?"))
+            replies.failAll(SecureChannelError(.timeout, "no reply within \(Double(timeout.nanoseconds) / 1e9) s; is the server overloaded?"))
             channel.close(promise: nil)
         }
         defer { timer.cancel() }
@@ -120,19 +120,23 @@ public final class MessageClient: Sendable {
         String(buffer: try await send(ByteBuffer(string: text)))
     }
 
+    /// Returns once the connection is closed, by either side.
+    public func waitUntilClosed() async {
+        try? await channel.closeFuture.get()
+    }
+
     /// Closes the connection (with TLS close_notify).
     public func close() async {
         try? await channel.close()
     }
 
     static func connectText(_ error: any Error) -> String {
-        if let error = error as? IOError {
-            if error.errnoCode == ECONNREFUSED { return "connection refused (is the server running?)" }
-            return error.description
-        }
-        if error is ChannelError { return "\(error)" }
-        if "\(error)".contains("connectTimeout") { return "timed out" }
-        return "\(error)"
+        let text = "\(error)"
+        if let error = error as? IOError, error.errnoCode == ECONNREFUSED { return "connection refused (is the server running?)" }
+        if text.contains("Connection refused") { return "connection refused (is the server running?)" }
+        if text.contains("connectTimeout") || text.contains("timed out") { return "timed out (is the address reachable?)" }
+        if text.contains("unknownHost") || text.contains("resolution") { return "cannot resolve the host name" }
+        return text
     }
 }
 
@@ -143,7 +147,7 @@ final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
 
     // Only touched on the channel's event loop.
     private var pending: [EventLoopPromise<ByteBuffer>] = []
-    private var failure: ChannelError?
+    private var failure: SecureChannelError?
     private let record: ConnectionRecord
 
     init(record: ConnectionRecord) {
@@ -158,7 +162,7 @@ final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    func failAll(_ error: ChannelError) {
+    func failAll(_ error: SecureChannelError) {
         if failure == nil { failure = error }
         let waiting = pending
         pending = []
@@ -173,14 +177,14 @@ final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         let reason = ErrorDescription.describe(error, record: record, handshakeCompleted: true)
-        let code: ChannelError.Code = reason.contains("rejected our certificate") ? .clientCertificateRejected : .connectionClosed
+        let code: SecureChannelError.Code = reason.contains("rejected our certificate") ? .clientCertificateRejected : .connectionClosed
         let text = code == .clientCertificateRejected ? reason.replacingOccurrences(of: "the peer rejected", with: "the server rejected") : reason
-        failAll(ChannelError(code, text))
+        failAll(SecureChannelError(code, text))
         context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        failAll(ChannelError(.connectionClosed, "the server closed the connection before replying"))
+        failAll(SecureChannelError(.connectionClosed, "the server closed the connection before replying"))
         context.fireChannelInactive()
     }
 }

@@ -30,7 +30,7 @@ public final class MessageServer: Service, Sendable {
         var draining = false
     }
 
-    /// Creates a server; throws a one-line ``ChannelError`` for an unusable configuration.
+    /// Creates a server; throws a one-line ``SecureChannelError`` for an unusable configuration.
     public init(
         configuration: MessageServerConfiguration, logger: Logger,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, handler: @escaping MessageHandler
@@ -50,7 +50,7 @@ public final class MessageServer: Service, Sendable {
         do {
             sslContext = try NIOSSLContext(configuration: tls)
         } catch {
-            throw ChannelError(.configuration, "the TLS stack refused the server configuration: \(error)")
+            throw SecureChannelError(.configuration, "the TLS stack refused the server configuration: \(error)")
         }
         verifier = PeerVerifier(trust: configuration.trust, purpose: .client, serverName: nil, rules: configuration.rules)
         bound = group.any().makePromise(of: SocketAddress.self)
@@ -77,13 +77,13 @@ public final class MessageServer: Service, Sendable {
                     }
                 }
         } catch {
-            let failure = ChannelError(.configuration, "cannot listen on \(configuration.host):\(configuration.port): \(error)")
+            let failure = SecureChannelError(.configuration, "cannot listen on \(configuration.host):\(configuration.port): \(error)")
             bound.fail(failure)
             throw failure
         }
         guard let address = serverChannel.channel.localAddress else {
             serverChannel.channel.close(promise: nil)
-            throw ChannelError(.configuration, "the listening socket has no address")
+            throw SecureChannelError(.configuration, "the listening socket has no address")
         }
         bound.succeed(address)
         try await withGracefulShutdownHandler {
@@ -172,7 +172,7 @@ public final class MessageServer: Service, Sendable {
         let framing = configuration.framing, limit = configuration.maximumMessageBytes
         do {
             for try await message in inbound {
-                guard let identity = record.identity else { throw ChannelError(.handshakeFailed, "no verified identity") }
+                guard let identity = record.identity else { throw SecureChannelError(.handshakeFailed, "no verified identity") }
                 guard message.readableBytes <= limit else {
                     try await refuseTooLong(channel: channel, record: record)
                     return

@@ -52,14 +52,14 @@ public struct MessageServerConfiguration: Sendable {
     /// Throws a one-line error for an unusable configuration.
     public func validate() throws {
         guard !rules.isEmpty else {
-            throw ChannelError(.configuration,
+            throw SecureChannelError(.configuration,
                 "no client is allowed: give --allow-cn, --allow-dns or --allow-uri, or --allow-any-client to accept any client of the CA")
         }
-        guard (0...65535).contains(port) else { throw ChannelError(.configuration, "port \(port) is out of range 0-65535") }
-        guard maximumMessageBytes > 0 else { throw ChannelError(.configuration, "--max-message-bytes must be positive") }
-        guard maximumConnections > 0 else { throw ChannelError(.configuration, "--max-connections must be positive") }
+        guard (0...65535).contains(port) else { throw SecureChannelError(.configuration, "port \(port) is out of range 0-65535") }
+        guard maximumMessageBytes > 0 else { throw SecureChannelError(.configuration, "--max-message-bytes must be positive") }
+        guard maximumConnections > 0 else { throw SecureChannelError(.configuration, "--max-connections must be positive") }
         guard handshakeTimeout > .zero, idleTimeout > .zero else {
-            throw ChannelError(.configuration, "timeouts must be positive")
+            throw SecureChannelError(.configuration, "timeouts must be positive")
         }
     }
 }

@@ -15,9 +15,9 @@ public struct TLSIdentity: Sendable {
 
     /// Builds an identity from parsed values; throws if the key does not belong to the leaf.
     public init(chain: [Certificate], privateKey: Certificate.PrivateKey, source: String = "certificate") throws {
-        guard let leaf = chain.first else { throw ChannelError(.configuration, "\(source) holds no certificate") }
+        guard let leaf = chain.first else { throw SecureChannelError(.configuration, "\(source) holds no certificate") }
         guard privateKey.publicKey == leaf.publicKey else {
-            throw ChannelError(.configuration, "the key does not belong to \(source); pass the key issued with this certificate")
+            throw SecureChannelError(.configuration, "the key does not belong to \(source); pass the key issued with this certificate")
         }
         self.chain = chain
         self.privateKey = privateKey
@@ -25,7 +25,7 @@ public struct TLSIdentity: Sendable {
             nioChain = try chain.map { try NIOSSLCertificate(bytes: CertificateIO.der($0), format: .der) }
             nioKey = try NIOSSLPrivateKey(bytes: Array(PrivateKeyIO.pem(privateKey).utf8), format: .pem)
         } catch {
-            throw ChannelError(.configuration, "the TLS stack cannot load \(source) (\(error))")
+            throw SecureChannelError(.configuration, "the TLS stack cannot load \(source) (\(error))")
         }
     }
 
@@ -34,7 +34,7 @@ public struct TLSIdentity: Sendable {
         let chain = try CertificateIO.parseCertificates(try SecureFile.read(certificateFile), source: certificateFile)
         let key = try PrivateKeyIO.parse(try SecureFile.read(keyFile), passphrase: passphrase, source: keyFile)
         guard key.publicKey == chain[0].publicKey else {
-            throw ChannelError(.configuration, "\(keyFile) does not belong to \(certificateFile); pass the key issued with this certificate")
+            throw SecureChannelError(.configuration, "\(keyFile) does not belong to \(certificateFile); pass the key issued with this certificate")
         }
         return try TLSIdentity(chain: chain, privateKey: key, source: certificateFile)
     }
@@ -48,7 +48,7 @@ public struct TrustAnchors: Sendable {
 
     /// Trusts exactly `certificates`.
     public init(_ certificates: [Certificate]) throws {
-        guard !certificates.isEmpty else { throw ChannelError(.configuration, "no CA certificate given; pass --ca FILE") }
+        guard !certificates.isEmpty else { throw SecureChannelError(.configuration, "no CA certificate given; pass --ca FILE") }
         self.certificates = certificates
         nioCertificates = try certificates.map { try NIOSSLCertificate(bytes: CertificateIO.der($0), format: .der) }
     }

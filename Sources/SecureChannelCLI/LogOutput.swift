@@ -9,7 +9,7 @@ enum LogFormat: String, ExpressibleByArgument, CaseIterable {
     func makeLogger(label: String, level: Logger.Level = .info) -> Logger {
         var logger: Logger
         switch self {
-        case .text: logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+        case .text: logger = Logger(label: label) { _ in TextLogHandler() }
         case .json: logger = Logger(label: label) { JSONLogHandler(label: $0) }
         }
         logger.logLevel = level
@@ -42,5 +42,21 @@ struct JSONLogHandler: LogHandler {
             return
         }
         FileHandle.standardError.write(data + Data("\n".utf8))
+    }
+}
+
+/// Writes `TIME LEVEL message` lines on stderr; the message already carries the details (metadata is for JSON).
+struct TextLogHandler: LogHandler {
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let line = "\(ISO8601DateFormatter().string(from: Date())) \(event.level.rawValue) \(event.message)\n"
+        FileHandle.standardError.write(Data(line.utf8))
     }
 }

@@ -46,7 +46,7 @@ public struct SecureChannelCommand: AsyncParsableCommand {
         } catch let failure as CertificateVerification.Failure {
             Console.error("error: \(failure.message)")
             return ExitStatus.failure
-        } catch let error as ChannelError {
+        } catch let error as SecureChannelError {
             Console.error("error: \(error.message)")
             return ExitStatus.failure
         } catch let error as CLIError {

@@ -1,6 +1,6 @@
 /// The one error type of the `SecureChannel` module: a stable code and a one-line message that says what is
 /// wrong and what to do.
-public struct ChannelError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct SecureChannelError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A stable identifier for the kind of failure.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         enum Backing: String, Sendable {

@@ -1,0 +1,82 @@
+import Foundation
+import Logging
+import NIOCore
+import SecureChannel
+import SecureChannelPKI
+import ServiceLifecycle
+import TestSupport
+import Testing
+
+/// Barry's CA with Jill (server) and Chris (client), generated at runtime.
+struct TestPKI {
+    let dir: TemporaryDirectory
+    let ca: CertificateAuthority
+    let trust: TrustAnchors
+
+    init(keyType: KeyType = .ecdsaP256) throws {
+        dir = try TemporaryDirectory()
+        ca = try CertificateAuthority.create(directory: dir.path, name: "Barry", keyType: keyType)
+        trust = try TrustAnchors([ca.certificate])
+        _ = try ca.issue(.server(name: "Jill", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], keyType: keyType))
+        _ = try ca.issue(.client(name: "Chris", keyType: keyType))
+    }
+
+    func identity(_ name: String) throws -> TLSIdentity {
+        try TLSIdentity.load(certificateFile: dir.file("\(name).crt"), keyFile: dir.file("\(name).key"))
+    }
+
+    /// Issues another client certificate, optionally in the past (for expired ones).
+    func client(_ name: String, now: Date = Date(), days: Int = 90, uris: [String] = []) throws -> TLSIdentity {
+        let issued = try ca.issue(.client(name: name, uris: uris, days: days), now: now)
+        return try TLSIdentity.load(certificateFile: issued.certificatePath, keyFile: issued.keyPath)
+    }
+
+    func cleanup() { dir.cleanup() }
+}
+
+/// A running server on 127.0.0.1 with a random port, stopped by `stop()`.
+struct RunningServer {
+    let server: MessageServer
+    let services: ServiceGroup
+    let task: Task<Void, any Error>
+    let port: Int
+
+    static func start(
+        _ pki: TestPKI, rules: AccessRules = .anyClient, configure: (inout MessageServerConfiguration) -> Void = { _ in },
+        handler: MessageHandler? = nil
+    ) async throws -> RunningServer {
+        var configuration = MessageServerConfiguration(identity: try pki.identity("Jill"), trust: pki.trust, rules: rules)
+        configure(&configuration)
+        var logger = Logger(label: "test.server")
+        logger.logLevel = .critical
+        let server = try MessageServer(configuration: configuration, logger: logger, handler: handler ?? { message, _ in message })
+        let services = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
+        let task = Task { try await services.run() }
+        let address = try await server.listeningAddress()
+        return RunningServer(server: server, services: services, task: task, port: try #require(address.port))
+    }
+
+    func clientConfiguration(_ identity: TLSIdentity, trust: TrustAnchors, serverName: String? = "localhost",
+                             framing: Framing = .lines) -> MessageClientConfiguration {
+        MessageClientConfiguration(host: "127.0.0.1", port: port, serverName: serverName, identity: identity, trust: trust,
+                                   framing: framing, timeout: .seconds(10))
+    }
+
+    func stop() async throws {
+        await services.triggerGracefulShutdown()
+        try await task.value
+    }
+}
+
+/// The `SecureChannelError` code a throwing body produced, or nil.
+func channelErrorCode(_ body: () async throws -> Void) async -> SecureChannelError.Code? {
+    do {
+        try await body()
+        return nil
+    } catch let error as SecureChannelError {
+        return error.code
+    } catch {
+        Issue.record("unexpected error type: \(error)")
+        return nil
+    }
+}

@@ -46,7 +46,7 @@ enum ErrorDescription {
         if let error = error as? IOError {
             return "connection error: \(error.description)"
         }
-        if text.contains("BAD_PACKET_LENGTH") || text.contains("RECORD_TOO_LARGE") || text.contains("DECODE_ERROR") {
+        if ["BAD_PACKET_LENGTH", "RECORD_TOO_LARGE", "DECODE_ERROR", "ENCRYPTED_LENGTH_TOO_LONG", "DATA_LENGTH_TOO_LONG"].contains(where: text.contains) {
             return "handshake failed: garbage instead of TLS (\(shortCode(text)))"
         }
         return (handshakeCompleted ? "TLS error: " : "handshake failed: ") + shortCode(text)

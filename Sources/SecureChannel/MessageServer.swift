@@ -26,7 +26,10 @@ public final class MessageServer: Service, Sendable {
     private let state = NIOLockedValueBox(State())
 
     private struct State {
+        /// Accepted connections being served.
         var connections: [ObjectIdentifier: (channel: any Channel, record: ConnectionRecord)] = [:]
+        /// Records of channels initialised but not yet served (TLS may already fail in between).
+        var initialized: [ObjectIdentifier: ConnectionRecord] = [:]
         var draining = false
     }
 
@@ -103,6 +106,7 @@ public final class MessageServer: Service, Sendable {
     /// Builds a child pipeline; runs on the child's event loop.
     private func initialize(_ channel: any Channel) throws {
         let record = ConnectionRecord(remote: channel.remoteAddress)
+        state.withLockedValue { $0.initialized[ObjectIdentifier(channel)] = record }
         let pipeline = channel.pipeline.syncOperations
         let tlsHandler = NIOSSLServerHandler(context: sslContext, customVerificationCallback: verifier.callback(record: record))
         try pipeline.addHandler(HandshakeObserver(side: .server, record: record))
@@ -116,11 +120,14 @@ public final class MessageServer: Service, Sendable {
 
     /// Refuses a connection at once when the server is full or shutting down.
     private func admit(_ channel: any Channel) -> Bool {
+        let key = ObjectIdentifier(channel)
         let (admitted, count, draining) = state.withLockedValue { state -> (Bool, Int, Bool) in
             guard !state.draining, state.connections.count < configuration.maximumConnections else {
+                state.initialized.removeValue(forKey: key)
                 return (false, state.connections.count, state.draining)
             }
-            state.connections[ObjectIdentifier(channel)] = (channel, ConnectionRecord(remote: nil))
+            let record = state.initialized.removeValue(forKey: key) ?? ConnectionRecord(remote: channel.remoteAddress)
+            state.connections[key] = (channel, record)
             return (true, state.connections.count, false)
         }
         if !admitted {
@@ -135,21 +142,23 @@ public final class MessageServer: Service, Sendable {
     private func serve(_ channel: any Channel) async {
         let key = ObjectIdentifier(channel)
         defer { _ = state.withLockedValue { $0.connections.removeValue(forKey: key) } }
+        guard let record = state.withLockedValue({ $0.connections[key]?.record }) else { return }
         let async: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-        let record: ConnectionRecord
         let handshake: EventLoopFuture<Void>
         do {
-            (async, record, handshake) = try await channel.eventLoop.submit {
+            (async, handshake) = try await channel.eventLoop.submit {
                 let events = try channel.pipeline.syncOperations.handler(type: HandshakeEventsHandler.self)
                 let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 try channel.syncOptions?.setOption(.autoRead, value: true)
-                return (async, events.record, events.handshake.futureResult)
+                return (async, events.handshake.futureResult)
             }.get()
         } catch {
+            // NIOSSL reads by itself during the handshake, so a bad client can fail before we got here.
+            record.noteClose("closed during the handshake")
             channel.close(promise: nil)
+            logEnded(record)
             return
         }
-        state.withLockedValue { $0.connections[key] = (channel, record) }
         // Reads only flow while the inbound stream is iterated, so the loop starts at once; the TLS layer
         // delivers no message before the handshake (and the verification that sets the identity) completed.
         handshake.whenSuccess {

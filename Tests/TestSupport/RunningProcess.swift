@@ -107,6 +107,11 @@ public struct ProcessEnded: Error, CustomStringConvertible {
     public let name: String
     /// Its output.
     public let output: String
+    /// Creates the error.
+    public init(name: String, output: String) {
+        self.name = name
+        self.output = output
+    }
     /// Explanation.
     public var description: String { "\(name) exited early; output: \(output.suffix(800))" }
 }

@@ -131,6 +131,11 @@ public struct TimedOut: Error, CustomStringConvertible {
     public let what: String
     /// The limit.
     public let seconds: Double
+    /// Creates the error.
+    public init(what: String, seconds: Double) {
+        self.what = what
+        self.seconds = seconds
+    }
     /// Explanation.
     public var description: String { "timed out after \(seconds) s: \(what)" }
 }

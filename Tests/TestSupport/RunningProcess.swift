@@ -1,30 +1,63 @@
 import Foundation
 
 /// A long-running child process (a server, an interactive client) whose output is read while it runs.
+///
+/// Spawned with posix_spawn and reaped with waitpid: Foundation's `Process` was seen to spin forever in
+/// `waitUntilExit` for a child (tshark) that had already exited.
 public final class RunningProcess: @unchecked Sendable {
-    let process = Process()
+    private let pid: pid_t
+    private let stdinWrite: Int32
+    private let lock = NSLock()
+    private var exitStatus: Int32?
+    private var inputClosed = false
     let directory: TemporaryDirectory
-    let stdinPipe = Pipe()
     /// A short name for messages.
     public let name: String
 
-    /// Starts `executable` with `arguments`; stdout and stderr go to files read by ``output()``.
+    /// Starts `executable` with `arguments`; stdout and stderr go to one file read by ``output()``.
     public init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
         directory = try TemporaryDirectory()
         name = (executable as NSString).lastPathComponent
-        let outPath = directory.file("out")
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        let outHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        process.executableURL = URL(fileURLWithPath: try executable.hasPrefix("/") ? executable : Tools.require(executable))
-        process.arguments = arguments
-        if let environment {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let path = try executable.hasPrefix("/") ? executable : Tools.require(executable)
+        var pipeFDs: [Int32] = [0, 0]
+        guard pipe(&pipeFDs) == 0 else { throw ProcessEnded(name: name, output: "pipe() failed") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, pipeFDs[0], 0)
+        posix_spawn_file_actions_addclose(&actions, pipeFDs[1])
+        posix_spawn_file_actions_addopen(&actions, 1, directory.file("out"), O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let env = ProcessInfo.processInfo.environment.merging(environment ?? [:]) { $1 }.map { "\($0.key)=\($0.value)" }
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
         }
-        process.standardOutput = outHandle
-        process.standardError = outHandle
-        process.standardInput = stdinPipe
-        try process.run()
-        try? outHandle.close()
+        FileManager.default.createFile(atPath: directory.file("out"), contents: nil)
+        // The calling thread (a concurrency pool thread) may block signals; the child must start with none blocked
+        // and default handlers, or SIGINT/SIGTERM would never reach it.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGCHLD] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var child: pid_t = 0
+        let result = posix_spawn(&child, path, &actions, &attributes, argv, envp)
+        close(pipeFDs[0])
+        guard result == 0 else {
+            close(pipeFDs[1])
+            throw ProcessEnded(name: name, output: "posix_spawn failed: \(String(cString: strerror(result)))")
+        }
+        pid = child
+        stdinWrite = pipeFDs[1]
     }
 
     /// Everything the process printed so far (stdout and stderr interleaved).
@@ -34,13 +67,38 @@ public final class RunningProcess: @unchecked Sendable {
 
     /// Writes to the process's stdin.
     public func send(_ text: String) {
-        stdinPipe.fileHandleForWriting.write(Data(text.utf8))
+        lock.lock()
+        defer { lock.unlock() }
+        guard !inputClosed else { return }
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { write(stdinWrite, $0.baseAddress, $0.count) }
     }
 
     /// Closes the process's stdin.
     public func closeInput() {
-        try? stdinPipe.fileHandleForWriting.close()
+        lock.lock()
+        defer { lock.unlock() }
+        if !inputClosed {
+            inputClosed = true
+            close(stdinWrite)
+        }
     }
+
+    /// Reaps the child if it exited; returns its status (or 128 + signal).
+    private func poll() -> Int32? {
+        lock.lock()
+        defer { lock.unlock() }
+        if let exitStatus { return exitStatus }
+        var status: Int32 = 0
+        let result = waitpid(pid, &status, WNOHANG)
+        guard result == pid else { return nil }
+        let signal = status & 0x7F
+        exitStatus = signal == 0 ? (status >> 8) & 0xFF : 128 + signal
+        return exitStatus
+    }
+
+    /// Whether it is still running.
+    public var isRunning: Bool { poll() == nil }
 
     /// Waits until the output matches `predicate`, the process exits, or the timeout passes; returns the output.
     @discardableResult
@@ -49,7 +107,7 @@ public final class RunningProcess: @unchecked Sendable {
         while true {
             let text = output()
             if predicate(text) { return text }
-            if !process.isRunning {
+            if !isRunning {
                 let final = output()
                 if predicate(final) { return final }
                 throw ProcessEnded(name: name, output: final)
@@ -62,31 +120,30 @@ public final class RunningProcess: @unchecked Sendable {
     /// Waits for the process to exit and returns its status.
     public func waitForExit(timeout: Double = 20) async throws -> Int32 {
         let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning {
+        while true {
+            if let status = poll() { return status }
             if Date() > deadline { throw TimedOut(what: "\(name) to exit", seconds: timeout) }
             try await Task.sleep(for: .milliseconds(20))  // polling a child process
         }
-        return process.terminationStatus
     }
-
-    /// Whether it is still running.
-    public var isRunning: Bool { process.isRunning }
 
     /// Sends a signal.
     public func signal(_ signal: Int32) {
-        kill(process.processIdentifier, signal)
+        if isRunning { kill(pid, signal) }
     }
 
-    /// Stops the process (SIGTERM, then SIGKILL) and removes its files.
+    /// Stops the process (SIGTERM, then SIGKILL after 3 s), reaps it and removes its files.
     public func stop() {
-        if process.isRunning {
-            process.terminate()
-            let deadline = Date().addingTimeInterval(3)
-            while process.isRunning && Date() < deadline { usleep(10_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        }
-        process.waitUntilExit()
         closeInput()
+        if isRunning {
+            kill(pid, SIGTERM)
+            let deadline = Date().addingTimeInterval(3)
+            while isRunning && Date() < deadline { usleep(10_000) }
+            if isRunning {
+                kill(pid, SIGKILL)
+                while isRunning { usleep(10_000) }
+            }
+        }
         directory.cleanup()
     }
 

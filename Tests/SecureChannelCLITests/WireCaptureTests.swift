@@ -1,0 +1,124 @@
+import Foundation
+import SecureChannelPKI
+import TestSupport
+import Testing
+
+/// Proof on the wire: a capture of loopback traffic while a unique marker crosses. Through SecureChannel the
+/// marker must be nowhere in the capture; through a plaintext echo (the control) it must be found, which shows the
+/// check itself can fail.
+@Suite("On the wire: tshark capture", .timeLimit(.minutes(3)),
+       .enabled(if: Tools.enabled("tshark") && (getuid() == 0 || Tools.interopRequired), "needs tshark and root to capture on lo"))
+struct WireCaptureTests {
+    /// Captures loopback traffic on `port` while `body` runs; returns the pcap path.
+    static func capture(port: Int, into dir: TemporaryDirectory, _ body: () async throws -> Void) async throws -> String {
+        let tshark = try Tools.require("tshark")
+        let file = dir.file("capture-\(port).pcap")
+        let capture = try RunningProcess(tshark, ["-i", "lo", "-f", "tcp port \(port)", "-w", file])
+        defer { capture.stop() }
+        // "Capturing on" is printed before dumpcap is live; "Capture started" once it is.
+        try await capture.waitForOutput { $0.contains("Capture started") }
+        try await body()
+        // dumpcap writes packets in batches and drops what it has not written when stopped: wait until the file
+        // holds packets and has stopped growing (bounded) before stopping it.
+        var last = -1
+        for _ in 0..<50 {
+            let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
+            if size > 400 && size == last { break }
+            last = size
+            try await Task.sleep(for: .milliseconds(200))  // polling the capture file's size
+        }
+        capture.signal(SIGINT)
+        _ = try await capture.waitForExit()
+        return file
+    }
+
+    /// The TCP payload of every stream in the capture, reassembled, as bytes.
+    static func streams(_ pcap: String) async throws -> [UInt8] {
+        let tshark = try Tools.require("tshark")
+        let list = try await Tools.run(tshark, ["-r", pcap, "-T", "fields", "-e", "tcp.stream"])
+        let ids = Set(list.stdout.split(separator: "\n").map(String.init))
+        var bytes: [UInt8] = []
+        for id in ids.sorted() {
+            let follow = try await Tools.run(tshark, ["-r", pcap, "-q", "-z", "follow,tcp,raw,\(id)"])
+            for line in follow.stdout.split(separator: "\n") {
+                let hex = line.trimmingCharacters(in: .whitespaces)
+                guard !hex.isEmpty, hex.allSatisfy(\.isHexDigit), hex.count % 2 == 0 else { continue }
+                var index = hex.startIndex
+                while index < hex.endIndex {
+                    let next = hex.index(index, offsetBy: 2)
+                    bytes.append(UInt8(hex[index..<next], radix: 16)!)
+                    index = next
+                }
+            }
+        }
+        return bytes
+    }
+
+    static func contains(_ haystack: [UInt8], _ needle: String) -> Bool {
+        let pattern = Array(needle.utf8)
+        guard haystack.count >= pattern.count else { return false }
+        return (0...(haystack.count - pattern.count)).contains { haystack[$0..<($0 + pattern.count)].elementsEqual(pattern) }
+    }
+
+    @Test("the marker never appears in a capture of send → serve; the handshake is TLS 1.3 with X25519MLKEM768")
+    func encrypted() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        try await CLI.barryJillChris(in: dir.path)
+        let server = try await ServerProcess.start(dir: dir.path)
+        defer { server.stop() }
+        let marker = "MARKER-\(UUID().uuidString)"
+        let pcap = try await Self.capture(port: server.port, into: dir) {
+            let result = try await server.send(dir.path, [marker, marker])
+            #expect(result.stdout == "\(marker)\n\(marker)\n")
+            try await server.process.waitForOutput { $0.contains("ended: closed by peer") }
+        }
+        let raw = try SecureFile.read(pcap)
+        let reassembled = try await Self.streams(pcap)
+        #expect(reassembled.count > 1000, "the capture saw the TLS traffic (pcap \(raw.count) bytes)")
+        #expect(!Self.contains(raw, marker))
+        #expect(!Self.contains(reassembled, marker))
+        #expect(!Self.contains(reassembled, String(marker.prefix(12))))
+
+        let tshark = try Tools.require("tshark")
+        let hello = try await Tools.run(tshark, ["-r", pcap, "-d", "tcp.port==\(server.port),tls", "-Y", "tls.handshake.type == 2", "-T", "fields",
+                                                 "-e", "tls.handshake.extensions.supported_version", "-e", "tls.handshake.extensions_key_share_group"])
+        #expect(hello.stdout.contains("0x0304"), "ServerHello: \(hello.stdout)")
+        #expect(hello.stdout.lowercased().contains("0x11ec") || hello.stdout.contains("4588"), "key share group: \(hello.stdout)")
+    }
+
+    @Test("control: the same capture around a plaintext TCP echo finds the marker", .enabled(if: Tools.enabled("python3"), "needs python3"))
+    func plaintextControl() async throws {
+        let python = try Tools.require("python3")
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let echo = try RunningProcess(python, ["-u", "-c", """
+            import socket
+            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+            print("PORT:%d" % s.getsockname()[1], flush=True)
+            c, _ = s.accept()
+            while True:
+                data = c.recv(4096)
+                if not data: break
+                c.sendall(data)
+            c.close()
+            """])
+        defer { echo.stop() }
+        try await echo.waitForOutput { $0.contains("PORT:") }
+        let port = try #require(echo.port(after: "PORT"))
+        let marker = "MARKER-\(UUID().uuidString)"
+        let pcap = try await Self.capture(port: port, into: dir) {
+            let client = try await Tools.run(python, ["-c", """
+                import socket, sys
+                c = socket.create_connection(("127.0.0.1", \(port)))
+                c.sendall(sys.argv[1].encode() + b"\\n")
+                print(c.recv(4096).decode().strip())
+                c.close()
+                """, marker])
+            #expect(client.stdout.contains(marker))
+            _ = try await echo.waitForExit()
+        }
+        #expect(Self.contains(try SecureFile.read(pcap), marker))
+        #expect(Self.contains(try await Self.streams(pcap), marker))
+    }
+}

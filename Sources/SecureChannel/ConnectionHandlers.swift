@@ -78,16 +78,25 @@ final class HandshakeEventsHandler: ChannelInboundHandler {
 
     let record: ConnectionRecord
     let handshake: EventLoopPromise<Void>
+    /// When set, the idle timer starts once the handshake completed (the handshake has its own timeout).
+    let idleTimeout: TimeAmount?
     private var completed = false
 
-    init(record: ConnectionRecord, handshake: EventLoopPromise<Void>) {
+    init(record: ConnectionRecord, handshake: EventLoopPromise<Void>, idleTimeout: TimeAmount? = nil) {
         self.record = record
         self.handshake = handshake
+        self.idleTimeout = idleTimeout
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSUserEvent.handshakeCompleted = event {
             record.tlsVersion = try? context.pipeline.syncOperations.nioSSL_tlsVersion()
+            if let idleTimeout {
+                let seconds = Double(idleTimeout.nanoseconds) / 1e9
+                try? context.pipeline.syncOperations.addHandlers(
+                    [IdleStateHandler(allTimeout: idleTimeout), IdleCloseHandler(record: record, seconds: seconds)],
+                    position: .after(self))
+            }
             completed = true
             handshake.succeed()
         }

@@ -111,10 +111,9 @@ public final class MessageServer: Service, Sendable {
         let tlsHandler = NIOSSLServerHandler(context: sslContext, customVerificationCallback: verifier.callback(record: record))
         try pipeline.addHandler(HandshakeObserver(side: .server, record: record))
         try pipeline.addHandler(tlsHandler)
-        try pipeline.addHandler(HandshakeEventsHandler(record: record, handshake: channel.eventLoop.makePromise()))
+        try pipeline.addHandler(HandshakeEventsHandler(record: record, handshake: channel.eventLoop.makePromise(),
+                                                       idleTimeout: configuration.idleTimeout))
         try pipeline.addHandler(HandshakeTimeoutHandler(timeout: configuration.handshakeTimeout, record: record))
-        try pipeline.addHandler(IdleStateHandler(allTimeout: configuration.idleTimeout))
-        try pipeline.addHandler(IdleCloseHandler(record: record, seconds: Double(configuration.idleTimeout.nanoseconds) / 1e9))
         try configuration.framing.addHandlers(to: pipeline, maximumMessageBytes: configuration.maximumMessageBytes)
     }
 

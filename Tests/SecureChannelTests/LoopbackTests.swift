@@ -174,7 +174,7 @@ struct LoopbackTests {
     func idleTimeout() async throws {
         let pki = try TestPKI()
         defer { pki.cleanup() }
-        let server = try await RunningServer.start(pki) { $0.idleTimeout = .milliseconds(300) }
+        let server = try await RunningServer.start(pki) { $0.idleTimeout = .seconds(1) }
         let client = try await MessageClient.connect(server.clientConfiguration(try pki.identity("Chris"), trust: pki.trust))
         #expect(try await client.send("hi") == "hi")
         // Send nothing more: the server must close the connection (the suite's time limit fails the test otherwise).

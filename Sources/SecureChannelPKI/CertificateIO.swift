@@ -6,13 +6,7 @@ import X509
 public enum CertificateIO {
     /// Every certificate in a PEM bundle, or the single certificate of a DER file.
     public static func parseCertificates(_ bytes: [UInt8], source: String) throws -> [Certificate] {
-        if let text = String(bytes: bytes, encoding: .utf8), text.contains("-----BEGIN") {
-            let documents: [PEMDocument]
-            do {
-                documents = try PEMDocument.parseMultiple(pemString: text)
-            } catch {
-                throw PKIError.malformed("\(source): the PEM data is corrupt or truncated; restore the file from its source")
-            }
+        if let documents = try PEMFile.documents(bytes, source: source) {
             let certificates = documents.filter { $0.discriminator == "CERTIFICATE" || $0.discriminator == "TRUSTED CERTIFICATE" }
             if certificates.isEmpty {
                 if documents.contains(where: { $0.discriminator.hasSuffix("PRIVATE KEY") }) {

@@ -1,5 +1,5 @@
 import Foundation
-import X509
+@_spi(FixedExpiryValidationTime) import X509
 
 /// Verifies a certificate against a set of CA certificates and says precisely why it fails.
 public enum CertificateVerification {
@@ -65,7 +65,7 @@ public enum CertificateVerification {
             throw Failure(reason: .wrongPurpose, message: problem)
         }
         var verifier = Verifier(rootCertificates: CertificateStore(roots)) {
-            RFC5280Policy(validationTime: time)
+            RFC5280Policy(fixedExpiryValidationTime: time)
             if let purpose { PurposePolicy(purpose) }
         }
         let validated: [Certificate]
@@ -82,7 +82,7 @@ public enum CertificateVerification {
             // The chain already passed RFC 5280 above, so a failure of this run is the name alone. (RFC5280Policy
             // stays in so that the leaf's critical extensions count as handled.)
             var identity = Verifier(rootCertificates: CertificateStore(roots)) {
-                RFC5280Policy(validationTime: time)
+                RFC5280Policy(fixedExpiryValidationTime: time)
                 ServerIdentityPolicy(serverHostname: isIP ? nil : host, serverIP: isIP ? host : nil)
             }
             if case .couldNotValidate = await identity.validate(leaf: leaf, intermediates: CertificateStore(intermediates)) {

@@ -39,13 +39,7 @@ public struct FileDescription: Codable, Sendable, Equatable {
     public init(bytes: [UInt8], source: String, passphrase: [UInt8]? = nil, now: Date = Date()) throws {
         certificates = []
         keys = []
-        if let text = String(bytes: bytes, encoding: .utf8), text.contains("-----BEGIN") {
-            let documents: [PEMDocument]
-            do {
-                documents = try PEMDocument.parseMultiple(pemString: text)
-            } catch {
-                throw PKIError.malformed("\(source): the PEM data is corrupt or truncated; restore the file from its source")
-            }
+        if let documents = try PEMFile.documents(bytes, source: source) {
             for document in documents {
                 switch document.discriminator {
                 case "CERTIFICATE", "TRUSTED CERTIFICATE":

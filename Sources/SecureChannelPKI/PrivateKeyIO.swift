@@ -12,13 +12,7 @@ import _CryptoExtras
 public enum PrivateKeyIO {
     /// Parses a private key from file contents. `passphrase` is needed only for an encrypted key.
     public static func parse(_ bytes: [UInt8], passphrase: [UInt8]? = nil, source: String) throws -> Certificate.PrivateKey {
-        if let text = String(bytes: bytes, encoding: .utf8), text.contains("-----BEGIN") {
-            let documents: [PEMDocument]
-            do {
-                documents = try PEMDocument.parseMultiple(pemString: text)
-            } catch {
-                throw PKIError.malformed("\(source): the PEM data is corrupt or truncated; restore the file or re-export the key")
-            }
+        if let documents = try PEMFile.documents(bytes, source: source) {
             let keyDocuments = documents.filter { $0.discriminator.hasSuffix("PRIVATE KEY") }
             guard let document = keyDocuments.first else {
                 let found = documents.map(\.discriminator).joined(separator: ", ")

@@ -134,20 +134,15 @@ struct ChannelInteropTests {
     @Test("certificates made by the openssl CLI (RSA and EC) work with serve and send",
           .enabled(if: Tools.enabled("openssl"), "needs openssl"), arguments: ["rsa:2048", "ec"])
     func opensslMadeCertificates(algorithm: String) async throws {
-        let openssl = try Tools.require("openssl")
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
-        func sh(_ arguments: [String]) async throws {
-            let result = try await Tools.run(openssl, arguments)
-            #expect(result.status == 0, "openssl \(arguments.joined(separator: " ")): \(result.stderr)")
-        }
         let newkey = algorithm == "ec" ? ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] : ["-newkey", algorithm]
-        try await sh(["req", "-x509", "-nodes", "-keyout", dir.file("ca.key"), "-out", dir.file("ca.crt"), "-days", "30", "-subj", "/CN=Barry"] + newkey)
+        try await OpenSSL.run(["req", "-x509", "-nodes", "-keyout", dir.file("ca.key"), "-out", dir.file("ca.crt"), "-days", "30", "-subj", "/CN=Barry"] + newkey)
         try SecureFile.write("subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n", to: dir.file("server.ext"), mode: 0o644)
         try SecureFile.write("extendedKeyUsage=clientAuth\n", to: dir.file("client.ext"), mode: 0o644)
         for (name, ext) in [("Jill", "server.ext"), ("Chris", "client.ext")] {
-            try await sh(["req", "-new", "-nodes", "-keyout", dir.file("\(name).key"), "-out", dir.file("\(name).csr"), "-subj", "/CN=\(name)"] + newkey)
-            try await sh(["x509", "-req", "-in", dir.file("\(name).csr"), "-CA", dir.file("ca.crt"), "-CAkey", dir.file("ca.key"),
+            try await OpenSSL.run(["req", "-new", "-nodes", "-keyout", dir.file("\(name).key"), "-out", dir.file("\(name).csr"), "-subj", "/CN=\(name)"] + newkey)
+            try await OpenSSL.run(["x509", "-req", "-in", dir.file("\(name).csr"), "-CA", dir.file("ca.crt"), "-CAkey", dir.file("ca.key"),
                           "-days", "10", "-extfile", dir.file(ext), "-out", dir.file("\(name).crt")])
         }
         let server = try await ServerProcess.start(dir: dir.path, extra: ["--allow-cn", "Chris"])

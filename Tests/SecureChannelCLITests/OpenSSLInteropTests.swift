@@ -82,28 +82,23 @@ struct OpenSSLInteropTests {
 
     @Test("cert inspect and cert verify read what OpenSSL makes")
     func readsOpenSSLFiles() async throws {
-        let openssl = try Tools.require("openssl")
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
-        func sh(_ arguments: [String]) async throws {
-            let result = try await Tools.run(openssl, arguments)
-            #expect(result.status == 0, "openssl \(arguments.joined(separator: " ")): \(result.stderr)")
-        }
         // An OpenSSL CA, and a server certificate it signs, the way the original exercise made them.
-        try await sh(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir.file("barry.key"), "-out", dir.file("barry.crt"),
+        try await OpenSSL.run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir.file("barry.key"), "-out", dir.file("barry.crt"),
                       "-days", "30", "-subj", "/CN=Barry OpenSSL"])
-        try await sh(["ecparam", "-name", "prime256v1", "-genkey", "-out", dir.file("jill-sec1.key")])
-        try await sh(["req", "-new", "-key", dir.file("jill-sec1.key"), "-subj", "/CN=Jill", "-out", dir.file("jill.csr")])
+        try await OpenSSL.run(["ecparam", "-name", "prime256v1", "-genkey", "-out", dir.file("jill-sec1.key")])
+        try await OpenSSL.run(["req", "-new", "-key", dir.file("jill-sec1.key"), "-subj", "/CN=Jill", "-out", dir.file("jill.csr")])
         try SecureFile.write("subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n",
                              to: dir.file("ext.cnf"), mode: 0o644)
-        try await sh(["x509", "-req", "-in", dir.file("jill.csr"), "-CA", dir.file("barry.crt"), "-CAkey", dir.file("barry.key"),
+        try await OpenSSL.run(["x509", "-req", "-in", dir.file("jill.csr"), "-CA", dir.file("barry.crt"), "-CAkey", dir.file("barry.key"),
                       "-days", "10", "-extfile", dir.file("ext.cnf"), "-out", dir.file("jill.crt")])
-        try await sh(["x509", "-in", dir.file("jill.crt"), "-outform", "DER", "-out", dir.file("jill.der")])
-        try await sh(["genrsa", "-traditional", "-out", dir.file("pkcs1.key"), "2048"])
-        try await sh(["pkcs8", "-topk8", "-in", dir.file("jill-sec1.key"), "-v2", "aes-256-cbc", "-passout", "pass:pw", "-out", dir.file("enc.key")])
-        try await sh(["pkcs8", "-topk8", "-nocrypt", "-in", dir.file("pkcs1.key"), "-out", dir.file("pkcs8.key")])
-        try await sh(["pkey", "-in", dir.file("pkcs1.key"), "-outform", "DER", "-out", dir.file("pkcs8.der")])
-        try await sh(["x509", "-req", "-in", dir.file("jill.csr"), "-signkey", dir.file("jill-sec1.key"), "-days", "5", "-out", dir.file("v1.crt")])
+        try await OpenSSL.run(["x509", "-in", dir.file("jill.crt"), "-outform", "DER", "-out", dir.file("jill.der")])
+        try await OpenSSL.run(["genrsa", "-traditional", "-out", dir.file("pkcs1.key"), "2048"])
+        try await OpenSSL.run(["pkcs8", "-topk8", "-in", dir.file("jill-sec1.key"), "-v2", "aes-256-cbc", "-passout", "pass:pw", "-out", dir.file("enc.key")])
+        try await OpenSSL.run(["pkcs8", "-topk8", "-nocrypt", "-in", dir.file("pkcs1.key"), "-out", dir.file("pkcs8.key")])
+        try await OpenSSL.run(["pkey", "-in", dir.file("pkcs1.key"), "-outform", "DER", "-out", dir.file("pkcs8.der")])
+        try await OpenSSL.run(["x509", "-req", "-in", dir.file("jill.csr"), "-signkey", dir.file("jill-sec1.key"), "-days", "5", "-out", dir.file("v1.crt")])
         try SecureFile.write("pw\n", to: dir.file("pw"), mode: 0o600)
 
         try await CLI.ok(["cert", "verify", "--ca", dir.file("barry.crt"), "--purpose", "server", "--host", "localhost", dir.file("jill.crt")])

@@ -35,7 +35,7 @@ public final class RunningProcess: @unchecked Sendable {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
-        FileManager.default.createFile(atPath: directory.file("out"), contents: nil)
+        _ = FileManager.default.createFile(atPath: directory.file("out"), contents: nil)
         // The calling thread (a concurrency pool thread) may block signals; the child must start with none blocked
         // and default handlers, or SIGINT/SIGTERM would never reach it.
         var attributes = posix_spawnattr_t()

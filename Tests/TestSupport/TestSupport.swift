@@ -83,9 +83,9 @@ public enum Tools {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
         let outPath = directory.file("stdout"), errPath = directory.file("stderr"), inPath = directory.file("stdin")
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
-        FileManager.default.createFile(atPath: inPath, contents: Data((stdin ?? "").utf8))
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: inPath, contents: Data((stdin ?? "").utf8))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try executable.hasPrefix("/") ? executable : require(executable))
         process.arguments = arguments

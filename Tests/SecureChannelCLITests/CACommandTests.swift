@@ -33,6 +33,11 @@ struct CACommandTests {
         for word in ["CN=Jill", "CN=Barry", "DNS:localhost", "serverAuth", "digitalSignature", "CA:FALSE", "ECDSA P-256", "SHA-256 fingerprint", "days left"] {
             #expect(inspect.stdout.contains(word), "missing \(word)")
         }
+        let bundle = try SecureFile.read("\(pki)/Jill.crt") + SecureFile.read("\(pki)/ca.crt")
+        try SecureFile.write(bundle, to: dir.file("chain.pem"), mode: 0o644)
+        let chain = try await CLI.ok(["cert", "inspect", dir.file("chain.pem")])
+        #expect(chain.stdout.contains("Certificate 1 of 2") && chain.stdout.contains("Certificate 2 of 2"))
+        #expect(chain.stdout.contains("CA:TRUE, pathlen:0") && chain.stdout.contains("keyCertSign"))
         let ok = try await CLI.ok(["cert", "verify", "--ca", "\(pki)/ca.crt", "--purpose", "server", "--host", "localhost", "\(pki)/Jill.crt"])
         #expect(ok.stdout == "OK\n")
         try await CLI.ok(["cert", "verify", "--ca", "\(pki)/ca.crt", "--purpose", "client", "--key", "\(pki)/Chris.key", "\(pki)/Chris.crt"])

@@ -17,7 +17,8 @@ struct CertInspectCommand: AsyncParsableCommand {
         commandName: "inspect",
         abstract: "Show a certificate: names, validity, usages, key, fingerprint (every certificate of a chain).",
         discussion: """
-            Reads PEM or DER; certificates (v1 and v3) and private keys (PKCS#8, encrypted PKCS#8, PKCS#1, SEC1).
+            Reads PEM or DER: certificates (v1 and v3), private keys (PKCS#8, encrypted PKCS#8, PKCS#1, SEC1) and
+            CRLs (ours and openssl ca -gencrl's).
 
             EXAMPLES:
               securechannel cert inspect pki/Jill.crt
@@ -43,7 +44,7 @@ struct CertInspectCommand: AsyncParsableCommand {
         }
         let certificates = description.certificates
         let blocks = certificates.enumerated().map { $1.text(index: $0 + 1, of: certificates.count) }
-            + description.keys.map { $0.text() }
+            + description.keys.map { $0.text() } + description.crls.map { $0.text() }
         Console.out(blocks.joined(separator: "\n\n"))
     }
 }

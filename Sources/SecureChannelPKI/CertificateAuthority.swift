@@ -120,25 +120,34 @@ public struct CertificateAuthority: Sendable {
     public func issue(_ request: IssuanceRequest, outPrefix: String? = nil, now: Date = Date()) throws -> IssuedCertificate {
         try request.validate()
         let prefix = try outPrefix ?? defaultPrefix(for: request.name)
+        return try issue(request, key: try request.keyType.generate(), prefix: prefix, replace: false, now: now)
+    }
+
+    /// Issues for `key`; with `replace`, existing files at the prefix are replaced (renewal), else refused.
+    func issue(_ request: IssuanceRequest, key: Certificate.PrivateKey, prefix: String, replace: Bool, now: Date) throws
+        -> IssuedCertificate
+    {
         let certPath = "\(prefix).crt"
         let keyPath = "\(prefix).key"
-        let key = try request.keyType.generate()
         return try SecureFile.withExclusiveLock("\(directory)/\(Files.lock)") {
-            for path in [certPath, keyPath] where SecureFile.exists(path) {
-                throw PKIError(.fileExists, "\(path) already exists; choose another --out PREFIX or remove the old files")
+            if !replace {
+                for path in [certPath, keyPath] where SecureFile.exists(path) {
+                    throw PKIError(.fileExists, "\(path) already exists; choose another --out PREFIX or remove the old files")
+                }
             }
             var inventory = try Inventory.load(directory: directory)
             let issued = try sign(request, publicKey: key.publicKey, inventory: inventory, now: now)
-            try SecureFile.write(try PrivateKeyIO.pem(key), to: keyPath, mode: SecureFile.privateMode, overwrite: false)
-            var written = [keyPath]
+            let pem = try CertificateIO.pem([issued.certificate])
+            try Self.createIssuedDirectory(directory)
+            let copy = "\(directory)/\(Files.issued)/\(issued.serial).crt"
+            try SecureFile.write(pem, to: copy, mode: SecureFile.publicMode, overwrite: false)
+            var written = [copy]
             do {
-                let pem = try CertificateIO.pem([issued.certificate])
-                try SecureFile.write(pem, to: certPath, mode: SecureFile.publicMode, overwrite: false)
-                written.append(certPath)
-                try Self.createIssuedDirectory(directory)
-                let copy = "\(directory)/\(Files.issued)/\(issued.serial).crt"
-                try SecureFile.write(pem, to: copy, mode: SecureFile.publicMode, overwrite: false)
-                written.append(copy)
+                // Key before certificate: a watcher that sees the new certificate finds its key already there.
+                try SecureFile.write(try PrivateKeyIO.pem(key), to: keyPath, mode: SecureFile.privateMode, overwrite: replace)
+                if !replace { written.append(keyPath) }
+                try SecureFile.write(pem, to: certPath, mode: SecureFile.publicMode, overwrite: replace)
+                if !replace { written.append(certPath) }
                 inventory.certificates.append(
                     Inventory.Entry(
                         serial: issued.serial, kind: request.kind, name: request.name,

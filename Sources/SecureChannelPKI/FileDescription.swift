@@ -28,17 +28,69 @@ public struct KeyDescription: Codable, Sendable, Equatable {
     }
 }
 
-/// Everything found in one file: certificates and private keys, in order.
+/// A CRL as `cert inspect` shows it.
+public struct CRLDescription: Codable, Sendable, Equatable {
+    /// The issuing CA.
+    public var issuer: String
+    /// CRL number (hex).
+    public var number: String?
+    /// When it was made.
+    public var thisUpdate: Date
+    /// When the next is due.
+    public var nextUpdate: Date?
+    /// Whether nextUpdate has passed.
+    public var expired: Bool
+    /// The authority key identifier (hex).
+    public var authorityKeyIdentifier: String?
+    /// Signature algorithm.
+    public var signatureAlgorithm: String
+    /// Revoked certificates.
+    public var entries: [CertificateRevocationList.Entry]
+
+    /// Describes `crl` as of `now`.
+    public init(_ crl: CertificateRevocationList, now: Date = Date()) {
+        issuer = crl.issuer.description
+        number = crl.number
+        thisUpdate = crl.thisUpdate
+        nextUpdate = crl.nextUpdate
+        expired = crl.isExpired(at: now)
+        authorityKeyIdentifier = crl.authorityKeyIdentifier
+        signatureAlgorithm = crl.signatureAlgorithm.description.replacingOccurrences(of: "SignatureAlgorithm.", with: "")
+        entries = crl.entries
+    }
+
+    /// The text block `cert inspect` prints.
+    public func text() -> String {
+        var lines = ["Certificate revocation list (X.509 v2)"]
+        func row(_ label: String, _ value: String) { lines.append("  " + (label + ":").padding(toLength: 22, withPad: " ", startingAt: 0) + value) }
+        row("Issuer", issuer)
+        row("CRL number", number ?? "(none)")
+        row("This update", CertificateDescription.format(thisUpdate))
+        row("Next update", nextUpdate.map { CertificateDescription.format($0) + (expired ? " (EXPIRED)" : "") } ?? "(none)")
+        row("Authority key id", authorityKeyIdentifier ?? "(none)")
+        row("Signature", signatureAlgorithm)
+        row("Revoked", "\(entries.count)")
+        for entry in entries {
+            lines.append("    serial \(entry.serial)  revoked \(CertificateDescription.format(entry.revocationDate))  reason \(entry.reason?.name ?? "(none)")")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Everything found in one file: certificates, private keys and CRLs, in order.
 public struct FileDescription: Codable, Sendable, Equatable {
     /// Certificates, in file order.
     public var certificates: [CertificateDescription]
     /// Private keys, in file order.
     public var keys: [KeyDescription]
+    /// CRLs, in file order.
+    public var crls: [CRLDescription]
 
     /// Reads a PEM bundle or a DER file. Encrypted keys are decrypted when `passphrase` is given.
     public init(bytes: [UInt8], source: String, passphrase: [UInt8]? = nil, now: Date = Date()) throws {
         certificates = []
         keys = []
+        crls = []
         if let documents = try PEMFile.documents(bytes, source: source) {
             for document in documents {
                 switch document.discriminator {
@@ -47,18 +99,24 @@ public struct FileDescription: Codable, Sendable, Equatable {
                     certificates.append(try CertificateDescription(certificate, now: now))
                 case let kind where kind.hasSuffix("PRIVATE KEY"):
                     keys.append(try Self.describeKey(document: document, source: source, passphrase: passphrase))
+                case "X509 CRL":
+                    crls.append(CRLDescription(try CertificateRevocationList.parse(document.derBytes, source: source), now: now))
                 default:
                     continue  // EC PARAMETERS and the like carry nothing of their own
                 }
             }
-            if certificates.isEmpty && keys.isEmpty {
+            if certificates.isEmpty && keys.isEmpty && crls.isEmpty {
                 let found = documents.map(\.discriminator).joined(separator: ", ")
-                throw PKIError.malformed("\(source) holds neither a certificate nor a private key (found: \(found))")
+                throw PKIError.malformed("\(source) holds no certificate, private key or CRL (found: \(found))")
             }
             return
         }
         if let certificate = try? Certificate(derEncoded: bytes) {
             certificates = [try CertificateDescription(certificate, now: now)]
+            return
+        }
+        if let crl = try? CertificateRevocationList(derEncoded: bytes) {
+            crls = [CRLDescription(crl, now: now)]
             return
         }
         if (try? EncryptedPrivateKeyInfo(derEncoded: bytes)) != nil {
@@ -70,7 +128,7 @@ public struct FileDescription: Codable, Sendable, Equatable {
             let key = try PrivateKeyIO.parseDER(bytes, passphrase: passphrase, source: source)
             keys = [try Self.describe(key, format: "DER")]
         } catch {
-            throw PKIError.malformed("\(source): neither a certificate nor a private key in PEM or DER form; check the file")
+            throw PKIError.malformed("\(source): not a certificate, private key or CRL in PEM or DER form; check the file")
         }
     }
 

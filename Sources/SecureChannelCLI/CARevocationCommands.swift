@@ -1,0 +1,118 @@
+import ArgumentParser
+import Foundation
+import SecureChannelPKI
+
+/// `securechannel ca revoke`.
+struct CARevokeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "revoke",
+        abstract: "Revoke certificates and write a fresh CRL to DIR/crl.pem.",
+        discussion: """
+            By --name, every unrevoked certificate with that name is revoked; by --serial, just that one.
+            Servers started with --crl DIR/crl.pem pick the new CRL up within 2 seconds and close the revoked
+            client's open connections.
+
+            EXAMPLES:
+              securechannel ca revoke --dir pki --name Chris --reason keyCompromise
+              securechannel ca revoke --dir pki --serial 5A4125D6652FACB5F95864D7EE479060
+            """
+    )
+
+    @OptionGroup var ca: CAOptions
+
+    @Option(help: "Revoke every unrevoked certificate with this name.")
+    var name: String?
+
+    @Option(help: ArgumentHelp("Revoke the certificate with this serial (hex).", valueName: "hex"))
+    var serial: String?
+
+    @Option(help: ArgumentHelp("RFC 5280 reason: \(RevocationReason.allCases.map(\.name).joined(separator: ", ")).", valueName: "reason"))
+    var reason: String = RevocationReason.unspecified.name
+
+    func validate() throws {
+        guard (name == nil) != (serial == nil) else { throw ValidationError("give exactly one of --name NAME or --serial HEX") }
+    }
+
+    func run() async throws {
+        let why = try RevocationReason(parsing: reason)
+        let authority = try CertificateAuthority.open(directory: ca.dir, passphrase: try ca.passphrase())
+        let revoked = try authority.revoke(name: name, serial: serial, reason: why)
+        for entry in revoked {
+            Console.out("revoked \(entry.kind.rawValue) certificate \(entry.subject) (serial \(entry.serial), reason \(why.name))")
+        }
+        Console.out("wrote \(ca.dir)/\(CertificateAuthority.crlFileName)")
+    }
+}
+
+/// `securechannel ca crl`.
+struct CACRLCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "crl",
+        abstract: "Sign and write a CRL (X.509 v2) of every certificate revoked so far.",
+        discussion: """
+            Re-run before nextUpdate (--days, default 7): servers refuse an expired CRL unless --crl-expired allow.
+
+            EXAMPLES:
+              securechannel ca crl --dir pki
+              securechannel ca crl --dir pki --out /srv/www/barry.crl --der --days 30
+            """
+    )
+
+    @OptionGroup var ca: CAOptions
+
+    @Option(help: ArgumentHelp("Where to write (default DIR/crl.pem).", valueName: "file"))
+    var out: String?
+
+    @Option(help: "Days until nextUpdate.")
+    var days: Int = CertificateAuthority.defaultCRLDays
+
+    @Flag(help: "Write DER instead of PEM.")
+    var der = false
+
+    func run() async throws {
+        let authority = try CertificateAuthority.open(directory: ca.dir, passphrase: try ca.passphrase())
+        let crl = try authority.generateCRL(out: out, der: der, days: days)
+        let path = out ?? "\(ca.dir)/\(CertificateAuthority.crlFileName)"
+        Console.out("wrote \(path): CRL number \(crl.number ?? "?"), \(crl.entries.count) revoked, next update \(crl.nextUpdate.map(CertificateDescription.format) ?? "-")")
+    }
+}
+
+/// `securechannel ca renew`.
+struct CARenewCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "renew",
+        abstract: "Issue a new certificate for the same identity (new key unless --reuse-key).",
+        discussion: """
+            Replaces the certificate and key files in place (each atomically, key first) unless --out is given, so
+            a server that watches them rotates without a restart. The old certificate stays valid until it expires
+            or is revoked.
+
+            EXAMPLES:
+              securechannel ca renew --dir pki --name Jill
+              securechannel ca renew --dir pki --name Chris --reuse-key --days 30
+            """
+    )
+
+    @OptionGroup var ca: CAOptions
+
+    @Option(help: "The name of the certificate to renew (the newest with this name).")
+    var name: String
+
+    @Flag(help: "Keep the existing key.")
+    var reuseKey = false
+
+    @Option(help: "Validity in days of the new certificate.")
+    var days: Int = IssuanceRequest.defaultDays
+
+    @Option(help: ArgumentHelp("Write PREFIX.crt and PREFIX.key instead of replacing the files.", valueName: "prefix"))
+    var out: String?
+
+    func run() async throws {
+        let authority = try CertificateAuthority.open(directory: ca.dir, passphrase: try ca.passphrase())
+        let issued = try authority.renew(name: name, reuseKey: reuseKey, days: days, outPrefix: out)
+        Console.out("renewed \(name): serial \(issued.serial), valid until \(CertificateDescription.format(issued.certificate.notValidAfter))\(reuseKey ? " (same key)" : " (new key)")")
+        Console.out("  certificate: \(issued.certificatePath)")
+        Console.out("  private key: \(issued.keyPath) (mode 0600)")
+        for warning in issued.warnings { Console.error("warning: \(warning)") }
+    }
+}

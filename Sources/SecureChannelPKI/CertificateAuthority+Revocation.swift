@@ -1,0 +1,110 @@
+import Foundation
+import X509
+
+extension CertificateAuthority {
+    /// File name of the CRL kept in the CA directory.
+    public static let crlFileName = "crl.pem"
+    /// Default CRL lifetime (nextUpdate - thisUpdate): 7 days.
+    public static let defaultCRLDays = 7
+
+    /// Marks certificates revoked in the inventory (by name: every unrevoked one with that name; or by serial) and
+    /// writes a fresh CRL to `DIR/crl.pem`. Returns the entries revoked.
+    @discardableResult
+    public func revoke(name: String? = nil, serial: String? = nil, reason: RevocationReason = .unspecified,
+                       crlDays: Int = defaultCRLDays, now: Date = Date()) throws -> [Inventory.Entry] {
+        guard (name == nil) != (serial == nil) else {
+            throw PKIError.invalidArgument("give exactly one of --name NAME or --serial HEX")
+        }
+        try IssuanceRequest.validateDays(crlDays)
+        return try SecureFile.withExclusiveLock("\(directory)/\(Files.lock)") {
+            var inventory = try Inventory.load(directory: directory)
+            let wanted = serial.map(CertificateRevocationList.Entry.normalized)
+            let matches = inventory.certificates.indices.filter { index in
+                let entry = inventory.certificates[index]
+                if let name { return entry.name == name }
+                return CertificateRevocationList.Entry.normalized(entry.serial) == wanted
+            }
+            guard !matches.isEmpty else {
+                throw PKIError(.notFound, "no certificate \(name.map { "named '\($0)'" } ?? "with serial \(serial!)") in \(directory); see 'securechannel ca list --dir \(directory)'")
+            }
+            let fresh = matches.filter { inventory.certificates[$0].revocation == nil }
+            guard !fresh.isEmpty else {
+                throw PKIError(.invalidArgument, "already revoked: \(matches.map { inventory.certificates[$0].serial }.joined(separator: ", "))")
+            }
+            for index in fresh {
+                inventory.certificates[index].revocation = Inventory.Revocation(date: now, reason: reason.name)
+            }
+            try writeCRL(inventory: &inventory, to: "\(directory)/\(Self.crlFileName)", der: false, days: crlDays, now: now)
+            return fresh.map { inventory.certificates[$0] }
+        }
+    }
+
+    /// Signs a CRL of everything revoked so far and writes it (PEM, or DER with `der`); bumps the CRL number.
+    @discardableResult
+    public func generateCRL(out: String? = nil, der: Bool = false, days: Int = defaultCRLDays, now: Date = Date()) throws
+        -> CertificateRevocationList
+    {
+        try IssuanceRequest.validateDays(days)
+        return try SecureFile.withExclusiveLock("\(directory)/\(Files.lock)") {
+            var inventory = try Inventory.load(directory: directory)
+            return try writeCRL(inventory: &inventory, to: out ?? "\(directory)/\(Self.crlFileName)", der: der, days: days, now: now)
+        }
+    }
+
+    @discardableResult
+    private func writeCRL(inventory: inout Inventory, to path: String, der: Bool, days: Int, now: Date) throws
+        -> CertificateRevocationList
+    {
+        let entries = inventory.certificates.compactMap { entry -> CertificateRevocationList.Entry? in
+            guard let revocation = entry.revocation else { return nil }
+            return .init(serial: entry.serial, revocationDate: revocation.date,
+                         reason: try? RevocationReason(parsing: revocation.reason))
+        }
+        var nextUpdate = now + TimeInterval(days) * 86_400
+        if nextUpdate > certificate.notValidAfter { nextUpdate = certificate.notValidAfter }
+        let crl = try CertificateRevocationList.sign(
+            issuer: certificate, key: privateKey, entries: entries, number: inventory.nextCRLNumber,
+            thisUpdate: now - Self.backdate, nextUpdate: nextUpdate)
+        inventory.nextCRLNumber += 1
+        // The CRL first, then the inventory: a crash in between leaves a valid CRL and a number that is reused at
+        // worst once, never a CRL that misses a recorded revocation.
+        if der {
+            try SecureFile.write(crl.derBytes, to: path, mode: SecureFile.publicMode)
+        } else {
+            try SecureFile.write(crl.pem, to: path, mode: SecureFile.publicMode)
+        }
+        try inventory.save(directory: directory)
+        return crl
+    }
+
+    /// Issues a new certificate for the same identity as the newest one named `name`: same kind, subject names
+    /// and key type; a new key unless `reuseKey`. By default the files are replaced in place (atomically each), so
+    /// a server watching them picks up the new certificate; the old one stays valid until it expires or is revoked.
+    public func renew(name: String, reuseKey: Bool = false, days: Int? = nil, outPrefix: String? = nil, now: Date = Date())
+        throws -> IssuedCertificate
+    {
+        let inventory = try Inventory.load(directory: directory)
+        guard let old = inventory.certificates.last(where: { $0.name == name }) else {
+            throw PKIError(.notFound, "no certificate named '\(name)' in \(directory); see 'securechannel ca list --dir \(directory)'")
+        }
+        let keyType = try KeyType(parsing: old.keyType)
+        var request = IssuanceRequest(kind: old.kind, name: old.name, dnsNames: [], ipAddresses: [], emails: [], uris: [],
+                                      days: days ?? IssuanceRequest.defaultDays, keyType: keyType)
+        for san in old.subjectAlternativeNames {
+            if san.hasPrefix("DNS:") { request.dnsNames.append(String(san.dropFirst(4))) }
+            if san.hasPrefix("IP:") { request.ipAddresses.append(String(san.dropFirst(3))) }
+            if san.hasPrefix("email:") { request.emails.append(String(san.dropFirst(6))) }
+            if san.hasPrefix("URI:") { request.uris.append(String(san.dropFirst(4))) }
+        }
+        try request.validate()
+        let oldPrefix = old.certificatePath.hasSuffix(".crt") ? String(old.certificatePath.dropLast(4)) : old.certificatePath
+        let prefix = outPrefix ?? oldPrefix
+        let key: Certificate.PrivateKey
+        if reuseKey {
+            key = try PrivateKeyIO.parse(try SecureFile.read(old.keyPath), source: old.keyPath)
+        } else {
+            key = try keyType.generate()
+        }
+        return try issue(request, key: key, prefix: prefix, replace: outPrefix == nil, now: now)
+    }
+}

@@ -1,0 +1,34 @@
+/// RFC 5280 CRLReason codes.
+public enum RevocationReason: Int, Sendable, CaseIterable, Codable {
+    /// No reason given.
+    case unspecified = 0
+    /// The private key was exposed.
+    case keyCompromise = 1
+    /// The CA's key was exposed.
+    case cACompromise = 2
+    /// The subject's affiliation changed.
+    case affiliationChanged = 3
+    /// Replaced by a new certificate.
+    case superseded = 4
+    /// No longer needed.
+    case cessationOfOperation = 5
+    /// Temporarily on hold.
+    case certificateHold = 6
+    /// Removed from a delta CRL.
+    case removeFromCRL = 8
+    /// Privilege withdrawn.
+    case privilegeWithdrawn = 9
+    /// Attribute authority compromised.
+    case aACompromise = 10
+
+    /// The RFC name, e.g. `keyCompromise`.
+    public var name: String { String(describing: self) }
+
+    /// Parses a name (case-insensitive), with an error listing the valid ones.
+    public init(parsing text: String) throws {
+        guard let reason = Self.allCases.first(where: { $0.name.lowercased() == text.lowercased() }) else {
+            throw PKIError.invalidArgument("unknown revocation reason '\(text)'; use one of: \(Self.allCases.map(\.name).joined(separator: ", "))")
+        }
+        self = reason
+    }
+}

@@ -2,11 +2,13 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
+import X509
 
 /// What one connection learned and how it ended; shared between its handlers and its task.
 final class ConnectionRecord: Sendable {
     private struct State {
         var identity: PeerIdentity?
+        var certificate: Certificate?
         var cipher: UInt16?
         var group: UInt16?
         var tlsVersion: TLSVersion?
@@ -33,6 +35,12 @@ final class ConnectionRecord: Sendable {
     var identity: PeerIdentity? {
         get { state.withLockedValue { $0.identity } }
         set { state.withLockedValue { $0.identity = newValue } }
+    }
+
+    /// The peer's verified leaf certificate (for expiry and revocation sweeps).
+    var certificate: Certificate? {
+        get { state.withLockedValue { $0.certificate } }
+        set { state.withLockedValue { $0.certificate = newValue } }
     }
 
     var tlsVersion: TLSVersion? {

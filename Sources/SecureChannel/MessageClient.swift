@@ -45,7 +45,8 @@ public final class MessageClient: Sendable {
         }
         let name = configuration.expectedServerName
         let isIP = (try? IssuanceRequest.ipBytes(name)) != nil
-        let verifier = PeerVerifier(trust: configuration.trust, purpose: .server, serverName: name, rules: nil)
+        let verifier = PeerVerifier(trust: configuration.trust, purpose: .server, serverName: name, rules: nil,
+                                    revocation: configuration.revocation)
         let record = ConnectionRecord(remote: nil)
         let timeout = configuration.timeout
         let channel: any Channel

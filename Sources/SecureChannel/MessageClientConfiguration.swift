@@ -13,6 +13,8 @@ public struct MessageClientConfiguration: Sendable {
     public var identity: TLSIdentity
     /// The CA(s) the server's certificate must chain to.
     public var trust: TrustAnchors
+    /// CRLs the server's certificate is checked against.
+    public var revocation: RevocationList?
     /// TLS versions and parameters.
     public var tls: TLSPolicy
     /// Message framing; must match the server's.
@@ -25,9 +27,10 @@ public struct MessageClientConfiguration: Sendable {
     /// A configuration with secure defaults.
     public init(
         host: String, port: Int, serverName: String? = nil, identity: TLSIdentity, trust: TrustAnchors,
-        tls: TLSPolicy = .default, framing: Framing = .lines,
+        revocation: RevocationList? = nil, tls: TLSPolicy = .default, framing: Framing = .lines,
         maximumMessageBytes: Int = Framing.defaultMaximumMessageBytes, timeout: TimeAmount = .seconds(10)
     ) {
+        self.revocation = revocation
         self.host = host
         self.port = port
         self.serverName = serverName

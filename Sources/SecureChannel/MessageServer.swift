@@ -4,7 +4,10 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
+import SecureChannelPKI
 import ServiceLifecycle
+import UnixSignals
+import X509
 
 /// Replies to one message from a verified peer. The message excludes its framing; so must the reply.
 public typealias MessageHandler = @Sendable (ByteBuffer, PeerIdentity) async throws -> ByteBuffer
@@ -20,10 +23,17 @@ public final class MessageServer: Service, Sendable {
     private let logger: Logger
     private let handler: MessageHandler
     private let group: any EventLoopGroup
-    private let sslContext: NIOSSLContext
-    private let verifier: PeerVerifier
+    /// The TLS context and verifier new connections use; replaced by a successful reload.
+    private let current: NIOLockedValueBox<Active>
     private let bound: EventLoopPromise<SocketAddress>
     private let state = NIOLockedValueBox(State())
+
+    /// Material in use: built once per (re)load.
+    private struct Active: Sendable {
+        var material: TLSMaterial
+        var context: NIOSSLContext
+        var verifier: PeerVerifier
+    }
 
     private struct State {
         /// Accepted connections being served.
@@ -43,20 +53,108 @@ public final class MessageServer: Service, Sendable {
         self.logger = logger
         self.handler = handler
         self.group = group
+        let material = TLSMaterial(identity: configuration.identity, trust: configuration.trust,
+                                   revocation: configuration.revocation)
+        current = NIOLockedValueBox(try Self.activate(material, configuration: configuration))
+        bound = group.any().makePromise(of: SocketAddress.self)
+    }
+
+    /// Builds the TLS context and verifier for `material`.
+    private static func activate(_ material: TLSMaterial, configuration: MessageServerConfiguration) throws -> Active {
         var tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: configuration.identity.nioChain.map { .certificate($0) },
-            privateKey: .privateKey(configuration.identity.nioKey))
+            certificateChain: material.identity.nioChain.map { .certificate($0) },
+            privateKey: .privateKey(material.identity.nioKey))
         configuration.tls.apply(to: &tls)
         tls.certificateVerification = .noHostnameVerification  // client certificate required; checked by PeerVerifier
-        tls.trustRoots = .certificates(configuration.trust.nioCertificates)  // never the system roots
+        tls.trustRoots = .certificates(material.trust.nioCertificates)  // never the system roots
         tls.sendCANameList = true
+        let context: NIOSSLContext
         do {
-            sslContext = try NIOSSLContext(configuration: tls)
+            context = try NIOSSLContext(configuration: tls)
         } catch {
             throw SecureChannelError(.configuration, "the TLS stack refused the server configuration: \(error)")
         }
-        verifier = PeerVerifier(trust: configuration.trust, purpose: .client, serverName: nil, rules: configuration.rules)
-        bound = group.any().makePromise(of: SocketAddress.self)
+        let verifier = PeerVerifier(trust: material.trust, purpose: .client, serverName: nil, rules: configuration.rules,
+                                    revocation: material.revocation)
+        return Active(material: material, context: context, verifier: verifier)
+    }
+
+    /// Reads the configured files again and, if everything loads, uses them for new connections and closes open
+    /// connections whose client is now revoked. On any failure the current material stays and the reason is
+    /// logged. Returns whether the new material is in use.
+    @discardableResult
+    public func reload(reason: String = "reload requested") -> Bool {
+        guard let files = configuration.reloadFiles else { return false }
+        do {
+            let active = try Self.activate(try files.load(), configuration: configuration)
+            current.withLockedValue { $0 = active }
+            logger.info("reloaded certificate, key, CA and CRLs (\(reason)); new connections use them",
+                        metadata: ["event": "reloaded"])
+            warnAboutExpiry(active.material)
+            sweep()
+            return true
+        } catch {
+            logger.error("reload failed (\(reason)), keeping the current material: \(error)", metadata: ["event": "reload-failed"])
+            return false
+        }
+    }
+
+    /// Closes connections whose client certificate expired or is now revoked; each gets a log line.
+    func sweep(now: Date = Date()) {
+        let revocation = current.withLockedValue { $0.material.revocation }
+        let open = state.withLockedValue { $0.connections.values.map { ($0.channel, $0.record) } }
+        for (channel, record) in open {
+            guard let certificate = record.certificate else { continue }
+            if now > certificate.notValidAfter {
+                record.noteClose("client certificate expired at \(CertificateDescription.format(certificate.notValidAfter))")
+                channel.close(promise: nil)
+            } else if let problem = revocation?.problem(with: certificate, now: now) {
+                record.noteClose("closed: client certificate \(problem)")
+                channel.close(promise: nil)
+            }
+        }
+    }
+
+    private func warnAboutExpiry(_ material: TLSMaterial, now: Date = Date()) {
+        let horizon = now + TimeInterval(configuration.expiryWarningDays) * 86_400
+        let mine = [("the server certificate", material.identity.leaf)] + material.trust.certificates.map { ("CA \($0.subject)", $0) }
+        for (what, certificate) in mine where certificate.notValidAfter < horizon {
+            let date = CertificateDescription.format(certificate.notValidAfter)
+            if certificate.notValidAfter < now {
+                logger.warning("\(what) EXPIRED on \(date): renew it ('securechannel ca renew')", metadata: ["event": "expiry"])
+            } else {
+                let days = Int(certificate.notValidAfter.timeIntervalSince(now) / 86_400)
+                logger.warning("\(what) expires on \(date) (in \(days) days): renew it soon", metadata: ["event": "expiry"])
+            }
+        }
+    }
+
+    /// Watches the files (and SIGHUP) and sweeps open connections, until cancelled.
+    private func maintain() async {
+        let watcher = configuration.reloadFiles.map { FileWatcher(paths: $0.paths) }
+        var seen = watcher?.stamps()
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: .milliseconds(500))
+            } catch {
+                return
+            }
+            if let watcher {
+                let now = watcher.stamps()
+                if now != seen {
+                    seen = now
+                    reload(reason: "files changed")
+                }
+            }
+            sweep()
+        }
+    }
+
+    private func reloadOnHangup() async {
+        guard configuration.reloadFiles != nil else { return }
+        for await _ in await UnixSignalsSequence(trapping: .sighup) {
+            reload(reason: "SIGHUP")
+        }
     }
 
     /// The address the server listens on, once bound (port 0 resolved to the real port).
@@ -89,12 +187,18 @@ public final class MessageServer: Service, Sendable {
             throw SecureChannelError(.configuration, "the listening socket has no address")
         }
         bound.succeed(address)
+        warnAboutExpiry(current.withLockedValue { $0.material })
         try await withGracefulShutdownHandler {
-            try await serverChannel.executeThenClose { inbound in
-                try await withThrowingDiscardingTaskGroup { tasks in
-                    for try await child in inbound {
-                        guard self.admit(child) else { continue }
-                        tasks.addTask { await self.serve(child) }
+            try await withThrowingTaskGroup(of: Void.self) { background in
+                background.addTask { await self.maintain() }
+                background.addTask { await self.reloadOnHangup() }
+                defer { background.cancelAll() }
+                try await serverChannel.executeThenClose { inbound in
+                    try await withThrowingDiscardingTaskGroup { tasks in
+                        for try await child in inbound {
+                            guard self.admit(child) else { continue }
+                            tasks.addTask { await self.serve(child) }
+                        }
                     }
                 }
             }
@@ -108,7 +212,8 @@ public final class MessageServer: Service, Sendable {
         let record = ConnectionRecord(remote: channel.remoteAddress)
         state.withLockedValue { $0.initialized[ObjectIdentifier(channel)] = record }
         let pipeline = channel.pipeline.syncOperations
-        let tlsHandler = NIOSSLServerHandler(context: sslContext, customVerificationCallback: verifier.callback(record: record))
+        let active = current.withLockedValue { $0 }
+        let tlsHandler = NIOSSLServerHandler(context: active.context, customVerificationCallback: active.verifier.callback(record: record))
         try pipeline.addHandler(HandshakeObserver(side: .server, record: record))
         try pipeline.addHandler(tlsHandler)
         try pipeline.addHandler(HandshakeEventsHandler(record: record, handshake: channel.eventLoop.makePromise(),
@@ -180,7 +285,10 @@ public final class MessageServer: Service, Sendable {
         let framing = configuration.framing, limit = configuration.maximumMessageBytes
         do {
             for try await message in inbound {
-                guard let identity = record.identity else { throw SecureChannelError(.handshakeFailed, "no verified identity") }
+                if record.identity == nil {
+                    try await verifyResumedSession(channel: channel, record: record)
+                }
+                guard let identity = record.identity else { return }
                 guard message.readableBytes <= limit else {
                     try await refuseTooLong(channel: channel, record: record)
                     return
@@ -207,6 +315,18 @@ public final class MessageServer: Service, Sendable {
         }
     }
 
+    /// A resumed TLS session skips the verification callback: verify the certificate it carries now, against
+    /// today's CAs, CRLs and rules, so resumption can never let a revoked or expired client back in.
+    private func verifyResumedSession(channel: any Channel, record: ConnectionRecord) async throws {
+        let verifier = current.withLockedValue { $0.verifier }
+        if let peer = try await channel.nioSSL_peerCertificate().get(),
+           await verifier.verify([try peer.toDERBytes()], record: record), let identity = record.identity {
+            logConnected(record, identity: identity, resumed: true)
+        } else {
+            record.noteClose("resumed session refused: " + (record.verificationFailure ?? "no client certificate"))
+        }
+    }
+
     /// Replies `ERR …` to an over-long message and closes: the write completes before the close.
     private func refuseTooLong(channel: any Channel, record: ConnectionRecord) async throws {
         let limit = configuration.maximumMessageBytes
@@ -230,10 +350,10 @@ public final class MessageServer: Service, Sendable {
         }
     }
 
-    private func logConnected(_ record: ConnectionRecord, identity: PeerIdentity) {
+    private func logConnected(_ record: ConnectionRecord, identity: PeerIdentity, resumed: Bool = false) {
         let session = record.session
         logger.info(
-            "connection from \(record.remote): verified \(identity), \(session.summary)",
+            "connection from \(record.remote): verified \(identity), \(session.summary)\(resumed ? " (resumed session)" : "")",
             metadata: [
                 "event": "connected", "peer": "\(record.remote)", "subject": "\(identity.subject)",
                 "serial": "\(identity.serial)", "sans": "\(identity.alternativeNames.joined(separator: ","))",

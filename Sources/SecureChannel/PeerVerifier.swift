@@ -14,6 +14,8 @@ struct PeerVerifier: Sendable {
     let serverName: String?
     /// For clients being verified by a server.
     let rules: AccessRules?
+    /// CRLs to enforce.
+    let revocation: RevocationList?
 
     func callback(record: ConnectionRecord) -> NIOSSLCustomVerificationCallback {
         { certificates, promise in
@@ -51,10 +53,15 @@ struct PeerVerifier: Sendable {
             record.verificationFailure = "\(whose) certificate rejected (\(identity.subject), serial \(identity.serial)): \(error.message)"
             return false
         }
+        if let problem = revocation?.problem(with: leaf) {
+            record.verificationFailure = "\(whose) certificate refused (\(identity.subject)): \(problem)"
+            return false
+        }
         if let rules, !rules.permits(identity) {
             record.verificationFailure = "refused by rules: \(identity) is not allowed (allowed: \(rules.summary))"
             return false
         }
+        record.certificate = leaf
         record.identity = identity
         return true
     }

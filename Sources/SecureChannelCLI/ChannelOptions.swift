@@ -59,6 +59,12 @@ struct TLSFileOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The CA certificate(s) the peer must chain to. Only these are trusted.", valueName: "file"))
     var ca: String
 
+    @Option(name: .customLong("crl"), help: ArgumentHelp("A CRL from the CA (PEM or DER, repeatable); revoked peers are refused.", valueName: "file"))
+    var crls: [String] = []
+
+    @Option(help: ArgumentHelp("What to do with an expired CRL: deny (default, fail closed) or allow.", valueName: "policy"))
+    var crlExpired: CRLExpiredPolicy = .deny
+
     @Option(name: .customLong("tls-min"), help: ArgumentHelp("Oldest TLS version: 1.3 (default) or 1.2 (ECDHE AEAD suites only).", valueName: "version"))
     var tlsMinimum: TLSPolicy.MinimumVersion = .tls13
 
@@ -68,9 +74,15 @@ struct TLSFileOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Largest message in bytes.", valueName: "n"))
     var maxMessageBytes: Int = Framing.defaultMaximumMessageBytes
 
-    func load() throws -> (TLSIdentity, TrustAnchors) {
-        (try TLSIdentity.load(certificateFile: cert, keyFile: key), try TrustAnchors.load(file: ca))
+    /// The files, for loading and watching.
+    var materialFiles: TLSMaterialFiles {
+        TLSMaterialFiles(certificate: cert, key: key, ca: ca, crls: crls, allowExpiredCRL: crlExpired == .allow)
     }
+}
+
+/// `--crl-expired allow|deny`.
+enum CRLExpiredPolicy: String, ExpressibleByArgument, CaseIterable {
+    case allow, deny
 }
 
 extension TLSPolicy.MinimumVersion: ExpressibleByArgument {}

@@ -38,10 +38,10 @@ struct SendCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (identity, trust) = try files.load()
+        let material = try files.materialFiles.load()
         let configuration = MessageClientConfiguration(
-            host: connect.host, port: connect.port, serverName: serverName, identity: identity, trust: trust,
-            tls: TLSPolicy(minimumVersion: files.tlsMinimum), framing: files.framing,
+            host: connect.host, port: connect.port, serverName: serverName, identity: material.identity,
+            trust: material.trust, revocation: material.revocation, tls: TLSPolicy(minimumVersion: files.tlsMinimum), framing: files.framing,
             maximumMessageBytes: files.maxMessageBytes, timeout: timeAmount(seconds: timeout))
         let client = try await MessageClient.connect(configuration)
         do {

@@ -14,6 +14,8 @@ struct ServeCommand: AsyncParsableCommand {
             Requires a client certificate from --ca and at least one --allow-* rule (or --allow-any-client).
             Prints 'listening on HOST:PORT' on stdout once ready (port 0 picks a free port); logs one line per
             connection and one when it ends on stderr. SIGINT/SIGTERM stop it gracefully.
+            --cert, --key, --ca and --crl are watched: a change (or SIGHUP) takes effect within 2 s without a
+            restart; a revoked client's open connections are closed; a broken file keeps the old material.
 
             EXAMPLES:
               securechannel serve --listen 127.0.0.1:8443 --cert pki/Jill.crt --key pki/Jill.key --ca pki/ca.crt --allow-cn Chris
@@ -47,6 +49,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Refuse connections beyond this many.", valueName: "n"))
     var maxConnections: Int = 1024
 
+    @Option(help: ArgumentHelp("Warn when our certificate or the CA expires within this many days.", valueName: "days"))
+    var expiryWarningDays: Int = 14
+
     @Option(help: "Log format: text or json.")
     var logFormat: LogFormat = .text
 
@@ -55,15 +60,18 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (identity, trust) = try files.load()
         let rules = AccessRules(commonNames: Set(allowCN), dnsNames: Set(allowDNS), uris: Set(allowURI), allowAnyClient: allowAnyClient)
-        let configuration = MessageServerConfiguration(
-            host: listen.host, port: listen.port, identity: identity, trust: trust, rules: rules,
-            tls: TLSPolicy(minimumVersion: files.tlsMinimum), framing: files.framing,
-            maximumMessageBytes: files.maxMessageBytes, handshakeTimeout: timeAmount(seconds: handshakeTimeout),
-            idleTimeout: timeAmount(seconds: idleTimeout), maximumConnections: maxConnections)
+        var configuration = try MessageServerConfiguration(host: listen.host, port: listen.port, files: files.materialFiles, rules: rules)
+        configuration.tls = TLSPolicy(minimumVersion: files.tlsMinimum)
+        configuration.framing = files.framing
+        configuration.maximumMessageBytes = files.maxMessageBytes
+        configuration.handshakeTimeout = timeAmount(seconds: handshakeTimeout)
+        configuration.idleTimeout = timeAmount(seconds: idleTimeout)
+        configuration.maximumConnections = maxConnections
+        configuration.expiryWarningDays = expiryWarningDays
         let logger = logFormat.makeLogger(label: "securechannel.serve")
         let server = try MessageServer(configuration: configuration, logger: logger) { message, _ in message }
+        let summary = "accepting clients: \(rules.summary); TLS \(configuration.tls.minimumVersion.rawValue)+, framing \(configuration.framing.rawValue)"
         let services = ServiceGroup(configuration: .init(
             services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logFormat.makeLogger(label: "securechannel.lifecycle", level: .warning)))
@@ -72,7 +80,7 @@ struct ServeCommand: AsyncParsableCommand {
             group.addTask {
                 let address = try await server.listeningAddress()
                 Console.out("listening on \(Endpoint.display(address))")
-                logger.info("accepting clients: \(rules.summary); TLS \(configuration.tls.minimumVersion.rawValue)+, framing \(configuration.framing.rawValue)")
+                logger.info("\(summary)")
             }
             try await group.waitForAll()
         }

@@ -175,7 +175,11 @@ public struct CertificateRevocationList: Sendable, Equatable {
                 throw PKIError.malformed("CRL: missing parts")
             }
             let body = try Self.parseTBS(tbsNode)
-            let algorithm = try DER.sequence(algorithmNode, identifier: .sequence) { try ASN1ObjectIdentifier(derEncoded: &$0) }
+            let algorithm = try DER.sequence(algorithmNode, identifier: .sequence) { nodes in
+                let oid = try ASN1ObjectIdentifier(derEncoded: &nodes)
+                while nodes.next() != nil {}  // parameters (NULL for RSA)
+                return oid
+            }
             let signature = try ASN1BitString(derEncoded: signatureNode)
             parsed = (tbsNode.encodedBytes, algorithm, Array(signature.bytes), body)
         }

@@ -31,6 +31,12 @@ struct TestPKI {
         return try TLSIdentity.load(certificateFile: issued.certificatePath, keyFile: issued.keyPath)
     }
 
+    /// Jill's files with Barry's CA, and `crl.pem` when `crl` is set.
+    func files(crl: Bool = false) -> TLSMaterialFiles {
+        TLSMaterialFiles(certificate: dir.file("Jill.crt"), key: dir.file("Jill.key"), ca: dir.file("ca.crt"),
+                         crls: crl ? [dir.file("crl.pem")] : [])
+    }
+
     func cleanup() { dir.cleanup() }
 }
 
@@ -42,10 +48,11 @@ struct RunningServer {
     let port: Int
 
     static func start(
-        _ pki: TestPKI, rules: AccessRules = .anyClient, configure: (inout MessageServerConfiguration) -> Void = { _ in },
-        handler: MessageHandler? = nil
+        _ pki: TestPKI, rules: AccessRules = .anyClient, watching files: TLSMaterialFiles? = nil,
+        configure: (inout MessageServerConfiguration) -> Void = { _ in }, handler: MessageHandler? = nil
     ) async throws -> RunningServer {
-        var configuration = MessageServerConfiguration(identity: try pki.identity("Jill"), trust: pki.trust, rules: rules)
+        var configuration = try files.map { try MessageServerConfiguration(host: "127.0.0.1", port: 0, files: $0, rules: rules) }
+            ?? MessageServerConfiguration(identity: try pki.identity("Jill"), trust: pki.trust, rules: rules)
         configure(&configuration)
         var logger = Logger(label: "test.server")
         logger.logLevel = .critical

@@ -112,8 +112,9 @@ struct ReloadTests {
         let pki = try TestPKI()
         defer { pki.cleanup() }
         let server = try await RunningServer.start(pki)
-        // Issued "a day ago" for one day, plus three seconds: it expires three seconds from now.
-        let shortLived = try pki.client("Brief", now: Date() - 86_400 + 3, days: 1)
+        // Issued "a day ago" for one day, plus eight seconds: it expires eight seconds from now (enough to connect
+        // even on a loaded machine).
+        let shortLived = try pki.client("Brief", now: Date() - 86_400 + 8, days: 1)
         let client = try await MessageClient.connect(server.clientConfiguration(shortLived, trust: pki.trust))
         #expect(try await client.send("while valid") == "while valid")
         let expiry = shortLived.leaf.notValidAfter

@@ -5,7 +5,7 @@ import NIOSSL
 import X509
 
 /// What one connection learned and how it ended; shared between its handlers and its task.
-final class ConnectionRecord: Sendable {
+package final class ConnectionRecord: Sendable {
     private struct State {
         var identity: PeerIdentity?
         var certificate: Certificate?
@@ -15,16 +15,22 @@ final class ConnectionRecord: Sendable {
         var closeReason: String?
         var verificationFailure: String?
         var busy = false
+        var handshake: EventLoopFuture<Void>?
         var messages = 0
     }
 
     private let state = NIOLockedValueBox(State())
     /// The peer's address, as text.
-    let remote: String
+    package let remote: String
+    /// Completes when the TLS handshake (with verification) succeeded; fails otherwise. Set at pipeline setup.
+    package var handshake: EventLoopFuture<Void>? {
+        get { state.withLockedValue { $0.handshake } }
+        set { state.withLockedValue { $0.handshake = newValue } }
+    }
     /// When the connection was accepted.
-    let started = Date()
+    package let started = Date()
 
-    init(remote: SocketAddress?) {
+    package init(remote: SocketAddress?) {
         if let remote, let ip = remote.ipAddress, let port = remote.port {
             self.remote = remote.protocol == .inet6 ? "[\(ip)]:\(port)" : "\(ip):\(port)"
         } else {
@@ -32,42 +38,42 @@ final class ConnectionRecord: Sendable {
         }
     }
 
-    var identity: PeerIdentity? {
+    package var identity: PeerIdentity? {
         get { state.withLockedValue { $0.identity } }
         set { state.withLockedValue { $0.identity = newValue } }
     }
 
     /// The peer's verified leaf certificate (for expiry and revocation sweeps).
-    var certificate: Certificate? {
+    package var certificate: Certificate? {
         get { state.withLockedValue { $0.certificate } }
         set { state.withLockedValue { $0.certificate = newValue } }
     }
 
-    var tlsVersion: TLSVersion? {
+    package var tlsVersion: TLSVersion? {
         get { state.withLockedValue { $0.tlsVersion } }
         set { state.withLockedValue { $0.tlsVersion = newValue } }
     }
 
     /// The first reason recorded wins: it is the cause, later ones are consequences.
-    var closeReason: String? { state.withLockedValue { $0.closeReason } }
+    package var closeReason: String? { state.withLockedValue { $0.closeReason } }
 
-    func noteClose(_ reason: String) {
+    package func noteClose(_ reason: String) {
         state.withLockedValue { if $0.closeReason == nil { $0.closeReason = reason } }
     }
 
-    var verificationFailure: String? {
+    package var verificationFailure: String? {
         get { state.withLockedValue { $0.verificationFailure } }
         set { state.withLockedValue { $0.verificationFailure = newValue } }
     }
 
-    var busy: Bool {
+    package var busy: Bool {
         get { state.withLockedValue { $0.busy } }
         set { state.withLockedValue { $0.busy = newValue } }
     }
 
-    var messages: Int { state.withLockedValue { $0.messages } }
+    package var messages: Int { state.withLockedValue { $0.messages } }
 
-    func countMessage() { state.withLockedValue { $0.messages += 1 } }
+    package func countMessage() { state.withLockedValue { $0.messages += 1 } }
 
     func setNegotiated(cipher: UInt16, group: UInt16?) {
         state.withLockedValue {
@@ -77,7 +83,7 @@ final class ConnectionRecord: Sendable {
     }
 
     /// Negotiated parameters, once the handshake completed.
-    var session: SessionInfo {
+    package var session: SessionInfo {
         state.withLockedValue {
             SessionInfo(
                 tlsVersion: $0.tlsVersion?.displayName ?? "unknown",

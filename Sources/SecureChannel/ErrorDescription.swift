@@ -2,7 +2,7 @@ import NIOCore
 import NIOSSL
 
 /// Turns TLS and socket errors into one-line reasons people can act on.
-enum ErrorDescription {
+package enum ErrorDescription {
     /// Alerts a server sends when it does not accept the client's certificate.
     static let certificateAlerts: [(String, String)] = [
         ("CERTIFICATE_REQUIRED", "it requires a client certificate"),
@@ -21,7 +21,7 @@ enum ErrorDescription {
     }
 
     /// The reason for logs and errors.
-    static func describe(_ error: any Error, record: ConnectionRecord, handshakeCompleted: Bool) -> String {
+    package static func describe(_ error: any Error, record: ConnectionRecord, handshakeCompleted: Bool) -> String {
         if let error = error as? SecureChannelError { return error.message }
         if let failure = record.verificationFailure { return failure }
         let text = text(error)

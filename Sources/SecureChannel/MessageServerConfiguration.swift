@@ -68,6 +68,15 @@ public struct MessageServerConfiguration: Sendable {
                   revocation: material.revocation, reloadFiles: files)
     }
 
+    /// The accepting side's settings.
+    var listenerSettings: ListenerSettings {
+        ListenerSettings(
+            host: host, port: port, material: TLSMaterial(identity: identity, trust: trust, revocation: revocation),
+            reloadFiles: reloadFiles, rules: rules, tls: tls, handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout,
+            maximumConnections: maximumConnections, shutdownGracePeriod: shutdownGracePeriod,
+            expiryWarningDays: expiryWarningDays)
+    }
+
     /// Throws a one-line error for an unusable configuration.
     public func validate() throws {
         guard !rules.isEmpty else {

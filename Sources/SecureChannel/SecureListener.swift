@@ -1,0 +1,350 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import SecureChannelPKI
+import ServiceLifecycle
+import UnixSignals
+import X509
+
+/// What a ``SecureListener`` needs: where to listen, limits, rules, and the material (with the files to reload
+/// it from). Shared by the message server and the tunnel.
+package struct ListenerSettings: Sendable {
+    package var host: String
+    package var port: Int
+    package var material: TLSMaterial
+    package var reloadFiles: TLSMaterialFiles?
+    package var rules: AccessRules
+    package var tls: TLSPolicy
+    package var handshakeTimeout: TimeAmount
+    package var idleTimeout: TimeAmount
+    package var maximumConnections: Int
+    package var shutdownGracePeriod: TimeAmount
+    package var expiryWarningDays: Int
+
+    package init(host: String, port: Int, material: TLSMaterial, reloadFiles: TLSMaterialFiles?, rules: AccessRules,
+                 tls: TLSPolicy, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount, maximumConnections: Int,
+                 shutdownGracePeriod: TimeAmount, expiryWarningDays: Int) {
+        self.host = host
+        self.port = port
+        self.material = material
+        self.reloadFiles = reloadFiles
+        self.rules = rules
+        self.tls = tls
+        self.handshakeTimeout = handshakeTimeout
+        self.idleTimeout = idleTimeout
+        self.maximumConnections = maximumConnections
+        self.shutdownGracePeriod = shutdownGracePeriod
+        self.expiryWarningDays = expiryWarningDays
+    }
+}
+
+/// The mTLS accepting side shared by ``MessageServer`` and the tunnel: binding, the TLS pipeline with timeouts,
+/// client verification with rules and CRLs, the connection cap, reloads (files and SIGHUP), the sweep that closes
+/// revoked or expired clients, graceful shutdown, and one log line per connection and per end.
+///
+/// What happens on a verified connection is the caller's: `run(configure:serve:)` adds its handlers to each
+/// pipeline and serves each channel (autoRead off until the caller turns it on).
+package final class SecureListener: Sendable {
+    package let settings: ListenerSettings
+    package let logger: Logger
+    private let group: any EventLoopGroup
+    /// The TLS context and verifier new connections use; replaced by a successful reload.
+    private let current: NIOLockedValueBox<Active>
+    private let bound: EventLoopPromise<SocketAddress>
+    private let state = NIOLockedValueBox(State())
+
+    /// Material in use: built once per (re)load.
+    private struct Active: Sendable {
+        var material: TLSMaterial
+        var context: NIOSSLContext
+        var verifier: PeerVerifier
+    }
+
+    private struct State {
+        /// Accepted connections being served.
+        var connections: [ObjectIdentifier: (channel: any Channel, record: ConnectionRecord)] = [:]
+        /// Records of channels initialised but not yet served (TLS may already fail in between).
+        var initialized: [ObjectIdentifier: ConnectionRecord] = [:]
+        var draining = false
+    }
+
+    package init(settings: ListenerSettings, logger: Logger, group: any EventLoopGroup) throws {
+        guard !settings.rules.isEmpty else {
+            throw SecureChannelError(.configuration,
+                "no client is allowed: give --allow-cn, --allow-dns or --allow-uri, or --allow-any-client to accept any client of the CA")
+        }
+        self.settings = settings
+        self.logger = logger
+        self.group = group
+        current = NIOLockedValueBox(try Self.activate(settings.material, settings: settings))
+        bound = group.any().makePromise(of: SocketAddress.self)
+    }
+
+    /// Whether graceful shutdown began.
+    package var isDraining: Bool { state.withLockedValue { $0.draining } }
+
+    /// The address, once bound (port 0 resolved to the real port).
+    package func listeningAddress() async throws -> SocketAddress {
+        try await bound.futureResult.get()
+    }
+
+    /// Builds the TLS context and verifier for `material`.
+    private static func activate(_ material: TLSMaterial, settings: ListenerSettings) throws -> Active {
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: material.identity.nioChain.map { .certificate($0) },
+            privateKey: .privateKey(material.identity.nioKey))
+        settings.tls.apply(to: &tls)
+        tls.certificateVerification = .noHostnameVerification  // client certificate required; checked by PeerVerifier
+        tls.trustRoots = .certificates(material.trust.nioCertificates)  // never the system roots
+        tls.sendCANameList = true
+        let context: NIOSSLContext
+        do {
+            context = try NIOSSLContext(configuration: tls)
+        } catch {
+            throw SecureChannelError(.configuration, "the TLS stack refused the server configuration: \(error)")
+        }
+        let verifier = PeerVerifier(trust: material.trust, purpose: .client, serverName: nil, rules: settings.rules,
+                                    revocation: material.revocation)
+        return Active(material: material, context: context, verifier: verifier)
+    }
+
+    /// Reads the configured files again and, if everything loads, uses them for new connections and closes open
+    /// connections whose client is now revoked. On any failure the current material stays and the reason is
+    /// logged. Returns whether the new material is in use.
+    @discardableResult
+    package func reload(reason: String = "reload requested") -> Bool {
+        guard let files = settings.reloadFiles else { return false }
+        do {
+            let active = try Self.activate(try files.load(), settings: settings)
+            current.withLockedValue { $0 = active }
+            logger.info("reloaded certificate, key, CA and CRLs (\(reason)); new connections use them",
+                        metadata: ["event": "reloaded"])
+            warnAboutExpiry(active.material)
+            sweep()
+            return true
+        } catch {
+            logger.error("reload failed (\(reason)), keeping the current material: \(error)", metadata: ["event": "reload-failed"])
+            return false
+        }
+    }
+
+    /// Closes connections whose client certificate expired or is now revoked; each gets a log line.
+    func sweep(now: Date = Date()) {
+        let revocation = current.withLockedValue { $0.material.revocation }
+        let open = state.withLockedValue { $0.connections.values.map { ($0.channel, $0.record) } }
+        for (channel, record) in open {
+            guard let certificate = record.certificate else { continue }
+            if now > certificate.notValidAfter {
+                record.noteClose("client certificate expired at \(CertificateDescription.format(certificate.notValidAfter))")
+                channel.close(promise: nil)
+            } else if let problem = revocation?.problem(with: certificate, now: now) {
+                record.noteClose("closed: client certificate \(problem)")
+                channel.close(promise: nil)
+            }
+        }
+    }
+
+    private func warnAboutExpiry(_ material: TLSMaterial, now: Date = Date()) {
+        let horizon = now + TimeInterval(settings.expiryWarningDays) * 86_400
+        let mine = [("the server certificate", material.identity.leaf)] + material.trust.certificates.map { ("CA \($0.subject)", $0) }
+        for (what, certificate) in mine where certificate.notValidAfter < horizon {
+            let date = CertificateDescription.format(certificate.notValidAfter)
+            if certificate.notValidAfter < now {
+                logger.warning("\(what) EXPIRED on \(date): renew it ('securechannel ca renew')", metadata: ["event": "expiry"])
+            } else {
+                let days = Int(certificate.notValidAfter.timeIntervalSince(now) / 86_400)
+                logger.warning("\(what) expires on \(date) (in \(days) days): renew it soon", metadata: ["event": "expiry"])
+            }
+        }
+    }
+
+    /// Watches the files (and SIGHUP) and sweeps open connections, until cancelled.
+    private func maintain() async {
+        let watcher = settings.reloadFiles.map { FileWatcher(paths: $0.paths) }
+        var seen = watcher?.stamps()
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: .milliseconds(500))
+            } catch {
+                return
+            }
+            if let watcher {
+                let now = watcher.stamps()
+                if now != seen {
+                    seen = now
+                    reload(reason: "files changed")
+                }
+            }
+            sweep()
+        }
+    }
+
+    private func reloadOnHangup() async {
+        guard settings.reloadFiles != nil else { return }
+        for await _ in await UnixSignalsSequence(trapping: .sighup) {
+            reload(reason: "SIGHUP")
+        }
+    }
+
+    /// Binds, accepts and serves until graceful shutdown or cancellation. `configure` adds the caller's handlers
+    /// after the TLS ones (on the child's event loop); `serve` handles one accepted channel, whose autoRead is off.
+    package func run(
+        configure: @escaping @Sendable (ChannelPipeline.SynchronousOperations, ConnectionRecord) throws -> Void,
+        serve: @escaping @Sendable (any Channel, ConnectionRecord) async -> Void
+    ) async throws {
+        let settings = self.settings
+        let serverChannel: NIOAsyncChannel<any Channel, Never>
+        do {
+            serverChannel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.autoRead, value: false)
+                .bind(host: settings.host, port: settings.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try self.initialize(channel, configure: configure)
+                        return channel
+                    }
+                }
+        } catch {
+            let failure = SecureChannelError(.configuration, "cannot listen on \(settings.host):\(settings.port): \(error)")
+            bound.fail(failure)
+            throw failure
+        }
+        guard let address = serverChannel.channel.localAddress else {
+            serverChannel.channel.close(promise: nil)
+            throw SecureChannelError(.configuration, "the listening socket has no address")
+        }
+        bound.succeed(address)
+        warnAboutExpiry(current.withLockedValue { $0.material })
+        try await withGracefulShutdownHandler {
+            try await withThrowingTaskGroup(of: Void.self) { background in
+                background.addTask { await self.maintain() }
+                background.addTask { await self.reloadOnHangup() }
+                defer { background.cancelAll() }
+                try await serverChannel.executeThenClose { inbound in
+                    try await withThrowingDiscardingTaskGroup { tasks in
+                        for try await child in inbound {
+                            guard self.admit(child) else { continue }
+                            tasks.addTask { await self.serve(child, serve) }
+                        }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            self.beginShutdown(serverChannel.channel)
+        }
+    }
+
+    /// Builds a child pipeline; runs on the child's event loop.
+    private func initialize(
+        _ channel: any Channel, configure: (ChannelPipeline.SynchronousOperations, ConnectionRecord) throws -> Void
+    ) throws {
+        let record = ConnectionRecord(remote: channel.remoteAddress)
+        state.withLockedValue { $0.initialized[ObjectIdentifier(channel)] = record }
+        let pipeline = channel.pipeline.syncOperations
+        let active = current.withLockedValue { $0 }
+        let tlsHandler = NIOSSLServerHandler(context: active.context, customVerificationCallback: active.verifier.callback(record: record))
+        try pipeline.addHandler(HandshakeObserver(side: .server, record: record))
+        try pipeline.addHandler(tlsHandler)
+        let handshake = channel.eventLoop.makePromise(of: Void.self)
+        record.handshake = handshake.futureResult
+        try pipeline.addHandler(HandshakeEventsHandler(record: record, handshake: handshake, idleTimeout: settings.idleTimeout))
+        try pipeline.addHandler(HandshakeTimeoutHandler(timeout: settings.handshakeTimeout, record: record))
+        try configure(pipeline, record)
+    }
+
+    /// Refuses a connection at once when the server is full or shutting down.
+    private func admit(_ channel: any Channel) -> Bool {
+        let key = ObjectIdentifier(channel)
+        let (admitted, count, draining) = state.withLockedValue { state -> (Bool, Int, Bool) in
+            guard !state.draining, state.connections.count < settings.maximumConnections else {
+                state.initialized.removeValue(forKey: key)
+                return (false, state.connections.count, state.draining)
+            }
+            let record = state.initialized.removeValue(forKey: key) ?? ConnectionRecord(remote: channel.remoteAddress)
+            state.connections[key] = (channel, record)
+            return (true, state.connections.count, false)
+        }
+        if !admitted {
+            let peer = ConnectionRecord(remote: channel.remoteAddress).remote
+            let why = draining ? "server shutting down" : "over --max-connections (\(count) open)"
+            logger.warning("connection from \(peer) refused: \(why)", metadata: ["peer": "\(peer)", "event": "refused"])
+            channel.close(promise: nil)
+        }
+        return admitted
+    }
+
+    /// Registers, logs and unregisters one connection around the caller's `serve`.
+    private func serve(_ channel: any Channel, _ serve: @Sendable (any Channel, ConnectionRecord) async -> Void) async {
+        let key = ObjectIdentifier(channel)
+        defer { _ = state.withLockedValue { $0.connections.removeValue(forKey: key) } }
+        guard let record = state.withLockedValue({ $0.connections[key]?.record }) else { return }
+        record.handshake?.whenSuccess {
+            if let identity = record.identity { self.logConnected(record, identity: identity) }
+        }
+        await serve(channel, record)
+        logEnded(record)
+    }
+
+    /// Marks a connection busy (a reply in flight), so that shutdown lets it finish.
+    package func setBusy(_ record: ConnectionRecord, _ busy: Bool) {
+        record.busy = busy
+    }
+
+    /// A resumed TLS session skips the verification callback: verify the certificate it carries now, against
+    /// today's CAs, CRLs and rules, so resumption can never let a revoked or expired client back in.
+    package func verifyResumedSession(channel: any Channel, record: ConnectionRecord) async throws {
+        let verifier = current.withLockedValue { $0.verifier }
+        if let peer = try await channel.nioSSL_peerCertificate().get(),
+           await verifier.verify([try peer.toDERBytes()], record: record), let identity = record.identity {
+            logConnected(record, identity: identity, resumed: true)
+        } else {
+            record.noteClose("resumed session refused: " + (record.verificationFailure ?? "no client certificate"))
+        }
+    }
+
+    private func beginShutdown(_ serverChannel: any Channel) {
+        let idle = state.withLockedValue { state -> [any Channel] in
+            state.draining = true
+            return state.connections.values.filter { !$0.record.busy }.map(\.channel)
+        }
+        logger.info("shutting down: no new connections; \(idle.count) idle connection(s) closed, in-flight replies may finish")
+        serverChannel.close(promise: nil)
+        for channel in idle { channel.close(promise: nil) }
+        let grace = settings.shutdownGracePeriod
+        serverChannel.eventLoop.scheduleTask(in: grace) { [self] in
+            let rest = state.withLockedValue { $0.connections.values.map(\.channel) }
+            for channel in rest { channel.close(promise: nil) }
+        }
+    }
+
+    private func logConnected(_ record: ConnectionRecord, identity: PeerIdentity, resumed: Bool = false) {
+        let session = record.session
+        logger.info(
+            "connection from \(record.remote): verified \(identity), \(session.summary)\(resumed ? " (resumed session)" : "")",
+            metadata: [
+                "event": "connected", "peer": "\(record.remote)", "subject": "\(identity.subject)",
+                "serial": "\(identity.serial)", "sans": "\(identity.alternativeNames.joined(separator: ","))",
+                "tls_version": "\(session.tlsVersion)", "cipher": "\(session.cipherSuite)",
+                "group": "\(session.keyExchangeGroup ?? "unknown")",
+            ])
+    }
+
+    package func logEnded(_ record: ConnectionRecord) {
+        let reason = record.closeReason ?? "closed"
+        let seconds = Date().timeIntervalSince(record.started)
+        let who = record.identity.map { " (\($0.subject))" } ?? ""
+        let text = "connection from \(record.remote)\(who) ended: \(reason); \(record.messages) message(s), \(String(format: "%.3f", seconds)) s"
+        let metadata: Logger.Metadata = [
+            "event": "ended", "peer": "\(record.remote)", "reason": "\(reason)", "messages": "\(record.messages)",
+        ]
+        if record.identity == nil {
+            logger.warning("\(text)", metadata: metadata)
+        } else {
+            logger.info("\(text)", metadata: metadata)
+        }
+    }
+}

@@ -31,63 +31,31 @@ public final class MessageClient: Sendable {
     public static func connect(
         _ configuration: MessageClientConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> MessageClient {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        configuration.tls.apply(to: &tls)
-        tls.certificateChain = configuration.identity.nioChain.map { .certificate($0) }
-        tls.privateKey = .privateKey(configuration.identity.nioKey)
-        tls.trustRoots = .certificates(configuration.trust.nioCertificates)  // never the system roots
-        tls.certificateVerification = .noHostnameVerification  // the name is checked strictly by PeerVerifier
-        let context: NIOSSLContext
-        do {
-            context = try NIOSSLContext(configuration: tls)
-        } catch {
-            throw SecureChannelError(.configuration, "the TLS stack refused the client configuration: \(error)")
-        }
-        let name = configuration.expectedServerName
-        let isIP = (try? IssuanceRequest.ipBytes(name)) != nil
-        let verifier = PeerVerifier(trust: configuration.trust, purpose: .server, serverName: name, rules: nil,
-                                    revocation: configuration.revocation)
+        let setup = try TLSClientSetup(
+            material: TLSMaterial(identity: configuration.identity, trust: configuration.trust, revocation: configuration.revocation),
+            serverName: configuration.expectedServerName, tls: configuration.tls, timeout: configuration.timeout)
         let record = ConnectionRecord(remote: nil)
-        let timeout = configuration.timeout
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)
-                .connectTimeout(timeout)
+                .connectTimeout(configuration.timeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try setup.addHandlers(to: channel, record: record)
                         let pipeline = channel.pipeline.syncOperations
-                        let handler = try NIOSSLClientHandler(
-                            context: context, serverHostname: isIP ? nil : name,
-                            customVerificationCallback: verifier.callback(record: record))
-                        try pipeline.addHandler(HandshakeObserver(side: .client, record: record))
-                        try pipeline.addHandler(handler)
-                        try pipeline.addHandler(HandshakeEventsHandler(record: record, handshake: channel.eventLoop.makePromise()))
-                        try pipeline.addHandler(HandshakeTimeoutHandler(timeout: timeout, record: record))
                         try configuration.framing.addHandlers(to: pipeline, maximumMessageBytes: configuration.maximumMessageBytes)
                         try pipeline.addHandler(ReplyHandler(record: record))
                     }
                 }
                 .connect(host: configuration.host, port: configuration.port).get()
         } catch {
-            throw SecureChannelError(.connectionFailed, "cannot connect to \(configuration.host):\(configuration.port): \(connectText(error))")
+            throw SecureChannelError(.connectionFailed,
+                "cannot connect to \(configuration.host):\(configuration.port): \(TLSClientSetup.connectText(error))")
         }
-        let (handshake, replies) = try await channel.eventLoop.submit {
-            (try channel.pipeline.syncOperations.handler(type: HandshakeEventsHandler.self).handshake.futureResult,
-             try channel.pipeline.syncOperations.handler(type: ReplyHandler.self))
+        let replies = try await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: ReplyHandler.self)
         }.get()
-        do {
-            try await handshake.get()
-        } catch let error as SecureChannelError {
-            channel.close(promise: nil)
-            if let failure = record.verificationFailure {
-                throw SecureChannelError(.serverCertificateRejected, failure)
-            }
-            throw error
-        }
-        guard let server = record.identity else {
-            channel.close(promise: nil)
-            throw SecureChannelError(.serverCertificateRejected, record.verificationFailure ?? "server certificate not verified")
-        }
+        let server = try await TLSClientSetup.awaitVerifiedServer(channel, record: record)
         return MessageClient(channel: channel, replies: replies, record: record, configuration: configuration, server: server)
     }
 
@@ -131,14 +99,6 @@ public final class MessageClient: Sendable {
         try? await channel.close()
     }
 
-    static func connectText(_ error: any Error) -> String {
-        let text = "\(error)"
-        if let error = error as? IOError, error.errnoCode == ECONNREFUSED { return "connection refused (is the server running?)" }
-        if text.contains("Connection refused") { return "connection refused (is the server running?)" }
-        if text.contains("connectTimeout") || text.contains("timed out") { return "timed out (is the address reachable?)" }
-        if text.contains("unknownHost") || text.contains("resolution") { return "cannot resolve the host name" }
-        return text
-    }
 }
 
 /// Matches replies to requests in order; fails every pending request with a clear reason when the connection

@@ -1,0 +1,78 @@
+import Foundation
+import NIOCore
+import NIOSSL
+import SecureChannelPKI
+
+/// The originating side of an mTLS connection, shared by ``MessageClient`` and the tunnel client: the NIOSSL
+/// client context (our certificate, only our CAs, the policy's versions and groups) and the per-connection
+/// handlers (ServerHello observer, TLS with strict verification of the server's name, handshake events and
+/// deadline).
+package struct TLSClientSetup: Sendable {
+    private let context: NIOSSLContext
+    private let verifier: PeerVerifier
+    private let serverName: String
+    private let timeout: TimeAmount
+
+    /// Builds the context once; connections then only add handlers.
+    package init(material: TLSMaterial, serverName: String, tls policy: TLSPolicy, timeout: TimeAmount) throws {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        policy.apply(to: &tls)
+        tls.certificateChain = material.identity.nioChain.map { .certificate($0) }
+        tls.privateKey = .privateKey(material.identity.nioKey)
+        tls.trustRoots = .certificates(material.trust.nioCertificates)  // never the system roots
+        tls.certificateVerification = .noHostnameVerification  // the name is checked strictly by PeerVerifier
+        do {
+            context = try NIOSSLContext(configuration: tls)
+        } catch {
+            throw SecureChannelError(.configuration, "the TLS stack refused the client configuration: \(error)")
+        }
+        verifier = PeerVerifier(trust: material.trust, purpose: .server, serverName: serverName, rules: nil,
+                                revocation: material.revocation)
+        self.serverName = serverName
+        self.timeout = timeout
+    }
+
+    /// Adds the TLS handlers to a new client channel; `record.handshake` completes when the server is verified.
+    package func addHandlers(to channel: any Channel, record: ConnectionRecord) throws {
+        let pipeline = channel.pipeline.syncOperations
+        let isIP = (try? IssuanceRequest.ipBytes(serverName)) != nil
+        let handler = try NIOSSLClientHandler(
+            context: context, serverHostname: isIP ? nil : serverName,  // no IP literals in SNI
+            customVerificationCallback: verifier.callback(record: record))
+        let handshake = channel.eventLoop.makePromise(of: Void.self)
+        record.handshake = handshake.futureResult
+        try pipeline.addHandler(HandshakeObserver(side: .client, record: record))
+        try pipeline.addHandler(handler)
+        try pipeline.addHandler(HandshakeEventsHandler(record: record, handshake: handshake))
+        try pipeline.addHandler(HandshakeTimeoutHandler(timeout: timeout, record: record))
+    }
+
+    /// Waits for the handshake of a channel set up by ``addHandlers(to:record:)``; closes it and throws a
+    /// one-line error if the server was not verified.
+    package static func awaitVerifiedServer(_ channel: any Channel, record: ConnectionRecord) async throws -> PeerIdentity {
+        do {
+            try await record.handshake?.get()
+        } catch let error as SecureChannelError {
+            channel.close(promise: nil)
+            if let failure = record.verificationFailure {
+                throw SecureChannelError(.serverCertificateRejected, failure)
+            }
+            throw error
+        }
+        guard let server = record.identity else {
+            channel.close(promise: nil)
+            throw SecureChannelError(.serverCertificateRejected, record.verificationFailure ?? "server certificate not verified")
+        }
+        return server
+    }
+
+    /// A one-line reason for a failed connect.
+    package static func connectText(_ error: any Error) -> String {
+        let text = "\(error)"
+        if let error = error as? IOError, error.errnoCode == ECONNREFUSED { return "connection refused (is the server running?)" }
+        if text.contains("Connection refused") { return "connection refused (is the server running?)" }
+        if text.contains("connectTimeout") || text.contains("timed out") { return "timed out (is the address reachable?)" }
+        if text.contains("unknownHost") || text.contains("resolution") { return "cannot resolve the host name" }
+        return text
+    }
+}

@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .library(name: "SecureChannelPKI", targets: ["SecureChannelPKI"]),
         .library(name: "SecureChannel", targets: ["SecureChannel"]),
+        .library(name: "SecureChannelTunnel", targets: ["SecureChannelTunnel"]),
         .executable(name: "securechannel", targets: ["securechannel"]),
     ],
     dependencies: [
@@ -54,10 +55,23 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "SecureChannelTunnel",
+            dependencies: [
+                "SecureChannel", "SecureChannelPKI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "SecureChannelCLI",
             dependencies: [
                 "SecureChannelPKI",
                 "SecureChannel",
+                "SecureChannelTunnel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -95,6 +109,18 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SecureChannelTunnelTests",
+            dependencies: [
+                "SecureChannelTunnel", "SecureChannel", "SecureChannelPKI", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),

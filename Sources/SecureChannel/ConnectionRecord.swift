@@ -16,6 +16,7 @@ package final class ConnectionRecord: Sendable {
         var verificationFailure: String?
         var busy = false
         var handshake: EventLoopFuture<Void>?
+        var traffic: String?
         var messages = 0
     }
 
@@ -69,6 +70,12 @@ package final class ConnectionRecord: Sendable {
     package var busy: Bool {
         get { state.withLockedValue { $0.busy } }
         set { state.withLockedValue { $0.busy = newValue } }
+    }
+
+    /// What moved, for the end-of-connection log line (the tunnel's bytes each way); default: messages.
+    package var traffic: String? {
+        get { state.withLockedValue { $0.traffic } }
+        set { state.withLockedValue { $0.traffic = newValue } }
     }
 
     package var messages: Int { state.withLockedValue { $0.messages } }

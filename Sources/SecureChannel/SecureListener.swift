@@ -23,6 +23,8 @@ package struct ListenerSettings: Sendable {
     package var maximumConnections: Int
     package var shutdownGracePeriod: TimeAmount
     package var expiryWarningDays: Int
+    /// Let peers half-close (tunnels forward a half-close; the message server does not need it).
+    package var allowHalfClosure = false
 
     package init(host: String, port: Int, material: TLSMaterial, reloadFiles: TLSMaterialFiles?, rules: AccessRules,
                  tls: TLSPolicy, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount, maximumConnections: Int,
@@ -202,6 +204,7 @@ package final class SecureListener: Sendable {
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.autoRead, value: false)
+                .childChannelOption(.allowRemoteHalfClosure, value: settings.allowHalfClosure)
                 .bind(host: settings.host, port: settings.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try self.initialize(channel, configure: configure)
@@ -337,7 +340,7 @@ package final class SecureListener: Sendable {
         let reason = record.closeReason ?? "closed"
         let seconds = Date().timeIntervalSince(record.started)
         let who = record.identity.map { " (\($0.subject))" } ?? ""
-        let text = "connection from \(record.remote)\(who) ended: \(reason); \(record.messages) message(s), \(String(format: "%.3f", seconds)) s"
+        let text = "connection from \(record.remote)\(who) ended: \(reason); \(record.traffic ?? "\(record.messages) message(s)"), \(String(format: "%.3f", seconds)) s"
         let metadata: Logger.Metadata = [
             "event": "ended", "peer": "\(record.remote)", "reason": "\(reason)", "messages": "\(record.messages)",
         ]

@@ -23,7 +23,7 @@ public struct SecureChannelCommand: AsyncParsableCommand {
               securechannel send --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt "Hello Jill"
             """,
         version: "0.1.0",
-        subcommands: [CACommand.self, CertCommand.self, ServeCommand.self, SendCommand.self, DemoCommand.self]
+        subcommands: [CACommand.self, CertCommand.self, ServeCommand.self, SendCommand.self, DemoCommand.self, TunnelCommand.self]
     )
 
     /// Creates the root command (used by ArgumentParser).

@@ -1,0 +1,155 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Bytes moved by one tunnel connection, each way.
+final class TransferCounter: Sendable {
+    private let counts = NIOLockedValueBox((toTarget: 0, toClient: 0))
+    func add(toTarget: Int = 0, toClient: Int = 0) {
+        counts.withLockedValue {
+            $0.toTarget += toTarget
+            $0.toClient += toClient
+        }
+    }
+    var toTarget: Int { counts.withLockedValue { $0.toTarget } }
+    var toClient: Int { counts.withLockedValue { $0.toClient } }
+}
+
+/// One half of a pair that joins two channels on the same event loop: what one reads, the other writes.
+///
+/// Backpressure: a side reads only while its partner is writable (NIO's writability follows the write buffer's
+/// watermarks), so a slow reader on either end stops the other end's reads instead of growing memory.
+/// Half-close: end of input on one side becomes `close(mode: .output)` on the other; a side closes fully once
+/// both its directions are done. A reset or error on one side closes the other at once.
+final class GlueHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum Direction { case toTarget, toClient }
+
+    private var partner: GlueHandler?
+    private var context: ChannelHandlerContext?
+    private var pendingRead = false
+    private var inputClosed = false
+    private var outputClosed = false
+    /// Which way the bytes this side reads travel.
+    private let direction: Direction
+    private let counter: TransferCounter
+    private let onError: (any Error) -> Void
+
+    private init(direction: Direction, counter: TransferCounter, onError: @escaping (any Error) -> Void) {
+        self.direction = direction
+        self.counter = counter
+        self.onError = onError
+    }
+
+    /// A linked pair: the first goes on the client-facing channel, the second on the target-facing one.
+    static func pair(counter: TransferCounter, onError: @escaping (any Error) -> Void) -> (client: GlueHandler, target: GlueHandler) {
+        let client = GlueHandler(direction: .toTarget, counter: counter, onError: onError)
+        let target = GlueHandler(direction: .toClient, counter: counter, onError: onError)
+        client.partner = target
+        target.partner = client
+        return (client, target)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        partner = nil
+    }
+
+    // MARK: Partner calls
+
+    private func partnerWrite(_ buffer: ByteBuffer) {
+        context?.write(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    private func partnerFlush() {
+        context?.flush()
+    }
+
+    private func partnerEndOfInput() {
+        guard let context, !outputClosed else { return }
+        outputClosed = true
+        context.close(mode: .output, promise: nil)
+        if inputClosed { context.close(promise: nil) }
+    }
+
+    private func partnerClosed(reset: Bool) {
+        guard let context else { return }
+        if reset, let provider = context.channel as? any SocketOptionProvider {
+            // Propagate a reset as a reset: no lingering, so the peer sees RST rather than a clean end.
+            let channel = context.channel
+            provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+            return
+        }
+        context.close(promise: nil)
+    }
+
+    private var partnerWritable: Bool {
+        context?.channel.isWritable ?? false
+    }
+
+    private func partnerBecameWritable() {
+        if pendingRead {
+            pendingRead = false
+            context?.read()
+        }
+    }
+
+    // MARK: Channel events
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        switch direction {
+        case .toTarget: counter.add(toTarget: buffer.readableBytes)
+        case .toClient: counter.add(toClient: buffer.readableBytes)
+        }
+        partner?.partnerWrite(buffer)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        partner?.partnerFlush()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event {
+            inputClosed = true
+            partner?.partnerFlush()
+            partner?.partnerEndOfInput()
+            if outputClosed { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        partner?.partnerClosed(reset: false)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        onError(error)
+        let reset = (error as? IOError)?.errnoCode == ECONNRESET
+        partner?.partnerClosed(reset: reset)
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { partner?.partnerBecameWritable() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if partner?.partnerWritable ?? false {
+            context.read()
+        } else {
+            pendingRead = true
+        }
+    }
+}
+

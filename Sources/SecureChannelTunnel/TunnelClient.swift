@@ -1,0 +1,128 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SecureChannel
+import ServiceLifecycle
+
+/// The TLS-originating end of a tunnel: each local plaintext connection becomes an mTLS connection to the tunnel
+/// server, whose certificate and name are verified before a byte is forwarded.
+public final class TunnelClient: Service, Sendable {
+    /// The configuration.
+    public let configuration: TunnelClientConfiguration
+    private let logger: Logger
+    private let group: any EventLoopGroup
+    private let setup: NIOLockedValueBox<TLSClientSetup>
+    private let bound: EventLoopPromise<SocketAddress>
+
+    /// Creates the client; throws a one-line error for an unusable configuration.
+    public init(configuration: TunnelClientConfiguration, logger: Logger,
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        self.logger = logger
+        self.group = group
+        setup = NIOLockedValueBox(try Self.makeSetup(configuration))
+        bound = group.any().makePromise(of: SocketAddress.self)
+    }
+
+    private static func makeSetup(_ configuration: TunnelClientConfiguration) throws -> TLSClientSetup {
+        try TLSClientSetup(material: try configuration.files.load(), serverName: configuration.serverName ?? configuration.targetHost,
+                           tls: configuration.tls, timeout: configuration.connectTimeout)
+    }
+
+    /// The plaintext address, once bound (a UNIX socket path reports no port).
+    public func listeningAddress() async throws -> SocketAddress {
+        try await bound.futureResult.get()
+    }
+
+    /// Re-reads the certificate, key, CA and CRL files; on failure keeps the current ones.
+    @discardableResult
+    public func reload() -> Bool {
+        do {
+            let fresh = try Self.makeSetup(configuration)
+            setup.withLockedValue { $0 = fresh }
+            logger.info("reloaded certificate, key, CA and CRLs")
+            return true
+        } catch {
+            logger.error("reload failed, keeping the current material: \(error)")
+            return false
+        }
+    }
+
+    /// Accepts and forwards until graceful shutdown.
+    public func run() async throws {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.autoRead, value: false)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+        let serverChannel: NIOAsyncChannel<any Channel, Never>
+        do {
+            let initializer: @Sendable (any Channel) -> EventLoopFuture<any Channel> = { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(PendingInboundHandler())
+                    return channel
+                }
+            }
+            switch configuration.listen {
+            case .tcp(let host, let port):
+                serverChannel = try await bootstrap.bind(host: host, port: port, childChannelInitializer: initializer)
+            case .unix(let path):
+                serverChannel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true,
+                                                         childChannelInitializer: initializer)
+            }
+        } catch {
+            let failure = SecureChannelError(.configuration, "cannot listen on \(configuration.listen): \(error)")
+            bound.fail(failure)
+            throw failure
+        }
+        if let address = serverChannel.channel.localAddress {
+            bound.succeed(address)
+        }
+        try await withGracefulShutdownHandler {
+            try await serverChannel.executeThenClose { inbound in
+                try await withThrowingDiscardingTaskGroup { tasks in
+                    for try await child in inbound {
+                        tasks.addTask { await self.forward(child) }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            serverChannel.channel.close(promise: nil)
+        }
+    }
+
+    private func forward(_ local: any Channel) async {
+        let started = Date()
+        let record = ConnectionRecord(remote: local.remoteAddress)
+        let peer = record.remote == "unknown" ? "a local client" : record.remote
+        let target = "\(configuration.targetHost):\(configuration.targetPort)"
+        do {
+            let setup = self.setup.withLockedValue { $0 }
+            let remote = try await ClientBootstrap(group: local.eventLoop)
+                .connectTimeout(configuration.connectTimeout)
+                .channelOption(.allowRemoteHalfClosure, value: true)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try setup.addHandlers(to: channel, record: record)
+                        try channel.pipeline.syncOperations.addHandler(PendingInboundHandler())
+                    }
+                }
+                .connect(host: configuration.targetHost, port: configuration.targetPort).get()
+            let server = try await TLSClientSetup.awaitVerifiedServer(remote, record: record)
+            logger.info("connection from \(peer) to \(target): verified \(server), \(record.session.summary)")
+            try await Glue.join(client: local, target: remote, preamble: nil, counter: TransferCounter(), record: record)
+        } catch let error as SecureChannelError {
+            record.noteClose(error.message)
+            local.close(promise: nil)
+        } catch {
+            record.noteClose("cannot reach \(target): \(TunnelText.connect(error))")
+            local.close(promise: nil)
+        }
+        let seconds = String(format: "%.3f", Date().timeIntervalSince(started))
+        let text = "connection from \(peer) to \(target) ended: \(record.closeReason ?? "closed"); \(record.traffic ?? "nothing forwarded"), \(seconds) s"
+        if record.identity == nil { logger.warning("\(text)") } else { logger.info("\(text)") }
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SecureChannel
+import SecureChannelPKI
+import ServiceLifecycle
+
+/// The TLS-terminating end of a tunnel: every verified client connection becomes a plaintext connection to the
+/// target, bytes forwarded exactly both ways. Identities, rules, CRLs, reloads, limits and logs are the message
+/// server's (``SecureListener``); only what happens after the handshake differs.
+public final class TunnelServer: Service, Sendable {
+    /// The configuration.
+    public let configuration: TunnelServerConfiguration
+    private let listener: SecureListener
+
+    /// Creates the server; throws a one-line error for an unusable configuration.
+    public init(configuration: TunnelServerConfiguration, logger: Logger,
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        var settings = ListenerSettings(
+            host: configuration.host, port: configuration.port, material: try configuration.files.load(),
+            reloadFiles: configuration.files, rules: configuration.rules, tls: configuration.tls,
+            handshakeTimeout: configuration.handshakeTimeout, idleTimeout: configuration.idleTimeout,
+            maximumConnections: configuration.maximumConnections, shutdownGracePeriod: .seconds(5), expiryWarningDays: 14)
+        settings.allowHalfClosure = true
+        listener = try SecureListener(settings: settings, logger: logger, group: group)
+    }
+
+    /// The TLS address, once bound.
+    public func listeningAddress() async throws -> SocketAddress {
+        try await listener.listeningAddress()
+    }
+
+    /// Re-reads the files; see ``MessageServer/reload(reason:)``.
+    @discardableResult
+    public func reload(reason: String = "reload requested") -> Bool {
+        listener.reload(reason: reason)
+    }
+
+    /// Accepts and forwards until graceful shutdown.
+    public func run() async throws {
+        try await listener.run(
+            configure: { pipeline, _ in try pipeline.addHandler(PendingInboundHandler()) },
+            serve: { channel, record in await self.forward(channel, record: record) })
+    }
+
+    private func forward(_ client: any Channel, record: ConnectionRecord) async {
+        do {
+            // Reads drive the handshake; what arrives after it waits (bounded) in the PendingInboundHandler.
+            try await client.eventLoop.submit { try client.syncOptions?.setOption(.autoRead, value: true) }.get()
+            guard let handshake = record.handshake else { return }
+            try await handshake.get()
+            if record.identity == nil {
+                try await listener.verifyResumedSession(channel: client, record: record)
+            }
+            guard let identity = record.identity else {
+                client.close(promise: nil)
+                return
+            }
+            let target = try await configuration.target.connect(on: client.eventLoop, timeout: configuration.connectTimeout,
+                                                                 halfClosure: true)
+            var preamble: ByteBuffer?
+            if configuration.proxyProtocol, let source = client.remoteAddress, let destination = client.localAddress {
+                preamble = ProxyProtocolHeader(
+                    source: source, destination: destination, tlsVersion: record.session.tlsVersion,
+                    commonName: identity.commonName, cipher: record.session.cipherSuite,
+                    clientCertificate: try record.certificate.map { try CertificateIO.der($0) }
+                ).encode()
+            }
+            try await Glue.join(client: client, target: target, preamble: preamble, counter: TransferCounter(), record: record)
+        } catch let error as SecureChannelError {
+            record.noteClose(error.message)
+            client.close(promise: nil)
+        } catch {
+            record.noteClose(ErrorDescription.describe(error, record: record, handshakeCompleted: record.identity != nil))
+            client.close(promise: nil)
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import NIOCore
+import SecureChannel
+
+/// A tunnel server: terminates mTLS on `host:port` and forwards the verified plaintext stream to `target`.
+public struct TunnelServerConfiguration: Sendable {
+    /// Address to listen on (TLS side).
+    public var host: String
+    /// Port to listen on; 0 picks a free one.
+    public var port: Int
+    /// Where the plaintext goes. Must be local unless ``allowRemoteTarget``.
+    public var target: TunnelEndpoint
+    /// Certificate, key, CA and CRL files (watched and reloaded).
+    public var files: TLSMaterialFiles
+    /// Which verified clients may connect.
+    public var rules: AccessRules
+    /// Send a PROXY protocol v2 header with the client's address and verified identity.
+    public var proxyProtocol: Bool
+    /// `--unsafe-target`: allow a non-loopback target (the plaintext then crosses a network).
+    public var allowRemoteTarget: Bool
+    /// TLS versions.
+    public var tls: TLSPolicy
+    /// Limits.
+    public var maximumConnections: Int
+    /// Time allowed for the TLS handshake.
+    public var handshakeTimeout: TimeAmount
+    /// A tunnel with no traffic either way for this long is closed.
+    public var idleTimeout: TimeAmount
+    /// Time allowed to connect to the target.
+    public var connectTimeout: TimeAmount
+
+    /// A configuration with secure defaults.
+    public init(host: String, port: Int, target: TunnelEndpoint, files: TLSMaterialFiles, rules: AccessRules,
+                proxyProtocol: Bool = false, allowRemoteTarget: Bool = false, tls: TLSPolicy = .default,
+                maximumConnections: Int = 1024, handshakeTimeout: TimeAmount = .seconds(10),
+                idleTimeout: TimeAmount = .seconds(3600), connectTimeout: TimeAmount = .seconds(5)) {
+        self.host = host
+        self.port = port
+        self.target = target
+        self.files = files
+        self.rules = rules
+        self.proxyProtocol = proxyProtocol
+        self.allowRemoteTarget = allowRemoteTarget
+        self.tls = tls
+        self.maximumConnections = maximumConnections
+        self.handshakeTimeout = handshakeTimeout
+        self.idleTimeout = idleTimeout
+        self.connectTimeout = connectTimeout
+    }
+
+    /// Throws a one-line error for an unsafe or unusable configuration.
+    public func validate() throws {
+        guard target.isLocal || allowRemoteTarget else {
+            throw SecureChannelError(.configuration,
+                "target \(target) is not on this machine, so the plaintext would cross the network; use a loopback address or a UNIX socket, or pass --unsafe-target")
+        }
+    }
+}

@@ -130,3 +130,39 @@ final class HandshakeEventsHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 }
+
+/// Holds back a TCP end-of-input that arrives while the TLS handshake (with our asynchronous verification) is
+/// still running, and passes it on once the handshake is done. Without it NIOSSL treats such an EOF as fatal,
+/// which kills tunnels whose clients write, half-close and wait for the reply. Sits before the TLS handler, on
+/// channels that allow remote half-closure.
+final class DeferredEndOfInputHandler: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+
+    private let handshake: EventLoopFuture<Void>
+    private var done = false
+    private var deferred = false
+
+    init(handshake: EventLoopFuture<Void>) {
+        self.handshake = handshake
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        handshake.whenComplete { _ in
+            let (handler, context) = loopBound.value
+            handler.done = true
+            if handler.deferred {
+                handler.deferred = false
+                context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+            }
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event, !done {
+            deferred = true
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}

@@ -248,12 +248,16 @@ package final class SecureListener: Sendable {
         let record = ConnectionRecord(remote: channel.remoteAddress)
         state.withLockedValue { $0.initialized[ObjectIdentifier(channel)] = record }
         let pipeline = channel.pipeline.syncOperations
+        let handshake = channel.eventLoop.makePromise(of: Void.self)
+        record.handshake = handshake.futureResult
+        if settings.allowHalfClosure {
+            try pipeline.addHandler(DeferredEndOfInputHandler(handshake: handshake.futureResult))
+        }
         let active = current.withLockedValue { $0 }
         let tlsHandler = NIOSSLServerHandler(context: active.context, customVerificationCallback: active.verifier.callback(record: record))
         try pipeline.addHandler(HandshakeObserver(side: .server, record: record))
         try pipeline.addHandler(tlsHandler)
-        let handshake = channel.eventLoop.makePromise(of: Void.self)
-        record.handshake = handshake.futureResult
+
         try pipeline.addHandler(HandshakeEventsHandler(record: record, handshake: handshake, idleTimeout: settings.idleTimeout))
         try pipeline.addHandler(HandshakeTimeoutHandler(timeout: settings.handshakeTimeout, record: record))
         try configure(pipeline, record)

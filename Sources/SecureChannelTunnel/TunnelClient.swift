@@ -15,6 +15,8 @@ public final class TunnelClient: Service, Sendable {
     private let group: any EventLoopGroup
     private let setup: NIOLockedValueBox<TLSClientSetup>
     private let bound: EventLoopPromise<SocketAddress>
+    /// Open local connections, closed at the end of the shutdown grace period.
+    private let open = NIOLockedValueBox([ObjectIdentifier: any Channel]())
 
     /// Creates the client; throws a one-line error for an unusable configuration.
     public init(configuration: TunnelClientConfiguration, logger: Logger,
@@ -85,12 +87,20 @@ public final class TunnelClient: Service, Sendable {
             try await serverChannel.executeThenClose { inbound in
                 try await withThrowingDiscardingTaskGroup { tasks in
                     for try await child in inbound {
-                        tasks.addTask { await self.forward(child) }
+                        open.withLockedValue { $0[ObjectIdentifier(child)] = child }
+                        tasks.addTask {
+                            await self.forward(child)
+                            _ = self.open.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(child)) }
+                        }
                     }
                 }
             }
         } onGracefulShutdown: {
             serverChannel.channel.close(promise: nil)
+            let open = self.open
+            serverChannel.channel.eventLoop.scheduleTask(in: self.configuration.shutdownGracePeriod) {
+                for channel in open.withLockedValue({ Array($0.values) }) { channel.close(promise: nil) }
+            }
         }
     }
 

@@ -19,6 +19,8 @@ public struct TunnelClientConfiguration: Sendable {
     public var tls: TLSPolicy
     /// Time allowed to connect and handshake with the server.
     public var connectTimeout: TimeAmount
+    /// At shutdown, open tunnels get this long to finish before they are closed.
+    public var shutdownGracePeriod: TimeAmount = .seconds(5)
 
     /// A configuration with secure defaults.
     public init(listen: TunnelEndpoint, targetHost: String, targetPort: Int, serverName: String? = nil,

@@ -23,7 +23,7 @@ public final class TunnelServer: Service, Sendable {
             host: configuration.host, port: configuration.port, material: try configuration.files.load(),
             reloadFiles: configuration.files, rules: configuration.rules, tls: configuration.tls,
             handshakeTimeout: configuration.handshakeTimeout, idleTimeout: configuration.idleTimeout,
-            maximumConnections: configuration.maximumConnections, shutdownGracePeriod: .seconds(5), expiryWarningDays: 14)
+            maximumConnections: configuration.maximumConnections, shutdownGracePeriod: configuration.shutdownGracePeriod, expiryWarningDays: 14)
         settings.allowHalfClosure = true
         listener = try SecureListener(settings: settings, logger: logger, group: group)
     }

@@ -27,6 +27,8 @@ public struct TunnelServerConfiguration: Sendable {
     public var idleTimeout: TimeAmount
     /// Time allowed to connect to the target.
     public var connectTimeout: TimeAmount
+    /// At shutdown, open tunnels get this long to finish before they are closed.
+    public var shutdownGracePeriod: TimeAmount = .seconds(5)
 
     /// A configuration with secure defaults.
     public init(host: String, port: Int, target: TunnelEndpoint, files: TLSMaterialFiles, rules: AccessRules,

@@ -1,0 +1,137 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SecureChannel
+import SecureChannelPKI
+@testable import SecureChannelTunnel
+import ServiceLifecycle
+import TestSupport
+import Testing
+
+/// A plaintext TCP server on 127.0.0.1 for tests: echoes (and forwards a half-close), or records what it gets.
+final class PlainTarget: @unchecked Sendable {
+    enum Mode { case echo, record, silent }
+    let channel: any Channel
+    let received = NIOLockedValueBox<[UInt8]>([])
+    var port: Int { channel.localAddress!.port! }
+
+    init(_ mode: Mode) async throws {
+        let received = self.received
+        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.autoRead, value: mode != .silent)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(TargetHandler(mode: mode, received: received))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+
+    func stop() async { try? await channel.close() }
+
+    final class TargetHandler: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let mode: Mode
+        let received: NIOLockedValueBox<[UInt8]>
+        init(mode: Mode, received: NIOLockedValueBox<[UInt8]>) {
+            self.mode = mode
+            self.received = received
+        }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let buffer = unwrapInboundIn(data)
+            switch mode {
+            case .echo: context.write(wrapOutboundOut(buffer), promise: nil)
+            case .record: received.withLockedValue { $0 += buffer.readableBytesView }
+            case .silent: break
+            }
+        }
+        func channelReadComplete(context: ChannelHandlerContext) { context.flush() }
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if case ChannelEvent.inputClosed = event { context.close(mode: .output, promise: nil) }
+        }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
+    }
+}
+
+/// A tunnel server (to `targetPort`) and a tunnel client in front of it, both in-process.
+struct TunnelPair {
+    let pki: TunnelPKI
+    let server: TunnelServer
+    let client: TunnelClient
+    let services: ServiceGroup
+    let task: Task<Void, any Error>
+    let serverPort: Int
+    let clientPort: Int
+
+    static func start(_ pki: TunnelPKI, targetPort: Int, clientName: String = "Chris", rules: AccessRules = .anyClient,
+                      proxyProtocol: Bool = false, crl: Bool = false) async throws -> TunnelPair {
+        var logger = Logger(label: "test.tunnel")
+        logger.logLevel = .critical
+        var serverConfiguration = TunnelServerConfiguration(
+            host: "127.0.0.1", port: 0, target: .tcp(host: "127.0.0.1", port: targetPort),
+            files: TLSMaterialFiles(certificate: pki.dir.file("Jill.crt"), key: pki.dir.file("Jill.key"), ca: pki.dir.file("ca.crt"),
+                                    crls: crl ? [pki.dir.file("crl.pem")] : []),
+            rules: rules, proxyProtocol: proxyProtocol, connectTimeout: .seconds(2))
+        serverConfiguration.shutdownGracePeriod = .milliseconds(200)
+        let server = try TunnelServer(configuration: serverConfiguration, logger: logger)
+        let serverTask = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
+        let runServer = Task { try await serverTask.run() }
+        let serverPort = try #require(try await server.listeningAddress().port)
+        var clientConfiguration = TunnelClientConfiguration(
+            listen: .tcp(host: "127.0.0.1", port: 0), targetHost: "127.0.0.1", targetPort: serverPort, serverName: "localhost",
+            files: TLSMaterialFiles(certificate: pki.dir.file("\(clientName).crt"), key: pki.dir.file("\(clientName).key"),
+                                    ca: pki.dir.file("ca.crt")))
+        clientConfiguration.shutdownGracePeriod = .milliseconds(200)
+        let client = try TunnelClient(configuration: clientConfiguration, logger: logger)
+        let services = ServiceGroup(configuration: .init(services: [.init(service: client)], logger: logger))
+        let task = Task {
+            try await services.run()
+            await serverTask.triggerGracefulShutdown()
+            try await runServer.value
+        }
+        let clientPort = try #require(try await client.listeningAddress().port)
+        return TunnelPair(pki: pki, server: server, client: client, services: services, task: task, serverPort: serverPort,
+                          clientPort: clientPort)
+    }
+
+    func stop() async throws {
+        await services.triggerGracefulShutdown()
+        try await task.value
+    }
+}
+
+/// Barry, Jill, Chris and Eve for tunnel tests.
+struct TunnelPKI {
+    let dir: TemporaryDirectory
+    let ca: CertificateAuthority
+
+    init() throws {
+        dir = try TemporaryDirectory()
+        ca = try CertificateAuthority.create(directory: dir.path, name: "Barry")
+        _ = try ca.issue(.server(name: "Jill", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"]))
+        _ = try ca.issue(.client(name: "Chris"))
+        _ = try ca.issue(.client(name: "Eve"))
+        _ = try ca.generateCRL()
+    }
+
+    func cleanup() { dir.cleanup() }
+}
+
+/// A plaintext client connection for tests.
+enum PlainClient {
+    static func connect(port: Int) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                        wrappingChannelSynchronously: channel,
+                        configuration: .init(isOutboundHalfClosureEnabled: true))
+                }
+            }
+    }
+}

@@ -1,0 +1,250 @@
+import Crypto
+import Foundation
+import NIOCore
+import NIOPosix
+import SecureChannel
+import SecureChannelPKI
+@testable import SecureChannelTunnel
+import TestSupport
+import Testing
+
+@Suite("Tunnel: client → mTLS → server → target", .timeLimit(.minutes(3)))
+struct TunnelTests {
+    @Test("32 MB of random bytes come back through the pair with the same SHA-256; a half-close still gets every byte")
+    func bulkEcho() async throws {
+        let pki = try TunnelPKI()
+        defer { pki.cleanup() }
+        let target = try await PlainTarget(.echo)
+        let pair = try await TunnelPair.start(pki, targetPort: target.port)
+        let size = 32 * 1024 * 1024, chunk = 64 * 1024
+        var generator = SystemRandomNumberGenerator()
+        let block = (0..<chunk).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        var sent = SHA256()
+        var received = SHA256()
+        var receivedCount = 0
+        let connection = try await PlainClient.connect(port: pair.clientPort)
+        try await connection.executeThenClose { inbound, outbound in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    var offset = 0
+                    while offset < size {
+                        // Vary the bytes per chunk so that reordering would show in the digest.
+                        var buffer = ByteBuffer(bytes: block)
+                        buffer.setInteger(UInt64(offset), at: 0)
+                        try await outbound.write(buffer)
+                        offset += chunk
+                    }
+                    outbound.finish()  // half-close: the echo target closes its side once it has echoed everything
+                }
+                for try await buffer in inbound {
+                    received.update(data: Data(buffer.readableBytesView))
+                    receivedCount += buffer.readableBytes
+                }
+                try await group.waitForAll()
+            }
+        }
+        var offset = 0
+        while offset < size {
+            var bytes = block
+            withUnsafeBytes(of: UInt64(offset).bigEndian) { for (i, b) in $0.enumerated() { bytes[i] = b } }
+            sent.update(data: bytes)
+            offset += chunk
+        }
+        #expect(receivedCount == size)
+        #expect(received.finalize() == sent.finalize())
+        try await pair.stop()
+        await target.stop()
+    }
+
+    @Test("when the target is down, the client is closed promptly")
+    func targetDown() async throws {
+        let pki = try TunnelPKI()
+        defer { pki.cleanup() }
+        let unused = try await PlainTarget(.echo)
+        let port = unused.port
+        await unused.stop()  // nothing listens there now
+        let pair = try await TunnelPair.start(pki, targetPort: port)
+        let started = Date()
+        let connection = try await PlainClient.connect(port: pair.clientPort)
+        let got = try await connection.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "anyone there?"))
+            var bytes = 0
+            for try await buffer in inbound { bytes += buffer.readableBytes }
+            return bytes
+        }
+        #expect(got == 0)
+        #expect(Date().timeIntervalSince(started) < 5)
+        try await pair.stop()
+    }
+
+    @Test("identity rules: a client the server does not allow gets nothing through")
+    func rules() async throws {
+        let pki = try TunnelPKI()
+        defer { pki.cleanup() }
+        let target = try await PlainTarget(.record)
+        let pair = try await TunnelPair.start(pki, targetPort: target.port, clientName: "Eve", rules: AccessRules(commonNames: ["Chris"]))
+        let connection = try await PlainClient.connect(port: pair.clientPort)
+        let got = try await connection.executeThenClose { inbound, outbound in
+            try? await outbound.write(ByteBuffer(string: "secret for chris only"))
+            var bytes = 0
+            for try await buffer in inbound { bytes += buffer.readableBytes }
+            return bytes
+        }
+        #expect(got == 0)
+        #expect(target.received.withLockedValue { $0 }.isEmpty)
+        try await pair.stop()
+        await target.stop()
+    }
+
+    @Test("a slow reader: the tunnel stops reading instead of buffering without bound")
+    func backpressure() async throws {
+        let pki = try TunnelPKI()
+        defer { pki.cleanup() }
+        let target = try await PlainTarget(.silent)  // accepts, never reads
+        let pair = try await TunnelPair.start(pki, targetPort: target.port)
+        let accepted = try await Task.detached { try Self.pushUntilBlocked(port: pair.clientPort, limit: 256 * 1024 * 1024) }.value
+        // Kernel socket buffers on the three hops hold some megabytes; an unbounded tunnel would take all 256 MB.
+        #expect(accepted < 64 * 1024 * 1024, "accepted \(accepted) bytes")
+        #expect(accepted > 0)
+        try await pair.stop()
+        await target.stop()
+    }
+
+    /// Writes with a non-blocking socket until no write has succeeded for a second; returns the bytes accepted.
+    static func pushUntilBlocked(port: Int, limit: Int) throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { throw TimedOut(what: "connect", seconds: 0) }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        let chunk = [UInt8](repeating: 0x61, count: 64 * 1024)
+        var total = 0
+        var lastProgress = Date()
+        let deadline = Date() + 20
+        while total < limit && Date().timeIntervalSince(lastProgress) < 1 && Date() < deadline {
+            let n = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n > 0 {
+                total += n
+                lastProgress = Date()
+            } else {
+                var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&pfd, 1, 100)  // wait for writability, at most 100 ms
+            }
+        }
+        return total
+    }
+
+    @Test("PROXY v2: the target gets a header with the client address, TLS version, CN and certificate")
+    func proxyProtocol() async throws {
+        let pki = try TunnelPKI()
+        defer { pki.cleanup() }
+        let target = try await PlainTarget(.record)
+        let pair = try await TunnelPair.start(pki, targetPort: target.port, proxyProtocol: true)
+        let connection = try await PlainClient.connect(port: pair.clientPort)
+        try await connection.executeThenClose { _, outbound in
+            try await outbound.write(ByteBuffer(string: "PAYLOAD"))
+        }
+        var bytes: [UInt8] = []
+        for _ in 0..<200 {
+            bytes = target.received.withLockedValue { $0 }
+            if bytes.count > 16 && bytes.suffix(7) == Array("PAYLOAD".utf8)[...] { break }
+            try await Task.sleep(for: .milliseconds(20))  // polling what the target received
+        }
+        let header = try #require(try? ProxyV2.parse(bytes), "received \(bytes.count) bytes: \(bytes.prefix(40))")
+        #expect(header.command == 0x21 && header.family == 0x11)
+        #expect(header.sourceAddress == "127.0.0.1" && header.destinationPort == pair.serverPort)
+        #expect(header.tlv[ProxyProtocolHeader.TLV.sslVersion] == Array("TLSv1.3".utf8))
+        #expect(header.tlv[ProxyProtocolHeader.TLV.sslCN] == Array("Chris".utf8))
+        let chris = try CertificateIO.parseCertificates(try SecureFile.read(pki.dir.file("Chris.crt")), source: "Chris.crt")[0]
+        #expect(header.tlv[ProxyProtocolHeader.TLV.clientCertificate] == (try CertificateIO.der(chris)))
+        #expect(header.sslClientFlags == 0x03 && header.sslVerify == 0)
+        #expect(Array(bytes[header.length...]) == Array("PAYLOAD".utf8))
+        try await pair.stop()
+        await target.stop()
+    }
+
+    @Test("revoking a client cuts its open tunnel")
+    func revocationCuts() async throws {
+        let pki = try TunnelPKI()
+        defer { pki.cleanup() }
+        let target = try await PlainTarget(.echo)
+        let pair = try await TunnelPair.start(pki, targetPort: target.port, crl: true)
+        let connection = try await PlainClient.connect(port: pair.clientPort)
+        try await connection.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "ping"))
+            var iterator = inbound.makeAsyncIterator()
+            let first = try await iterator.next()
+            #expect(first.map { String(buffer: $0) } == "ping")
+            try pki.ca.revoke(name: "Chris", reason: .keyCompromise)
+            let started = Date()
+            while try await iterator.next() != nil {}  // ends when the tunnel is cut
+            #expect(Date().timeIntervalSince(started) < 2.5)
+        }
+        try await pair.stop()
+        await target.stop()
+    }
+
+    @Test("plaintext sides must stay on this machine unless explicitly allowed")
+    func unsafeEndpoints() throws {
+        #expect(TunnelEndpoint.tcp(host: "127.0.0.2", port: 1).isLocal)
+        #expect(TunnelEndpoint.tcp(host: "::1", port: 1).isLocal)
+        #expect(TunnelEndpoint.unix(path: "/tmp/x").isLocal)
+        #expect(!TunnelEndpoint.tcp(host: "0.0.0.0", port: 1).isLocal)
+        #expect(!TunnelEndpoint.tcp(host: "192.0.2.1", port: 1).isLocal)
+        let files = TLSMaterialFiles(certificate: "a", key: "b", ca: "c")
+        let server = TunnelServerConfiguration(host: "127.0.0.1", port: 0, target: .tcp(host: "192.0.2.1", port: 80), files: files, rules: .anyClient)
+        #expect(throws: SecureChannelError.self) { try server.validate() }
+        let client = TunnelClientConfiguration(listen: .tcp(host: "0.0.0.0", port: 0), targetHost: "x", targetPort: 1, files: files)
+        #expect(throws: SecureChannelError.self) { try client.validate() }
+    }
+}
+
+/// A PROXY protocol v2 parser written from HAProxy's specification (section 2.2), for checking our header.
+enum ProxyV2 {
+    struct Header {
+        var command: UInt8
+        var family: UInt8
+        var sourceAddress: String
+        var destinationPort: Int
+        var tlv: [UInt8: [UInt8]]
+        var sslClientFlags: UInt8
+        var sslVerify: UInt32
+        var length: Int
+    }
+
+    static func parse(_ bytes: [UInt8]) throws -> Header {
+        struct Bad: Error {}
+        guard bytes.count >= 16, Array(bytes[0..<12]) == ProxyProtocolHeader.signature else { throw Bad() }
+        let length = Int(bytes[14]) << 8 | Int(bytes[15])
+        guard bytes.count >= 16 + length else { throw Bad() }
+        let body = Array(bytes[16..<(16 + length)])
+        guard bytes[13] == 0x11, body.count >= 12 else { throw Bad() }  // IPv4 address block: 4 + 4 + 2 + 2
+        let source = body[0..<4].map(String.init).joined(separator: ".")
+        let destinationPort = Int(body[10]) << 8 | Int(body[11])
+        var tlv: [UInt8: [UInt8]] = [:]
+        var flags: UInt8 = 0, verify: UInt32 = 0
+        func walk(_ data: ArraySlice<UInt8>) {
+            var index = data.startIndex
+            while index + 3 <= data.endIndex {
+                let type = data[index], len = Int(data[index + 1]) << 8 | Int(data[index + 2])
+                let value = data[(index + 3)..<min(index + 3 + len, data.endIndex)]
+                tlv[type] = Array(value)
+                if type == ProxyProtocolHeader.TLV.ssl, value.count >= 5 {
+                    flags = value[value.startIndex]
+                    verify = value[(value.startIndex + 1)..<(value.startIndex + 5)].reduce(0) { $0 << 8 | UInt32($1) }
+                    walk(value[(value.startIndex + 5)...])
+                }
+                index += 3 + len
+            }
+        }
+        walk(body[12...])
+        return Header(command: bytes[12], family: bytes[13], sourceAddress: source, destinationPort: destinationPort, tlv: tlv,
+                      sslClientFlags: flags, sslVerify: verify, length: 16 + length)
+    }
+}

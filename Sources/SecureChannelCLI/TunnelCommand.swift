@@ -23,6 +23,51 @@ struct TunnelCommand: AsyncParsableCommand {
             """,
         subcommands: [TunnelServerCommand.self, TunnelClientCommand.self]
     )
+
+    @Option(help: ArgumentHelp("Run every tunnel described in this YAML file (see README); nothing starts if one entry is bad.",
+                               valueName: "file"))
+    var config: String?
+
+    @Option(help: "Log format: text or json.")
+    var logFormat: LogFormat = .text
+
+    func run() async throws {
+        guard let config else {
+            throw CLIError("give a subcommand (tunnel server, tunnel client) or --config FILE; see 'securechannel tunnel --help'")
+        }
+        let file = try TunnelConfigFile(path: config)
+        let logger = logFormat.makeLogger(label: "securechannel.tunnel")
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        var announcements: [@Sendable () async throws -> String] = []
+        for tunnel in file.tunnels {
+            var tunnelLogger = logger
+            tunnelLogger[metadataKey: "tunnel"] = "\(tunnel.name)"
+            switch tunnel {
+            case .server(let name, let configuration):
+                let server = try TunnelServer(configuration: configuration, logger: tunnelLogger)
+                services.append(.init(service: server))
+                announcements.append { "listening on \(Endpoint.display(try await server.listeningAddress())) (\(name): server to \(configuration.target))" }
+            case .client(let name, let configuration):
+                let client = try TunnelClient(configuration: configuration, logger: tunnelLogger)
+                services.append(.init(service: client))
+                announcements.append {
+                    let address = try await client.listeningAddress()
+                    let shown = address.port == nil ? configuration.listen.description : Endpoint.display(address)
+                    return "listening on \(shown) (\(name): client to \(configuration.targetHost):\(configuration.targetPort))"
+                }
+            }
+        }
+        let group = ServiceGroup(configuration: .init(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logFormat.makeLogger(label: "securechannel.lifecycle", level: .warning)))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            for announce in announcements {
+                tasks.addTask { Console.out(try await announce()) }
+            }
+            try await tasks.waitForAll()
+        }
+    }
 }
 
 /// Options of both tunnel ends.

@@ -166,3 +166,34 @@ final class DeferredEndOfInputHandler: ChannelInboundHandler {
         context.fireUserInboundEventTriggered(event)
     }
 }
+
+/// Sits at the head of a TLS pipeline so that a connection can be aborted below TLS: SO_LINGER 0 and a close
+/// that does not pass through NIOSSL (no close_notify, no wait for the peer's), so the peer sees a reset. Tunnels
+/// use it to pass a reset on as a reset.
+package final class AbortHandler: ChannelOutboundHandler {
+    package typealias OutboundIn = NIOAny
+    private var context: ChannelHandlerContext?
+
+    package init() {}
+
+    package func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    package func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    /// Resets the connection. Call on the channel's event loop.
+    package func abort() {
+        guard let context else { return }
+        let channel = context.channel
+        guard let provider = channel as? any SocketOptionProvider else {
+            context.close(promise: nil)
+            return
+        }
+        provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+}

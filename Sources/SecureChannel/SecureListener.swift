@@ -251,6 +251,7 @@ package final class SecureListener: Sendable {
         let handshake = channel.eventLoop.makePromise(of: Void.self)
         record.handshake = handshake.futureResult
         if settings.allowHalfClosure {
+            try pipeline.addHandler(AbortHandler())
             try pipeline.addHandler(DeferredEndOfInputHandler(handshake: handshake.futureResult))
         }
         let active = current.withLockedValue { $0 }

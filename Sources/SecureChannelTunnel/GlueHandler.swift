@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import SecureChannel
 
 /// Bytes moved by one tunnel connection, each way.
 final class TransferCounter: Sendable {
@@ -81,13 +82,19 @@ final class GlueHandler: ChannelDuplexHandler {
 
     private func partnerClosed(reset: Bool) {
         guard let context else { return }
-        if reset, let provider = context.channel as? any SocketOptionProvider {
-            // Propagate a reset as a reset: no lingering, so the peer sees RST rather than a clean end.
-            let channel = context.channel
-            provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+        guard reset else {
+            context.close(promise: nil)
             return
         }
-        context.close(promise: nil)
+        // Propagate a reset as a reset: below TLS (no close_notify) and without lingering, so the peer sees RST.
+        if let abort = try? context.pipeline.syncOperations.handler(type: AbortHandler.self) {
+            abort.abort()
+        } else if let provider = context.channel as? any SocketOptionProvider {
+            let channel = context.channel
+            provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            context.close(promise: nil)
+        }
     }
 
     private var partnerWritable: Bool {

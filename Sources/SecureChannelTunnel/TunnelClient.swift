@@ -116,6 +116,7 @@ public final class TunnelClient: Service, Sendable {
                 .channelOption(.allowRemoteHalfClosure, value: true)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(AbortHandler())
                         try setup.addHandlers(to: channel, record: record)
                         try channel.pipeline.syncOperations.addHandler(PendingInboundHandler())
                     }

@@ -12,7 +12,7 @@ import Testing
 
 /// A plaintext TCP server on 127.0.0.1 for tests: echoes (and forwards a half-close), or records what it gets.
 final class PlainTarget: @unchecked Sendable {
-    enum Mode { case echo, record, silent }
+    enum Mode { case echo, record, silent, reset }
     let channel: any Channel
     let received = NIOLockedValueBox<[UInt8]>([])
     var port: Int { channel.localAddress!.port! }
@@ -47,6 +47,11 @@ final class PlainTarget: @unchecked Sendable {
             case .echo: context.write(wrapOutboundOut(buffer), promise: nil)
             case .record: received.withLockedValue { $0 += buffer.readableBytesView }
             case .silent: break
+            case .reset:
+                // Abort: SO_LINGER 0 makes close send RST instead of FIN.
+                let channel = context.channel
+                (channel as? any SocketOptionProvider)?.setSoLinger(linger(l_onoff: 1, l_linger: 0))
+                    .whenComplete { _ in channel.close(promise: nil) }
             }
         }
         func channelReadComplete(context: ChannelHandlerContext) { context.flush() }

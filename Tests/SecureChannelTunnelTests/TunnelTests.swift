@@ -77,6 +77,29 @@ struct TunnelTests {
         try await pair.stop()
     }
 
+    @Test("a reset by the target reaches the client as a reset, not as a clean end")
+    func resetPropagates() async throws {
+        let pki = try TunnelPKI()
+        defer { pki.cleanup() }
+        let target = try await PlainTarget(.reset)
+        let pair = try await TunnelPair.start(pki, targetPort: target.port)
+        let connection = try await PlainClient.connect(port: pair.clientPort)
+        let outcome: String = try await connection.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "provoke a reset"))
+            do {
+                for try await _ in inbound {}
+                return "clean end"
+            } catch let error as IOError where error.errnoCode == ECONNRESET {
+                return "reset"
+            } catch {
+                return "other error: \(error)"
+            }
+        }
+        #expect(outcome == "reset")
+        try await pair.stop()
+        await target.stop()
+    }
+
     @Test("identity rules: a client the server does not allow gets nothing through")
     func rules() async throws {
         let pki = try TunnelPKI()

@@ -48,7 +48,7 @@ struct Endpoint: ExpressibleByArgument, CustomStringConvertible {
     static var defaultCompletionKind: CompletionKind { .default }
 }
 
-/// `--cert`, `--key`, `--ca` and TLS options shared by `serve` and `send`.
+/// `--cert`, `--key`, `--ca`, `--crl` and `--tls-min`: shared by `serve`, `send` and both tunnel ends.
 struct TLSFileOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Our certificate (PEM or DER; intermediates after the leaf).", valueName: "file"))
     var cert: String
@@ -68,15 +68,37 @@ struct TLSFileOptions: ParsableArguments {
     @Option(name: .customLong("tls-min"), help: ArgumentHelp("Oldest TLS version: 1.3 (default) or 1.2 (ECDHE AEAD suites only).", valueName: "version"))
     var tlsMinimum: TLSPolicy.MinimumVersion = .tls13
 
+    /// The files, for loading and watching.
+    var materialFiles: TLSMaterialFiles {
+        TLSMaterialFiles(certificate: cert, key: key, ca: ca, crls: crls, allowExpiredCRL: crlExpired == .allow)
+    }
+}
+
+/// `--framing` and `--max-message-bytes`: shared by `serve` and `send`.
+struct FramingOptions: ParsableArguments {
     @Option(help: "Message framing: lines (default) or length (4-byte big-endian length prefix).")
     var framing: Framing = .lines
 
     @Option(help: ArgumentHelp("Largest message in bytes.", valueName: "n"))
     var maxMessageBytes: Int = Framing.defaultMaximumMessageBytes
+}
 
-    /// The files, for loading and watching.
-    var materialFiles: TLSMaterialFiles {
-        TLSMaterialFiles(certificate: cert, key: key, ca: ca, crls: crls, allowExpiredCRL: crlExpired == .allow)
+/// `--allow-cn`, `--allow-dns`, `--allow-uri`, `--allow-any-client`: shared by `serve` and `tunnel server`.
+struct AccessRuleOptions: ParsableArguments {
+    @Option(name: .customLong("allow-cn"), help: ArgumentHelp("Allow clients with this common name (repeatable).", valueName: "name"))
+    var allowCN: [String] = []
+
+    @Option(name: .customLong("allow-dns"), help: ArgumentHelp("Allow clients with this DNS SAN (repeatable).", valueName: "name"))
+    var allowDNS: [String] = []
+
+    @Option(name: .customLong("allow-uri"), help: ArgumentHelp("Allow clients with this URI SAN (repeatable).", valueName: "uri"))
+    var allowURI: [String] = []
+
+    @Flag(help: "Allow any client whose certificate the CA issued.")
+    var allowAnyClient = false
+
+    var rules: AccessRules {
+        AccessRules(commonNames: Set(allowCN), dnsNames: Set(allowDNS), uris: Set(allowURI), allowAnyClient: allowAnyClient)
     }
 }
 

@@ -9,7 +9,7 @@ public struct SecureChannelCommand: AsyncParsableCommand {
     /// The command's configuration: name, abstract, subcommands, examples.
     public static let configuration = CommandConfiguration(
         commandName: "securechannel",
-        abstract: "Mutually authenticated TLS: be your own CA, run an mTLS message channel.",
+        abstract: "Mutually authenticated TLS: be your own CA, run an mTLS message channel, tunnel any TCP service.",
         discussion: """
             EXAMPLES:
               securechannel demo
@@ -21,6 +21,8 @@ public struct SecureChannelCommand: AsyncParsableCommand {
               securechannel cert verify --ca pki/ca.crt --purpose server --host localhost pki/Jill.crt
               securechannel serve --listen 127.0.0.1:8443 --cert pki/Jill.crt --key pki/Jill.key --ca pki/ca.crt --allow-cn Chris
               securechannel send --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt "Hello Jill"
+              securechannel ca revoke --dir pki --name Chris --reason keyCompromise
+              securechannel tunnel server --listen 0.0.0.0:6380 --target 127.0.0.1:6379 --cert pki/Jill.crt --key pki/Jill.key --ca pki/ca.crt --allow-cn Chris
             """,
         version: "0.1.0",
         subcommands: [CACommand.self, CertCommand.self, ServeCommand.self, SendCommand.self, DemoCommand.self, TunnelCommand.self]

@@ -23,6 +23,7 @@ struct SendCommand: AsyncParsableCommand {
     var connect: Endpoint
 
     @OptionGroup var files: TLSFileOptions
+    @OptionGroup var framingOptions: FramingOptions
 
     @Option(help: ArgumentHelp("Name the server certificate must carry (default: the host of --connect).", valueName: "name"))
     var serverName: String?
@@ -41,8 +42,8 @@ struct SendCommand: AsyncParsableCommand {
         let material = try files.materialFiles.load()
         let configuration = MessageClientConfiguration(
             host: connect.host, port: connect.port, serverName: serverName, identity: material.identity,
-            trust: material.trust, revocation: material.revocation, tls: TLSPolicy(minimumVersion: files.tlsMinimum), framing: files.framing,
-            maximumMessageBytes: files.maxMessageBytes, timeout: timeAmount(seconds: timeout))
+            trust: material.trust, revocation: material.revocation, tls: TLSPolicy(minimumVersion: files.tlsMinimum), framing: framingOptions.framing,
+            maximumMessageBytes: framingOptions.maxMessageBytes, timeout: timeAmount(seconds: timeout))
         let client = try await MessageClient.connect(configuration)
         do {
             if messages.isEmpty {

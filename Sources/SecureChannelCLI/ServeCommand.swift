@@ -27,18 +27,8 @@ struct ServeCommand: AsyncParsableCommand {
     var listen: Endpoint
 
     @OptionGroup var files: TLSFileOptions
-
-    @Option(name: .customLong("allow-cn"), help: ArgumentHelp("Allow clients with this common name (repeatable).", valueName: "name"))
-    var allowCN: [String] = []
-
-    @Option(name: .customLong("allow-dns"), help: ArgumentHelp("Allow clients with this DNS SAN (repeatable).", valueName: "name"))
-    var allowDNS: [String] = []
-
-    @Option(name: .customLong("allow-uri"), help: ArgumentHelp("Allow clients with this URI SAN (repeatable).", valueName: "uri"))
-    var allowURI: [String] = []
-
-    @Flag(help: "Allow any client whose certificate the CA issued.")
-    var allowAnyClient = false
+    @OptionGroup var framingOptions: FramingOptions
+    @OptionGroup var access: AccessRuleOptions
 
     @Option(help: ArgumentHelp("Seconds allowed for the TLS handshake.", valueName: "seconds"))
     var handshakeTimeout: Double = 10
@@ -60,11 +50,11 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let rules = AccessRules(commonNames: Set(allowCN), dnsNames: Set(allowDNS), uris: Set(allowURI), allowAnyClient: allowAnyClient)
+        let rules = access.rules
         var configuration = try MessageServerConfiguration(host: listen.host, port: listen.port, files: files.materialFiles, rules: rules)
         configuration.tls = TLSPolicy(minimumVersion: files.tlsMinimum)
-        configuration.framing = files.framing
-        configuration.maximumMessageBytes = files.maxMessageBytes
+        configuration.framing = framingOptions.framing
+        configuration.maximumMessageBytes = framingOptions.maxMessageBytes
         configuration.handshakeTimeout = timeAmount(seconds: handshakeTimeout)
         configuration.idleTimeout = timeAmount(seconds: idleTimeout)
         configuration.maximumConnections = maxConnections

@@ -70,34 +70,6 @@ struct TunnelCommand: AsyncParsableCommand {
     }
 }
 
-/// Options of both tunnel ends.
-struct TunnelFileOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Our certificate.", valueName: "file"))
-    var cert: String
-
-    @Option(help: ArgumentHelp("Our private key.", valueName: "file"))
-    var key: String
-
-    @Option(help: ArgumentHelp("The CA certificate(s) the peer must chain to.", valueName: "file"))
-    var ca: String
-
-    @Option(name: .customLong("crl"), help: ArgumentHelp("A CRL to enforce (repeatable).", valueName: "file"))
-    var crls: [String] = []
-
-    @Option(help: ArgumentHelp("deny (default) or allow an expired CRL.", valueName: "policy"))
-    var crlExpired: CRLExpiredPolicy = .deny
-
-    @Option(name: .customLong("tls-min"), help: ArgumentHelp("Oldest TLS version: 1.3 (default) or 1.2.", valueName: "version"))
-    var tlsMinimum: TLSPolicy.MinimumVersion = .tls13
-
-    @Option(help: "Log format: text or json.")
-    var logFormat: LogFormat = .text
-
-    var files: TLSMaterialFiles {
-        TLSMaterialFiles(certificate: cert, key: key, ca: ca, crls: crls, allowExpiredCRL: crlExpired == .allow)
-    }
-}
-
 /// `host:port` or `unix:/path` for a plaintext side.
 func tunnelEndpoint(_ text: String) throws -> TunnelEndpoint {
     if text.hasPrefix("unix:") { return .unix(path: String(text.dropFirst(5))) }
@@ -137,19 +109,11 @@ struct TunnelServerCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Plaintext service: host:port or unix:/path.", valueName: "target"))
     var target: String
 
-    @OptionGroup var files: TunnelFileOptions
+    @OptionGroup var files: TLSFileOptions
+    @OptionGroup var access: AccessRuleOptions
 
-    @Option(name: .customLong("allow-cn"), help: ArgumentHelp("Allow clients with this common name (repeatable).", valueName: "name"))
-    var allowCN: [String] = []
-
-    @Option(name: .customLong("allow-dns"), help: ArgumentHelp("Allow clients with this DNS SAN (repeatable).", valueName: "name"))
-    var allowDNS: [String] = []
-
-    @Option(name: .customLong("allow-uri"), help: ArgumentHelp("Allow clients with this URI SAN (repeatable).", valueName: "uri"))
-    var allowURI: [String] = []
-
-    @Flag(help: "Allow any client whose certificate the CA issued.")
-    var allowAnyClient = false
+    @Option(help: "Log format: text or json.")
+    var logFormat: LogFormat = .text
 
     @Flag(help: "Send a PROXY protocol v2 header (client address, TLS version, CN, certificate) to the target.")
     var proxyProtocol = false
@@ -174,15 +138,15 @@ struct TunnelServerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = files.logFormat.makeLogger(label: "securechannel.tunnel")
+        let logger = logFormat.makeLogger(label: "securechannel.tunnel")
         let configuration = TunnelServerConfiguration(
-            host: listen.host, port: listen.port, target: try tunnelEndpoint(target), files: files.files,
-            rules: AccessRules(commonNames: Set(allowCN), dnsNames: Set(allowDNS), uris: Set(allowURI), allowAnyClient: allowAnyClient),
+            host: listen.host, port: listen.port, target: try tunnelEndpoint(target), files: files.materialFiles,
+            rules: access.rules,
             proxyProtocol: proxyProtocol, allowRemoteTarget: unsafeTarget, tls: TLSPolicy(minimumVersion: files.tlsMinimum),
             maximumConnections: maxConnections, handshakeTimeout: timeAmount(seconds: handshakeTimeout),
             idleTimeout: timeAmount(seconds: idleTimeout), connectTimeout: timeAmount(seconds: connectTimeout))
         let server = try TunnelServer(configuration: configuration, logger: logger)
-        try await runUntilSignalled(server, logger: files.logFormat.makeLogger(label: "securechannel.lifecycle", level: .warning),
+        try await runUntilSignalled(server, logger: logFormat.makeLogger(label: "securechannel.lifecycle", level: .warning),
                                     address: { try await server.listeningAddress() }, describe: Endpoint.display)
     }
 }
@@ -206,7 +170,10 @@ struct TunnelClientCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The tunnel server.", valueName: "host:port"))
     var target: Endpoint
 
-    @OptionGroup var files: TunnelFileOptions
+    @OptionGroup var files: TLSFileOptions
+
+    @Option(help: "Log format: text or json.")
+    var logFormat: LogFormat = .text
 
     @Option(help: ArgumentHelp("Name the server certificate must carry (default: the host of --target).", valueName: "name"))
     var serverName: String?
@@ -218,14 +185,14 @@ struct TunnelClientCommand: AsyncParsableCommand {
     var connectTimeout: Double = 10
 
     func run() async throws {
-        let logger = files.logFormat.makeLogger(label: "securechannel.tunnel")
+        let logger = logFormat.makeLogger(label: "securechannel.tunnel")
         let configuration = TunnelClientConfiguration(
             listen: try tunnelEndpoint(listen), targetHost: target.host, targetPort: target.port, serverName: serverName,
-            files: files.files, allowRemoteListen: unsafeListen, tls: TLSPolicy(minimumVersion: files.tlsMinimum),
+            files: files.materialFiles, allowRemoteListen: unsafeListen, tls: TLSPolicy(minimumVersion: files.tlsMinimum),
             connectTimeout: timeAmount(seconds: connectTimeout))
         let client = try TunnelClient(configuration: configuration, logger: logger)
         let shown = listen
-        try await runUntilSignalled(client, logger: files.logFormat.makeLogger(label: "securechannel.lifecycle", level: .warning),
+        try await runUntilSignalled(client, logger: logFormat.makeLogger(label: "securechannel.lifecycle", level: .warning),
                                     address: { try await client.listeningAddress() },
                                     describe: { $0.port == nil ? shown : Endpoint.display($0) })
     }

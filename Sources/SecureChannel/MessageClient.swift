@@ -31,9 +31,14 @@ public final class MessageClient: Sendable {
     public static func connect(
         _ configuration: MessageClientConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> MessageClient {
-        let setup = try TLSClientSetup(
-            material: TLSMaterial(identity: configuration.identity, trust: configuration.trust, revocation: configuration.revocation),
-            serverName: configuration.expectedServerName, tls: configuration.tls, timeout: configuration.timeout)
+        try await connect(configuration, setup: try TLSClientSetup(configuration), group: group)
+    }
+
+    /// Connects with a prepared TLS context (the load generator builds it once for many handshakes).
+    package static func connect(
+        _ configuration: MessageClientConfiguration, setup: TLSClientSetup,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> MessageClient {
         let record = ConnectionRecord(remote: nil)
         let channel: any Channel
         do {

@@ -32,6 +32,13 @@ package struct TLSClientSetup: Sendable {
         self.timeout = timeout
     }
 
+    /// The setup for a message client's configuration.
+    package init(_ configuration: MessageClientConfiguration) throws {
+        try self.init(
+            material: TLSMaterial(identity: configuration.identity, trust: configuration.trust, revocation: configuration.revocation),
+            serverName: configuration.expectedServerName, tls: configuration.tls, timeout: configuration.timeout)
+    }
+
     /// Adds the TLS handlers to a new client channel; `record.handshake` completes when the server is verified.
     package func addHandlers(to channel: any Channel, record: ConnectionRecord) throws {
         let pipeline = channel.pipeline.syncOperations

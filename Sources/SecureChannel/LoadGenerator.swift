@@ -1,0 +1,299 @@
+import Foundation
+import Histogram
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// The `bench` load generator: drives any mTLS line-echo server with ``MessageClient``s and measures.
+public struct LoadGenerator: Sendable {
+    /// What to measure.
+    public enum Mode: String, Sendable, CaseIterable, Codable {
+        /// New connection, full mTLS handshake, one echo, close; in a loop per worker.
+        case handshake
+        /// Persistent connections, one message at a time each, latency per message.
+        case echo
+        /// Persistent connections streaming messages with a window of outstanding replies.
+        case bulk
+    }
+
+    /// How to run.
+    public struct Options: Sendable {
+        /// The mode.
+        public var mode: Mode
+        /// Concurrent connections (workers).
+        public var connections: Int
+        /// Messages per connection; nil to run for `duration`.
+        public var messages: Int?
+        /// Bytes per message (payload, without the newline).
+        public var size: Int
+        /// How long to run when `messages` is nil.
+        public var duration: Double
+        /// Outstanding messages per connection in bulk mode.
+        public var window: Int
+
+        /// Options with the defaults.
+        public init(mode: Mode, connections: Int? = nil, messages: Int? = nil, size: Int? = nil, duration: Double = 10, window: Int = 32) {
+            self.mode = mode
+            self.connections = connections ?? (mode == .bulk ? 1 : 10)
+            self.messages = messages
+            self.size = size ?? (mode == .bulk ? 16 * 1024 : 64)
+            self.duration = duration
+            self.window = window
+        }
+    }
+
+    /// The result, in the shape `bench --json` prints.
+    public struct Report: Sendable, Codable {
+        /// Latency percentiles in milliseconds.
+        public struct Latency: Sendable, Codable {
+            /// Median.
+            public var p50: Double
+            /// 90th percentile.
+            public var p90: Double
+            /// 99th percentile.
+            public var p99: Double
+            /// 99.9th percentile.
+            public var p999: Double
+            /// Largest.
+            public var max: Double
+        }
+
+        /// The mode.
+        public var mode: Mode
+        /// Connections (workers).
+        public var connections: Int
+        /// Wall-clock seconds measured.
+        public var seconds: Double
+        /// Failed connects or exchanges.
+        public var errors: Int
+        /// The first error, for the user to act on.
+        public var firstError: String?
+        /// Completed handshakes per second (handshake mode), else nil.
+        public var handshakesPerSecond: Double?
+        /// Messages (round trips) per second.
+        public var messagesPerSecond: Double?
+        /// Payload megabytes (10^6) per second, one way.
+        public var megabytesPerSecond: Double?
+        /// Latency of a round trip (echo and handshake modes), else nil.
+        public var latencyMs: Latency?
+        /// Whether TLS session resumption was used (never: see `bench --help`).
+        public var resumed: Bool
+        /// Negotiated parameters seen on the first connection.
+        public var session: SessionInfo?
+
+        enum CodingKeys: String, CodingKey {
+            case mode, connections, seconds, errors, resumed, session
+            case firstError = "first_error"
+            case handshakesPerSecond = "handshakes_per_second"
+            case messagesPerSecond = "messages_per_second"
+            case megabytesPerSecond = "megabytes_per_second"
+            case latencyMs = "latency_ms"
+        }
+
+        /// Encodes every key, with `null` where a mode has no figure.
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(mode, forKey: .mode)
+            try container.encode(connections, forKey: .connections)
+            try container.encode(seconds, forKey: .seconds)
+            try container.encode(errors, forKey: .errors)
+            try container.encode(firstError, forKey: .firstError)
+            try container.encode(handshakesPerSecond, forKey: .handshakesPerSecond)
+            try container.encode(messagesPerSecond, forKey: .messagesPerSecond)
+            try container.encode(megabytesPerSecond, forKey: .megabytesPerSecond)
+            try container.encode(latencyMs, forKey: .latencyMs)
+            try container.encode(resumed, forKey: .resumed)
+            try container.encode(session, forKey: .session)
+        }
+    }
+
+    /// Live counters, for a progress line.
+    public final class Progress: Sendable {
+        private let counts = NIOLockedValueBox((messages: 0, handshakes: 0, errors: 0))
+        /// Creates empty counters.
+        public init() {}
+        func add(messages: Int = 0, handshakes: Int = 0, errors: Int = 0) {
+            counts.withLockedValue {
+                $0.messages += messages
+                $0.handshakes += handshakes
+                $0.errors += errors
+            }
+        }
+        /// Messages, handshakes and errors so far.
+        public var snapshot: (messages: Int, handshakes: Int, errors: Int) { counts.withLockedValue { $0 } }
+    }
+
+    /// Where to connect and as whom.
+    public let client: MessageClientConfiguration
+    /// How to run.
+    public let options: Options
+
+    /// A load generator.
+    public init(client: MessageClientConfiguration, options: Options) {
+        self.client = client
+        self.options = options
+    }
+
+    private struct WorkerResult: Sendable {
+        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+        var messages = 0
+        var handshakes = 0
+        var errors = 0
+        var firstError: String?
+        var session: SessionInfo?
+
+        mutating func fail(_ error: any Error) {
+            errors += 1
+            if firstError == nil { firstError = "\(error)" }
+        }
+    }
+
+    /// Runs the benchmark and reports. `progress` is updated as it goes.
+    public func run(progress: Progress = Progress()) async throws -> Report {
+        let started = ContinuousClock.now
+        let deadline = options.messages == nil ? started + .milliseconds(Int64(options.duration * 1000)) : nil
+        let payload = String(repeating: "x", count: options.size)
+        var configuration = client
+        configuration.maximumMessageBytes = max(configuration.maximumMessageBytes, options.size)
+        let setup = try TLSClientSetup(configuration)  // one TLS context for every connection, as a real client would
+        let results = try await withThrowingTaskGroup(of: WorkerResult.self) { group in
+            for _ in 0..<options.connections {
+                group.addTask { [configuration, options] in
+                    let connect: @Sendable () async throws -> MessageClient = { try await MessageClient.connect(configuration, setup: setup) }
+                    switch options.mode {
+                    case .handshake: return await Self.handshakes(connect, payload: payload, count: options.messages, deadline: deadline, progress: progress)
+                    case .echo: return await Self.echo(connect, payload: payload, count: options.messages, deadline: deadline, progress: progress)
+                    case .bulk: return await Self.bulk(connect, payload: payload, count: options.messages, deadline: deadline,
+                                                       window: options.window, progress: progress)
+                    }
+                }
+            }
+            return try await group.reduce(into: [WorkerResult]()) { $0.append($1) }
+        }
+        let elapsed = started.duration(to: .now)
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+        for result in results { histogram.add(result.histogram) }
+        let messages = results.map(\.messages).reduce(0, +)
+        let handshakes = results.map(\.handshakes).reduce(0, +)
+        let latency: Report.Latency? = options.mode == .bulk || histogram.totalCount == 0 ? nil : Report.Latency(
+            p50: Double(histogram.valueAtPercentile(50)) / 1000, p90: Double(histogram.valueAtPercentile(90)) / 1000,
+            p99: Double(histogram.valueAtPercentile(99)) / 1000, p999: Double(histogram.valueAtPercentile(99.9)) / 1000,
+            max: Double(histogram.max) / 1000)
+        return Report(
+            mode: options.mode, connections: options.connections, seconds: seconds,
+            errors: results.map(\.errors).reduce(0, +), firstError: results.compactMap(\.firstError).first,
+            handshakesPerSecond: options.mode == .handshake ? Double(handshakes) / seconds : nil,
+            messagesPerSecond: Double(messages) / seconds,
+            megabytesPerSecond: Double(messages * options.size) / seconds / 1e6,
+            latencyMs: latency, resumed: false, session: results.compactMap(\.session).first)
+    }
+
+    private static func more(_ done: Int, _ count: Int?, _ deadline: ContinuousClock.Instant?) -> Bool {
+        if let count { return done < count }
+        return ContinuousClock.now < deadline!
+    }
+
+    private static func micros(since start: ContinuousClock.Instant) -> UInt64 {
+        let duration = start.duration(to: .now)
+        return UInt64(max(0, duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000))
+    }
+
+    private static func handshakes(_ connect: @Sendable () async throws -> MessageClient, payload: String, count: Int?,
+                                   deadline: ContinuousClock.Instant?, progress: Progress) async -> WorkerResult {
+        var result = WorkerResult()
+        var done = 0
+        while more(done, count, deadline) {
+            done += 1
+            let start = ContinuousClock.now
+            do {
+                let client = try await connect()
+                if result.session == nil { result.session = client.session }
+                _ = try await client.send(payload)
+                await client.close()
+                _ = result.histogram.record(micros(since: start))
+                result.handshakes += 1
+                result.messages += 1
+                progress.add(messages: 1, handshakes: 1)
+            } catch {
+                result.fail(error)
+                progress.add(errors: 1)
+            }
+        }
+        return result
+    }
+
+    private static func echo(_ connect: @Sendable () async throws -> MessageClient, payload: String, count: Int?,
+                             deadline: ContinuousClock.Instant?, progress: Progress) async -> WorkerResult {
+        var result = WorkerResult()
+        let client: MessageClient
+        do {
+            client = try await connect()
+        } catch {
+            result.fail(error)
+            progress.add(errors: 1)
+            return result
+        }
+        result.session = client.session
+        var done = 0
+        while more(done, count, deadline) {
+            done += 1
+            let start = ContinuousClock.now
+            do {
+                guard try await client.send(payload) == payload else { throw SecureChannelError(.connectionClosed, "reply differs from the message") }
+                _ = result.histogram.record(micros(since: start))
+                result.messages += 1
+                progress.add(messages: 1)
+            } catch {
+                result.fail(error)
+                progress.add(errors: 1)
+                break
+            }
+        }
+        await client.close()
+        return result
+    }
+
+    private static func bulk(_ connect: @Sendable () async throws -> MessageClient, payload: String, count: Int?,
+                             deadline: ContinuousClock.Instant?, window: Int, progress: Progress) async -> WorkerResult {
+        var result = WorkerResult()
+        let client: MessageClient
+        do {
+            client = try await connect()
+        } catch {
+            result.fail(error)
+            progress.add(errors: 1)
+            return result
+        }
+        result.session = client.session
+        let message = ByteBuffer(string: payload)
+        let failures = NIOLockedValueBox<[String]>([])
+        let sent = await withTaskGroup(of: Bool.self) { group -> Int in
+            var started = 0, completed = 0
+            func launch() {
+                started += 1
+                group.addTask {
+                    do {
+                        _ = try await client.send(message)  // the reply is read and discarded
+                        progress.add(messages: 1)
+                        return true
+                    } catch {
+                        failures.withLockedValue { $0.append("\(error)") }
+                        progress.add(errors: 1)
+                        return false
+                    }
+                }
+            }
+            while started < window && more(started, count, deadline) { launch() }
+            for await ok in group {
+                if ok { completed += 1 }
+                if ok && more(started, count, deadline) { launch() }
+            }
+            return completed
+        }
+        result.messages = sent
+        for failure in failures.withLockedValue({ $0 }) { result.fail(SecureChannelError(.connectionClosed, failure)) }
+        await client.close()
+        return result
+    }
+}

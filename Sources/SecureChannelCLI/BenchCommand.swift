@@ -1,0 +1,119 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import SecureChannel
+
+/// `securechannel bench`: a load generator for any mTLS line-echo server.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure an mTLS line-echo server: handshakes/s, messages/s with latency, or MB/s.",
+        discussion: """
+            Modes: handshake (new connection + full mTLS handshake + one echo, per loop), echo (persistent
+            connections, one message at a time, latency percentiles from HdrHistogram), bulk (messages of --size
+            streamed with 32 outstanding per connection, replies read and discarded).
+            Works against any server that echoes lines: securechannel serve, stunnel in front of an echo service,
+            openssl s_server... Build with 'swift build -c release' before measuring.
+            --resume: swift-nio-ssl exposes no client-side session cache, so every handshake is a full one; the
+            flag is accepted and the report says resumed=false.
+
+            EXAMPLES:
+              securechannel bench --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt --mode echo --connections 100 --duration 10
+              securechannel bench --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt --mode handshake --json
+            """
+    )
+
+    @Option(help: ArgumentHelp("Server address.", valueName: "host:port"))
+    var connect: Endpoint
+
+    @OptionGroup var files: TLSFileOptions
+
+    @Option(help: ArgumentHelp("Name the server certificate must carry (default: the host of --connect).", valueName: "name"))
+    var serverName: String?
+
+    @Option(help: "handshake, echo or bulk.")
+    var mode: LoadGenerator.Mode
+
+    @Option(help: ArgumentHelp("Concurrent connections (default 10; bulk 1).", valueName: "n"))
+    var connections: Int?
+
+    @Option(help: ArgumentHelp("Messages (or handshakes) per connection; default: run for --duration.", valueName: "m"))
+    var messages: Int?
+
+    @Option(help: ArgumentHelp("Bytes per message (default 64; bulk 16384).", valueName: "bytes"))
+    var size: Int?
+
+    @Option(help: ArgumentHelp("Seconds to run when --messages is not given.", valueName: "seconds"))
+    var duration: Double = 10
+
+    @Flag(help: "Ask for TLS session resumption (not available in this TLS stack: reported as resumed=false).")
+    var resume = false
+
+    @Flag(help: "Print one JSON object on stdout.")
+    var json = false
+
+    func validate() throws {
+        if let connections, connections <= 0 { throw ValidationError("--connections must be positive") }
+        if let messages, messages <= 0 { throw ValidationError("--messages must be positive") }
+        if let size, size <= 0 || size > 16 * 1024 * 1024 { throw ValidationError("--size must be between 1 and 16777216") }
+        guard duration > 0 else { throw ValidationError("--duration must be positive") }
+    }
+
+    func run() async throws {
+        let material = try files.materialFiles.load()
+        let client = MessageClientConfiguration(
+            host: connect.host, port: connect.port, serverName: serverName, identity: material.identity, trust: material.trust,
+            revocation: material.revocation, tls: TLSPolicy(minimumVersion: files.tlsMinimum), timeout: .seconds(30))
+        let generator = LoadGenerator(client: client, options: .init(
+            mode: mode, connections: connections, messages: messages, size: size, duration: duration))
+        if resume && !json {
+            Console.error("note: --resume: swift-nio-ssl has no client session cache; every handshake is a full one")
+        }
+        let progress = LoadGenerator.Progress()
+        let ticker = isatty(STDERR_FILENO) == 1 ? Task {
+            let start = Date()
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                let now = progress.snapshot
+                let line = String(format: "\r%5.1f s: %d messages, %d handshakes, %d errors   ",
+                                  Date().timeIntervalSince(start), now.messages, now.handshakes, now.errors)
+                FileHandle.standardError.write(Data(line.utf8))
+            }
+        } : nil
+        let report = try await generator.run(progress: progress)
+        ticker?.cancel()
+        if ticker != nil { FileHandle.standardError.write(Data("\n".utf8)) }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            Console.out(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            Console.out(Self.table(report))
+        }
+        if report.errors > 0, report.messagesPerSecond ?? 0 == 0 {
+            throw CLIError("every attempt failed: \(report.firstError ?? "unknown error")")
+        }
+    }
+
+    static func table(_ report: LoadGenerator.Report) -> String {
+        func number(_ value: Double?, _ digits: Int = 1) -> String { value.map { String(format: "%.\(digits)f", $0) } ?? "-" }
+        var rows = [
+            ["mode", report.mode.rawValue],
+            ["connections", "\(report.connections)"],
+            ["seconds", number(report.seconds, 2)],
+            ["errors", "\(report.errors)" + (report.firstError.map { " (first: \($0))" } ?? "")],
+            ["handshakes/s", number(report.handshakesPerSecond)],
+            ["messages/s", number(report.messagesPerSecond)],
+            ["MB/s", number(report.megabytesPerSecond, 2)],
+        ]
+        if let latency = report.latencyMs {
+            rows.append(["latency ms p50/p90/p99/p99.9/max",
+                         [latency.p50, latency.p90, latency.p99, latency.p999, latency.max].map { String(format: "%.3f", $0) }.joined(separator: " / ")])
+        }
+        rows.append(["TLS", report.session?.summary ?? "-"])
+        rows.append(["resumed", "\(report.resumed)"])
+        return TextTable.render(rows)
+    }
+}
+
+extension LoadGenerator.Mode: ExpressibleByArgument {}

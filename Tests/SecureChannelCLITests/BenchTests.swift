@@ -1,0 +1,35 @@
+import Foundation
+import TestSupport
+import Testing
+
+@Suite("CLI: bench", .timeLimit(.minutes(3)))
+struct BenchTests {
+    /// Runs each mode for a second against a loopback server: it must run and report, not be fast.
+    @Test("each bench mode runs for a second and reports", arguments: ["handshake", "echo", "bulk"])
+    func mode(_ mode: String) async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        try await CLI.barryJillChris(in: dir.path)
+        let server = try await ServerProcess.start(dir: dir.path)
+        defer { server.stop() }
+        let result = try await CLI.run([
+            "bench", "--connect", "127.0.0.1:\(server.port)", "--server-name", "localhost", "--cert", dir.file("Chris.crt"),
+            "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"), "--mode", mode, "--duration", "1", "--connections", "2", "--json",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        for key in ["mode", "connections", "seconds", "errors", "handshakes_per_second", "messages_per_second", "megabytes_per_second", "latency_ms"] {
+            #expect(report.keys.contains(key), "missing \(key)")
+        }
+        #expect(report["mode"] as? String == mode)
+        #expect(report["errors"] as? Int == 0)
+        #expect((report["messages_per_second"] as? Double ?? 0) > 0)
+        if mode == "bulk" {
+            #expect(report["latency_ms"] is NSNull)
+        } else {
+            let latency = try #require(report["latency_ms"] as? [String: Double])
+            #expect(latency["p50"] != nil && latency["p999"] != nil && latency["max"] != nil)
+        }
+        #expect((report["handshakes_per_second"] is NSNull) == (mode != "handshake"))
+    }
+}

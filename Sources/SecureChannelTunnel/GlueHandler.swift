@@ -34,6 +34,10 @@ final class GlueHandler: ChannelDuplexHandler {
     private var pendingRead = false
     private var inputClosed = false
     private var outputClosed = false
+    /// Completes when the last byte written so far has left (writes complete in order). Closing must wait for it:
+    /// NIO turns an output close into a full close when the input is already shut, and a full close drops
+    /// whatever is still queued.
+    private var lastWrite: EventLoopFuture<Void>?
     /// Which way the bytes this side reads travel.
     private let direction: Direction
     private let counter: TransferCounter
@@ -66,7 +70,39 @@ final class GlueHandler: ChannelDuplexHandler {
     // MARK: Partner calls
 
     private func partnerWrite(_ buffer: ByteBuffer) {
-        context?.write(wrapOutboundOut(buffer), promise: nil)
+        guard let context else { return }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.write(wrapOutboundOut(buffer), promise: promise)
+        lastWrite = promise.futureResult
+    }
+
+    /// How long a closing side waits for its queued bytes to drain to a peer that may never read them.
+    static let drainTimeout: TimeAmount = .seconds(5)
+
+    /// Runs `body` once everything written so far has been written out (or failed), or after ``drainTimeout``.
+    private func afterPendingWrites(_ context: ChannelHandlerContext, _ body: @escaping () -> Void) {
+        guard let lastWrite else {
+            body()
+            return
+        }
+        context.flush()
+        let once = NIOLoopBound(OnceBox(body), eventLoop: context.eventLoop)
+        let timer = context.eventLoop.scheduleTask(in: Self.drainTimeout) { once.value.run() }
+        lastWrite.whenComplete { _ in
+            timer.cancel()
+            once.value.run()
+        }
+    }
+
+    /// Runs its closure at most once.
+    private final class OnceBox {
+        private var body: (() -> Void)?
+        init(_ body: @escaping () -> Void) { self.body = body }
+        func run() {
+            let body = self.body
+            self.body = nil
+            body?()
+        }
     }
 
     private func partnerFlush() {
@@ -76,14 +112,19 @@ final class GlueHandler: ChannelDuplexHandler {
     private func partnerEndOfInput() {
         guard let context, !outputClosed else { return }
         outputClosed = true
-        context.close(mode: .output, promise: nil)
-        if inputClosed { context.close(promise: nil) }
+        afterPendingWrites(context) { [inputClosed] in
+            if inputClosed {
+                context.close(promise: nil)
+            } else {
+                context.close(mode: .output, promise: nil)
+            }
+        }
     }
 
     private func partnerClosed(reset: Bool) {
         guard let context else { return }
         guard reset else {
-            context.close(promise: nil)
+            afterPendingWrites(context) { context.close(promise: nil) }
             return
         }
         // Propagate a reset as a reset: below TLS (no close_notify) and without lingering, so the peer sees RST.
@@ -128,7 +169,7 @@ final class GlueHandler: ChannelDuplexHandler {
             inputClosed = true
             partner?.partnerFlush()
             partner?.partnerEndOfInput()
-            if outputClosed { context.close(promise: nil) }
+            if outputClosed { afterPendingWrites(context) { context.close(promise: nil) } }
             return
         }
         context.fireUserInboundEventTriggered(event)

@@ -37,6 +37,9 @@ final class PlainTarget: @unchecked Sendable {
         typealias OutboundOut = ByteBuffer
         let mode: Mode
         let received: NIOLockedValueBox<[UInt8]>
+        /// NIO turns an output close into a full close (dropping queued bytes) once the input is shut, so the
+        /// echo closes only after its last write completed.
+        var lastWrite: EventLoopFuture<Void>?
         init(mode: Mode, received: NIOLockedValueBox<[UInt8]>) {
             self.mode = mode
             self.received = received
@@ -44,7 +47,10 @@ final class PlainTarget: @unchecked Sendable {
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let buffer = unwrapInboundIn(data)
             switch mode {
-            case .echo: context.write(wrapOutboundOut(buffer), promise: nil)
+            case .echo:
+                let promise = context.eventLoop.makePromise(of: Void.self)
+                context.write(wrapOutboundOut(buffer), promise: promise)
+                lastWrite = promise.futureResult
             case .record: received.withLockedValue { $0 += buffer.readableBytesView }
             case .silent: break
             case .reset:
@@ -56,7 +62,13 @@ final class PlainTarget: @unchecked Sendable {
         }
         func channelReadComplete(context: ChannelHandlerContext) { context.flush() }
         func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-            if case ChannelEvent.inputClosed = event { context.close(mode: .output, promise: nil) }
+            if case ChannelEvent.inputClosed = event {
+                context.flush()
+                let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+                (lastWrite ?? context.eventLoop.makeSucceededVoidFuture()).whenComplete { _ in
+                    loopBound.value.close(mode: .output, promise: nil)
+                }
+            }
         }
         func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }

@@ -110,7 +110,11 @@ struct TunnelTests {
         let got = try await connection.executeThenClose { inbound, outbound in
             try? await outbound.write(ByteBuffer(string: "secret for chris only"))
             var bytes = 0
-            for try await buffer in inbound { bytes += buffer.readableBytes }
+            do {
+                for try await buffer in inbound { bytes += buffer.readableBytes }
+            } catch {
+                // Closed with our bytes unread: the kernel answers with a reset. Either way nothing came back.
+            }
             return bytes
         }
         #expect(got == 0)

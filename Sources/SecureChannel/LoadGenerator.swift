@@ -223,18 +223,25 @@ public struct LoadGenerator: Sendable {
         return result
     }
 
-    private static func echo(_ connect: @Sendable () async throws -> MessageClient, payload: String, count: Int?,
-                             deadline: ContinuousClock.Instant?, progress: Progress) async -> WorkerResult {
-        var result = WorkerResult()
-        let client: MessageClient
+    /// Connects once for a persistent-connection mode; a failure is counted and ends the worker.
+    private static func persistentConnection(
+        _ connect: @Sendable () async throws -> MessageClient, result: inout WorkerResult, progress: Progress
+    ) async -> MessageClient? {
         do {
-            client = try await connect()
+            let client = try await connect()
+            result.session = client.session
+            return client
         } catch {
             result.fail(error)
             progress.add(errors: 1)
-            return result
+            return nil
         }
-        result.session = client.session
+    }
+
+    private static func echo(_ connect: @Sendable () async throws -> MessageClient, payload: String, count: Int?,
+                             deadline: ContinuousClock.Instant?, progress: Progress) async -> WorkerResult {
+        var result = WorkerResult()
+        guard let client = await persistentConnection(connect, result: &result, progress: progress) else { return result }
         var done = 0
         while more(done, count, deadline) {
             done += 1
@@ -257,15 +264,7 @@ public struct LoadGenerator: Sendable {
     private static func bulk(_ connect: @Sendable () async throws -> MessageClient, payload: String, count: Int?,
                              deadline: ContinuousClock.Instant?, window: Int, progress: Progress) async -> WorkerResult {
         var result = WorkerResult()
-        let client: MessageClient
-        do {
-            client = try await connect()
-        } catch {
-            result.fail(error)
-            progress.add(errors: 1)
-            return result
-        }
-        result.session = client.session
+        guard let client = await persistentConnection(connect, result: &result, progress: progress) else { return result }
         let message = ByteBuffer(string: payload)
         let failures = NIOLockedValueBox<[String]>([])
         let sent = await withTaskGroup(of: Bool.self) { group -> Int in

@@ -46,15 +46,21 @@ public struct TrustAnchors: Sendable {
     public let certificates: [Certificate]
     let nioCertificates: [NIOSSLCertificate]
 
-    /// Trusts exactly `certificates`.
-    public init(_ certificates: [Certificate]) throws {
+    /// Trusts exactly `certificates`, which must be CA certificates.
+    public init(_ certificates: [Certificate], source: String = "--ca") throws {
         guard !certificates.isEmpty else { throw SecureChannelError(.configuration, "no CA certificate given; pass --ca FILE") }
+        for certificate in certificates {
+            if case .notCertificateAuthority = try? certificate.extensions.basicConstraints {
+                throw SecureChannelError(.configuration,
+                    "\(source) holds \(certificate.subject), which is not a CA certificate (CA:FALSE); pass the CA's certificate (ca.crt)")
+            }
+        }
         self.certificates = certificates
         nioCertificates = try certificates.map { try NIOSSLCertificate(bytes: CertificateIO.der($0), format: .der) }
     }
 
     /// Reads a `--ca` file (PEM bundle or DER).
     public static func load(file: String) throws -> TrustAnchors {
-        try TrustAnchors(CertificateIO.parseCertificates(try SecureFile.read(file), source: file))
+        try TrustAnchors(CertificateIO.parseCertificates(try SecureFile.read(file), source: file), source: file)
     }
 }

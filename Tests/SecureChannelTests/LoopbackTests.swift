@@ -249,6 +249,14 @@ struct LoopbackTests {
         #expect(error?.message.contains("--allow-any-client") == true)
     }
 
+    @Test("a leaf certificate passed as the CA is refused with a clear message")
+    func leafAsCA() throws {
+        let pki = try TestPKI()
+        defer { pki.cleanup() }
+        let error = #expect(throws: SecureChannelError.self) { _ = try TrustAnchors.load(file: pki.dir.file("Jill.crt")) }
+        #expect(error?.message.contains("not a CA certificate") == true)
+    }
+
     @Test("a key that does not match its certificate is refused before anything starts")
     func keyMismatch() throws {
         let pki = try TestPKI()

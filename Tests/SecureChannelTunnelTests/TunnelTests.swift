@@ -67,9 +67,13 @@ struct TunnelTests {
         let started = Date()
         let connection = try await PlainClient.connect(port: pair.clientPort)
         let got = try await connection.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(string: "anyone there?"))
+            try? await outbound.write(ByteBuffer(string: "anyone there?"))
             var bytes = 0
-            for try await buffer in inbound { bytes += buffer.readableBytes }
+            do {
+                for try await buffer in inbound { bytes += buffer.readableBytes }
+            } catch {
+                // Closed with our bytes unread: the kernel answers with a reset. Either way nothing came back.
+            }
             return bytes
         }
         #expect(got == 0)

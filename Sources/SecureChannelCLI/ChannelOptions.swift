@@ -81,6 +81,10 @@ struct FramingOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Largest message in bytes.", valueName: "n"))
     var maxMessageBytes: Int = Framing.defaultMaximumMessageBytes
+
+    func validate() throws {
+        guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be a positive number of bytes") }
+    }
 }
 
 /// `--allow-cn`, `--allow-dns`, `--allow-uri`, `--allow-any-client`: shared by `serve` and `tunnel server`.

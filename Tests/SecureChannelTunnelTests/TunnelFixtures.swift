@@ -140,6 +140,22 @@ struct TunnelPKI {
 
 /// A plaintext client connection for tests.
 enum PlainClient {
+    /// Sends `message` and counts the bytes that come back until the connection ends. A reset also ends it: a
+    /// socket closed with our bytes unread answers with RST. Used where nothing must come back.
+    static func sendAndCountReply(port: Int, _ message: String) async throws -> Int {
+        let connection = try await connect(port: port)
+        return try await connection.executeThenClose { inbound, outbound in
+            try? await outbound.write(ByteBuffer(string: message))
+            var bytes = 0
+            do {
+                for try await buffer in inbound { bytes += buffer.readableBytes }
+            } catch {
+                // reset: nothing more came back
+            }
+            return bytes
+        }
+    }
+
     static func connect(port: Int) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
         try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.allowRemoteHalfClosure, value: true)

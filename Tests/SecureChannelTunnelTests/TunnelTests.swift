@@ -65,17 +65,7 @@ struct TunnelTests {
         await unused.stop()  // nothing listens there now
         let pair = try await TunnelPair.start(pki, targetPort: port)
         let started = Date()
-        let connection = try await PlainClient.connect(port: pair.clientPort)
-        let got = try await connection.executeThenClose { inbound, outbound in
-            try? await outbound.write(ByteBuffer(string: "anyone there?"))
-            var bytes = 0
-            do {
-                for try await buffer in inbound { bytes += buffer.readableBytes }
-            } catch {
-                // Closed with our bytes unread: the kernel answers with a reset. Either way nothing came back.
-            }
-            return bytes
-        }
+        let got = try await PlainClient.sendAndCountReply(port: pair.clientPort, "anyone there?")
         #expect(got == 0)
         #expect(Date().timeIntervalSince(started) < 5)
         try await pair.stop()
@@ -110,17 +100,7 @@ struct TunnelTests {
         defer { pki.cleanup() }
         let target = try await PlainTarget(.record)
         let pair = try await TunnelPair.start(pki, targetPort: target.port, clientName: "Eve", rules: AccessRules(commonNames: ["Chris"]))
-        let connection = try await PlainClient.connect(port: pair.clientPort)
-        let got = try await connection.executeThenClose { inbound, outbound in
-            try? await outbound.write(ByteBuffer(string: "secret for chris only"))
-            var bytes = 0
-            do {
-                for try await buffer in inbound { bytes += buffer.readableBytes }
-            } catch {
-                // Closed with our bytes unread: the kernel answers with a reset. Either way nothing came back.
-            }
-            return bytes
-        }
+        let got = try await PlainClient.sendAndCountReply(port: pair.clientPort, "secret for chris only")
         #expect(got == 0)
         #expect(target.received.withLockedValue { $0 }.isEmpty)
         try await pair.stop()

@@ -67,7 +67,9 @@ struct TunnelTests {
         let started = Date()
         let got = try await PlainClient.sendAndCountReply(port: pair.clientPort, "anyone there?")
         #expect(got == 0)
-        #expect(Date().timeIntervalSince(started) < 5)
+        // "Promptly": closed by the refused connect, not after the idle timeout (3600 s). The bound leaves room for
+        // handshakes on a loaded 2-core CI machine (9.5 s was seen there with the whole suite running in parallel).
+        #expect(Date().timeIntervalSince(started) < 20)
         try await pair.stop()
     }
 

@@ -4,6 +4,8 @@
 #   2. stunnel 5 (client certificates required) in front of a plaintext echo backend
 #   3. a Python threaded ssl echo server, like the original exercise's
 #   4. securechannel tunnel server in front of the same echo backend
+#   5. tunnel pairs over the same backend, driven in plaintext (bench --plaintext): our tunnel client + server
+#      against a stunnel client + server, and the backend alone as the baseline for the added latency
 # plus `openssl speed` for the crypto bounds. Release build; one P-256 PKI; everything on 127.0.0.1.
 # Usage: Benchmarks/compare.sh [seconds-per-run]   (default 5; the whole script stays under 10 minutes)
 set -euo pipefail
@@ -106,9 +108,34 @@ CONF
 "$STUNNEL" "$WORK/stunnel.conf" > "$WORK/stunnel.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$STPORT") 2>/dev/null && break; sleep 0.1; done
 
+# Tunnel pairs: plaintext in on 127.0.0.1, mTLS between the two ends, the same echo backend behind.
+"$SC" tunnel client --listen 127.0.0.1:0 --target "127.0.0.1:$TUNNEL" --server-name localhost --cert "$P/Chris.crt" \
+    --key "$P/Chris.key" --ca "$P/ca.crt" > "$WORK/tunnel-client.log" 2>/dev/null & PIDS+=($!)
+OURPAIR=$(wait_port "$WORK/tunnel-client.log" "listening on ")
+STCPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$WORK/stunnel-client.conf" <<CONF
+foreground = yes
+pid =
+[echo-client]
+client = yes
+accept = 127.0.0.1:$STCPORT
+connect = 127.0.0.1:$STPORT
+cert = $P/Chris.crt
+key = $P/Chris.key
+CAfile = $P/ca.crt
+verifyChain = yes
+checkHost = localhost
+sslVersionMin = TLSv1.3
+CONF
+"$STUNNEL" "$WORK/stunnel-client.conf" > "$WORK/stunnel-client.log" 2>&1 & PIDS+=($!)
+for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$STCPORT") 2>/dev/null && break; sleep 0.1; done
+
 bench() {  # port mode extra... -> JSON
     "$SC" bench --connect "127.0.0.1:$1" --server-name localhost --cert "$P/Chris.crt" --key "$P/Chris.key" \
         --ca "$P/ca.crt" --mode "$2" --duration "$SECONDS_PER_RUN" --json "${@:3}"
+}
+plainbench() {  # port mode extra... -> JSON (the plaintext entrance of a tunnel pair, or the backend itself)
+    "$SC" bench --connect "127.0.0.1:$1" --plaintext --mode "$2" --duration "$SECONDS_PER_RUN" --json "${@:3}"
 }
 field() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); v=d
 for k in sys.argv[2].split("."): v = None if v is None else v.get(k)
@@ -125,12 +152,21 @@ for target in ours:$OURS stunnel:$STPORT python:$PYPORT tunnel:$TUNNEL; do
     R[$name.bulk]=$(bench "$port" bulk --connections 1 --size 16384)
 done
 
-printf '%-10s %14s %14s %14s %12s %10s\n' server "handshakes/s" "echo msg/s" "echo p99 ms" "bulk MB/s" errors
-for name in ours stunnel python tunnel; do
+for target in backend:$BACKEND ourpair:$OURPAIR stunnelpair:$STCPORT; do
+    name=${target%%:*}; port=${target##*:}
+    R[$name.handshake]=$(plainbench "$port" handshake --connections 4)
+    R[$name.echo]=$(plainbench "$port" echo --connections 100 --size 64)
+    R[$name.bulk]=$(plainbench "$port" bulk --connections 1 --size 16384)
+    R[$name.rtt]=$(plainbench "$port" echo --connections 1 --size 64)  # one at a time: the round trip itself
+done
+
+printf '%-12s %14s %14s %12s %12s %12s %10s\n' server "handshakes/s" "echo msg/s" "echo p50 ms" "echo p99 ms" "bulk MB/s" errors
+for name in ours stunnel python tunnel backend ourpair stunnelpair; do
     errors=$(( $(field "${R[$name.handshake]}" errors) + $(field "${R[$name.echo]}" errors) + $(field "${R[$name.bulk]}" errors) ))
-    printf '%-10s %14s %14s %14s %12s %10s\n' "$name" \
+    printf '%-12s %14s %14s %12s %12s %12s %10s\n' "$name" \
         "$(field "${R[$name.handshake]}" handshakes_per_second)" "$(field "${R[$name.echo]}" messages_per_second)" \
-        "$(field "${R[$name.echo]}" latency_ms.p99)" "$(field "${R[$name.bulk]}" megabytes_per_second)" "$errors"
+        "$(field "${R[$name.echo]}" latency_ms.p50)" "$(field "${R[$name.echo]}" latency_ms.p99)" \
+        "$(field "${R[$name.bulk]}" megabytes_per_second)" "$errors"
 done
 
 echo
@@ -140,13 +176,20 @@ openssl speed -seconds 2 ecdhx25519 2>/dev/null | grep -E 'X25519|x25519' | tail
 openssl speed -seconds 2 -bytes 16384 -evp aes-128-gcm 2>/dev/null | tail -1 || true
 
 python3 - "${R[ours.handshake]}" "${R[stunnel.handshake]}" "${R[ours.echo]}" "${R[stunnel.echo]}" "${R[python.echo]}" \
-    "${R[tunnel.echo]}" "${R[stunnel.bulk]}" "${R[tunnel.bulk]}" <<'PY'
+    "${R[tunnel.echo]}" "${R[stunnel.bulk]}" "${R[tunnel.bulk]}" "${R[backend.echo]}" "${R[ourpair.echo]}" \
+    "${R[stunnelpair.echo]}" "${R[ourpair.bulk]}" "${R[stunnelpair.bulk]}" "${R[backend.rtt]}" "${R[ourpair.rtt]}" \
+    "${R[stunnelpair.rtt]}" <<'PY'
 import json, sys
-oh, sh, oe, se, pe, te, sb, tb = [json.loads(a) for a in sys.argv[1:]]
+oh, sh, oe, se, pe, te, sb, tb, be, ope, spe, opb, spb, brtt, ortt, srtt = [json.loads(a) for a in sys.argv[1:]]
 def ratio(a, b): return "-" if not b else "%.2fx" % (a / b)
 print()
-print("ratios: ours/stunnel handshakes %s, ours/stunnel echo %s, ours/python echo %s, tunnel/stunnel echo %s, tunnel/stunnel bulk %s" % (
+print("ratios: ours/stunnel handshakes %s, ours/stunnel echo %s, ours/python echo %s, tunnel server/stunnel echo %s, tunnel server/stunnel bulk %s" % (
     ratio(oh["handshakes_per_second"], sh["handshakes_per_second"]), ratio(oe["messages_per_second"], se["messages_per_second"]),
     ratio(oe["messages_per_second"], pe["messages_per_second"]), ratio(te["messages_per_second"], se["messages_per_second"]),
     ratio(tb["megabytes_per_second"], sb["megabytes_per_second"])))
+added = lambda pair, key: pair["latency_ms"][key] - brtt["latency_ms"][key]
+print("tunnel pairs: ours/stunnel echo %s, ours/stunnel bulk %s" % (
+    ratio(ope["messages_per_second"], spe["messages_per_second"]), ratio(opb["megabytes_per_second"], spb["megabytes_per_second"])))
+print("added round trip (1 connection, 64 B, over the backend alone %.3f ms p50): ours +%.3f ms p50 / +%.3f ms p99, stunnel +%.3f ms p50 / +%.3f ms p99" % (
+    brtt["latency_ms"]["p50"], added(ortt, "p50"), added(ortt, "p99"), added(srtt, "p50"), added(srtt, "p99")))
 PY

@@ -123,14 +123,28 @@ public struct LoadGenerator: Sendable {
         public var snapshot: (messages: Int, handshakes: Int, errors: Int) { counts.withLockedValue { $0 } }
     }
 
+    /// Where to connect, and how.
+    public enum Target: Sendable {
+        /// mTLS with this client configuration (the normal case).
+        case tls(MessageClientConfiguration)
+        /// Plain TCP with line framing, nothing authenticated: for measuring the plaintext entrance of a tunnel
+        /// client, or the echo backend behind a tunnel, with the same load generator.
+        case plaintext(host: String, port: Int)
+    }
+
     /// Where to connect and as whom.
-    public let client: MessageClientConfiguration
+    public let target: Target
     /// How to run.
     public let options: Options
 
-    /// A load generator.
+    /// A load generator speaking mTLS.
     public init(client: MessageClientConfiguration, options: Options) {
-        self.client = client
+        self.init(target: .tls(client), options: options)
+    }
+
+    /// A load generator for `target`.
+    public init(target: Target, options: Options) {
+        self.target = target
         self.options = options
     }
 
@@ -153,13 +167,22 @@ public struct LoadGenerator: Sendable {
         let started = ContinuousClock.now
         let deadline = options.messages == nil ? started + .milliseconds(Int64(options.duration * 1000)) : nil
         let payload = String(repeating: "x", count: options.size)
-        var configuration = client
-        configuration.maximumMessageBytes = max(configuration.maximumMessageBytes, options.size)
-        let setup = try TLSClientSetup(configuration)  // one TLS context for every connection, as a real client would
+        let connect: @Sendable () async throws -> MessageClient
+        switch target {
+        case .tls(var configuration):
+            configuration.maximumMessageBytes = max(configuration.maximumMessageBytes, options.size)
+            let setup = try TLSClientSetup(configuration)  // one TLS context for every connection, as a real client would
+            connect = { [configuration] in try await MessageClient.connect(configuration, setup: setup) }
+        case .plaintext(let host, let port):
+            let limit = max(Framing.defaultMaximumMessageBytes, options.size)
+            connect = {
+                try await MessageClient.connect(host: host, port: port, framing: .lines, maximumMessageBytes: limit,
+                                                timeout: .seconds(30), setup: nil)
+            }
+        }
         let results = try await withThrowingTaskGroup(of: WorkerResult.self) { group in
             for _ in 0..<options.connections {
-                group.addTask { [configuration, options] in
-                    let connect: @Sendable () async throws -> MessageClient = { try await MessageClient.connect(configuration, setup: setup) }
+                group.addTask { [options] in
                     switch options.mode {
                     case .handshake: return await Self.handshakes(connect, payload: payload, count: options.messages, deadline: deadline, progress: progress)
                     case .echo: return await Self.echo(connect, payload: payload, count: options.messages, deadline: deadline, progress: progress)
@@ -186,7 +209,8 @@ public struct LoadGenerator: Sendable {
             handshakesPerSecond: options.mode == .handshake ? Double(handshakes) / seconds : nil,
             messagesPerSecond: Double(messages) / seconds,
             megabytesPerSecond: Double(messages * options.size) / seconds / 1e6,
-            latencyMs: latency, resumed: false, session: results.compactMap(\.session).first)
+            latencyMs: latency, resumed: false,
+            session: { if case .tls = target { return results.compactMap(\.session).first } else { return nil } }())
     }
 
     private static func more(_ done: Int, _ count: Int?, _ deadline: ContinuousClock.Instant?) -> Bool {

@@ -14,15 +14,19 @@ public final class MessageClient: Sendable {
     public let session: SessionInfo
     private let channel: any Channel
     private let replies: ReplyHandler
-    private let configuration: MessageClientConfiguration
+    private let framing: Framing
+    private let maximumMessageBytes: Int
+    private let timeout: TimeAmount
     private let record: ConnectionRecord
 
-    private init(channel: any Channel, replies: ReplyHandler, record: ConnectionRecord, configuration: MessageClientConfiguration,
-                 server: PeerIdentity) {
+    private init(channel: any Channel, replies: ReplyHandler, record: ConnectionRecord, framing: Framing,
+                 maximumMessageBytes: Int, timeout: TimeAmount, server: PeerIdentity) {
         self.channel = channel
         self.replies = replies
         self.record = record
-        self.configuration = configuration
+        self.framing = framing
+        self.maximumMessageBytes = maximumMessageBytes
+        self.timeout = timeout
         self.server = server
         self.session = record.session
     }
@@ -39,47 +43,60 @@ public final class MessageClient: Sendable {
         _ configuration: MessageClientConfiguration, setup: TLSClientSetup,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> MessageClient {
+        try await connect(host: configuration.host, port: configuration.port, framing: configuration.framing,
+                          maximumMessageBytes: configuration.maximumMessageBytes, timeout: configuration.timeout,
+                          setup: setup, group: group)
+    }
+
+    /// Connects with `setup`, or without TLS when it is nil: only for the load generator's `--plaintext`, which
+    /// measures the plaintext entrance of a tunnel or an echo backend. Nothing is authenticated then.
+    package static func connect(
+        host: String, port: Int, framing: Framing, maximumMessageBytes: Int, timeout: TimeAmount, setup: TLSClientSetup?,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> MessageClient {
         let record = ConnectionRecord(remote: nil)
+        let replies = ReplyHandler(record: record)  // touched only on the channel's loop once added
         let channel: any Channel
         do {
-            channel = try await ClientBootstrap(group: group)
-                .connectTimeout(configuration.timeout)
+            let bootstrap = ClientBootstrap(group: group)
+                .connectTimeout(timeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try setup.addHandlers(to: channel, record: record)
+                        try setup?.addHandlers(to: channel, record: record)
                         let pipeline = channel.pipeline.syncOperations
-                        try configuration.framing.addHandlers(to: pipeline, maximumMessageBytes: configuration.maximumMessageBytes)
-                        try pipeline.addHandler(ReplyHandler(record: record))
+                        try framing.addHandlers(to: pipeline, maximumMessageBytes: maximumMessageBytes)
+                        try pipeline.addHandler(replies)
                     }
                 }
-                .connect(host: configuration.host, port: configuration.port).get()
+            if let address = try? SocketAddress(ipAddress: host, port: port) {
+                channel = try await bootstrap.connect(to: address).get()  // an IP literal needs no resolver round
+            } else {
+                channel = try await bootstrap.connect(host: host, port: port).get()
+            }
         } catch {
-            throw SecureChannelError(.connectionFailed,
-                "cannot connect to \(configuration.host):\(configuration.port): \(TLSClientSetup.connectText(error))")
+            throw SecureChannelError(.connectionFailed, "cannot connect to \(host):\(port): \(TLSClientSetup.connectText(error))")
         }
-        let replies = try await channel.eventLoop.submit {
-            try channel.pipeline.syncOperations.handler(type: ReplyHandler.self)
-        }.get()
-        let server = try await TLSClientSetup.awaitVerifiedServer(channel, record: record)
-        return MessageClient(channel: channel, replies: replies, record: record, configuration: configuration, server: server)
+        let server = setup == nil ? PeerIdentity.unauthenticated : try await TLSClientSetup.awaitVerifiedServer(channel, record: record)
+        return MessageClient(channel: channel, replies: replies, record: record, framing: framing,
+                             maximumMessageBytes: maximumMessageBytes, timeout: timeout, server: server)
     }
 
     /// Sends one message and waits for its reply (at most the configured timeout).
     public func send(_ message: ByteBuffer) async throws -> ByteBuffer {
-        if configuration.framing == .lines && message.readableBytesView.contains(UInt8(ascii: "\n")) {
+        if framing == .lines && LineFrameDecoder.newlineOffset(in: message) != nil {
             throw SecureChannelError(.messageTooLong, "a message cannot contain a newline with --framing lines; use --framing length")
         }
-        guard message.readableBytes <= configuration.maximumMessageBytes else {
-            throw SecureChannelError(.messageTooLong, "the message is \(message.readableBytes) bytes; the limit is \(configuration.maximumMessageBytes)")
+        guard message.readableBytes <= maximumMessageBytes else {
+            throw SecureChannelError(.messageTooLong, "the message is \(message.readableBytes) bytes; the limit is \(maximumMessageBytes)")
         }
         let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
-        let framed = configuration.framing.frame(message, allocator: channel.allocator)
+        let framed = framing.frame(message, allocator: channel.allocator)
         let channel = self.channel, replies = self.replies, record = self.record
         channel.eventLoop.execute {
             replies.enqueue(promise)
             channel.writeAndFlush(framed, promise: nil)
         }
-        let timeout = configuration.timeout
+        let timeout = self.timeout
         let timer = channel.eventLoop.scheduleTask(in: timeout) {
             record.noteClose("no reply within \(Double(timeout.nanoseconds) / 1e9) s")
             replies.failAll(SecureChannelError(.timeout, "no reply within \(Double(timeout.nanoseconds) / 1e9) s; is the server overloaded?"))

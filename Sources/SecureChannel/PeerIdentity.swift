@@ -23,6 +23,20 @@ public struct PeerIdentity: Sendable, Hashable, CustomStringConvertible, Codable
     /// End of validity.
     public var notAfter: Date
 
+    /// No identity: the load generator's plaintext connections, where nothing is authenticated.
+    package static let unauthenticated = PeerIdentity(subject: "(plaintext: not authenticated)")
+
+    private init(subject: String) {
+        self.subject = subject
+        issuer = ""
+        serial = ""
+        notAfter = .distantPast
+        dnsNames = []
+        ipAddresses = []
+        emails = []
+        uris = []
+    }
+
     /// Extracts the identity from a (verified) leaf certificate.
     public init(certificate: Certificate) {
         subject = certificate.subject.description

@@ -27,8 +27,8 @@ struct PeerVerifier: Sendable {
                 promise.succeed(.failed)
                 return
             }
-            promise.completeWithTask {
-                await verify(ders, record: record) ? .certificateVerified : .failed
+            Task(executorPreference: EventLoopTaskExecutor(promise.futureResult.eventLoop)) {
+                promise.succeed(await verify(ders, record: record) ? .certificateVerified : .failed)
             }
         }
     }

@@ -345,7 +345,7 @@ package final class SecureListener: Sendable {
         let reason = record.closeReason ?? "closed"
         let seconds = Date().timeIntervalSince(record.started)
         let who = record.identity.map { " (\($0.subject))" } ?? ""
-        let text = "connection from \(record.remote)\(who) ended: \(reason); \(record.traffic ?? "\(record.messages) message(s)"), \(String(format: "%.3f", seconds)) s"
+        let text = "connection from \(record.remote)\(who) ended: \(reason); \(record.traffic ?? "\(record.messages) message(s)"), \(Self.threeDecimals(seconds)) s"
         let metadata: Logger.Metadata = [
             "event": "ended", "peer": "\(record.remote)", "reason": "\(reason)", "messages": "\(record.messages)",
         ]
@@ -354,5 +354,12 @@ package final class SecureListener: Sendable {
         } else {
             logger.info("\(text)", metadata: metadata)
         }
+    }
+
+    /// `1.234`: seconds with three decimals, without `String(format:)` (this runs once per connection).
+    static func threeDecimals(_ seconds: Double) -> String {
+        let millis = Int((max(0, seconds) * 1000).rounded())
+        let fraction = String(millis % 1000)
+        return "\(millis / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
     }
 }

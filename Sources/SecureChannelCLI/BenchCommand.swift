@@ -20,13 +20,30 @@ struct BenchCommand: AsyncParsableCommand {
             EXAMPLES:
               securechannel bench --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt --mode echo --connections 100 --duration 10
               securechannel bench --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt --mode handshake --json
+              securechannel bench --connect 127.0.0.1:9000 --plaintext --mode echo --connections 100   (a tunnel client's entrance)
             """
     )
 
     @Option(help: ArgumentHelp("Server address.", valueName: "host:port"))
     var connect: Endpoint
 
-    @OptionGroup var files: TLSFileOptions
+    @Option(help: ArgumentHelp("Our certificate (PEM or DER; intermediates after the leaf).", valueName: "file"))
+    var cert: String?
+
+    @Option(help: ArgumentHelp("Our private key (PKCS#8, PKCS#1 or SEC1; PEM or DER).", valueName: "file"))
+    var key: String?
+
+    @Option(help: ArgumentHelp("The CA certificate(s) the server must chain to. Only these are trusted.", valueName: "file"))
+    var ca: String?
+
+    @Option(name: .customLong("crl"), help: ArgumentHelp("A CRL from the CA (repeatable); a revoked server is refused.", valueName: "file"))
+    var crls: [String] = []
+
+    @Option(name: .customLong("tls-min"), help: ArgumentHelp("Oldest TLS version: 1.3 (default) or 1.2.", valueName: "version"))
+    var tlsMinimum: TLSPolicy.MinimumVersion = .tls13
+
+    @Flag(help: "Plain TCP, no TLS, nothing verified: to measure the plaintext entrance of a tunnel client or an echo backend (then --cert/--key/--ca are not used).")
+    var plaintext = false
 
     @Option(help: ArgumentHelp("Name the server certificate must carry (default: the host of --connect).", valueName: "name"))
     var serverName: String?
@@ -53,6 +70,13 @@ struct BenchCommand: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
+        if plaintext {
+            if cert != nil || key != nil || ca != nil || !crls.isEmpty {
+                throw ValidationError("--plaintext uses no TLS: leave out --cert, --key, --ca and --crl")
+            }
+        } else if cert == nil || key == nil || ca == nil {
+            throw ValidationError("--cert, --key and --ca are required (or --plaintext to measure a plaintext endpoint)")
+        }
         if let connections, connections <= 0 { throw ValidationError("--connections must be positive") }
         if let messages, messages <= 0 { throw ValidationError("--messages must be positive") }
         if let size, size <= 0 || size > 16 * 1024 * 1024 { throw ValidationError("--size must be between 1 and 16777216") }
@@ -60,11 +84,16 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let material = try files.materialFiles.load()
-        let client = MessageClientConfiguration(
-            host: connect.host, port: connect.port, serverName: serverName, identity: material.identity, trust: material.trust,
-            revocation: material.revocation, tls: TLSPolicy(minimumVersion: files.tlsMinimum), timeout: .seconds(30))
-        let generator = LoadGenerator(client: client, options: .init(
+        let target: LoadGenerator.Target
+        if let cert, let key, let ca, !plaintext {
+            let material = try TLSMaterialFiles(certificate: cert, key: key, ca: ca, crls: crls, allowExpiredCRL: false).load()
+            target = .tls(MessageClientConfiguration(
+                host: connect.host, port: connect.port, serverName: serverName, identity: material.identity, trust: material.trust,
+                revocation: material.revocation, tls: TLSPolicy(minimumVersion: tlsMinimum), timeout: .seconds(30)))
+        } else {
+            target = .plaintext(host: connect.host, port: connect.port)
+        }
+        let generator = LoadGenerator(target: target, options: .init(
             mode: mode, connections: connections, messages: messages, size: size, duration: duration))
         if resume && !json {
             Console.error("note: --resume: swift-nio-ssl has no client session cache; every handshake is a full one")

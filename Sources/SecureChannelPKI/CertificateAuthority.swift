@@ -261,6 +261,17 @@ public enum SerialNumbers {
 
     /// Upper-case hex with no separators or leading-zero padding beyond the encoded bytes.
     public static func hex(_ serial: Certificate.SerialNumber) -> String {
-        serial.bytes.map { String(format: "%02X", $0) }.joined()
+        hex(serial.bytes)
+    }
+
+    /// Upper-case hex of `bytes`, two digits each, no separators (runs once per handshake: no `String(format:)`).
+    public static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -231,7 +231,7 @@ public struct CertificateRevocationList: Sendable, Equatable {
                     for ext in extensions {
                         if ext.oid == OID.crlNumber {
                             let value = try ArraySlice<UInt8>(derEncoded: try DER.parse(Array(ext.value)))
-                            parts.number = value.map { String(format: "%02X", $0) }.joined()
+                            parts.number = SerialNumbers.hex(value)
                         } else if ext.oid == OID.authorityKeyIdentifier, let aki = try? AuthorityKeyIdentifier(ext),
                                   let id = aki.keyIdentifier {
                             parts.authorityKeyIdentifier = id.map { String(format: "%02X", $0) }.joined()

@@ -51,10 +51,6 @@ public enum CertificateVerification {
             throw Failure(reason: .unknownIssuer,
                           message: "unknown issuer: \(leaf.issuer) is not among the CA certificates given; check --ca")
         }
-        if !roots.contains(leaf) && !candidates.contains(where: { $0.publicKey.isValidSignature(leaf.signature, for: leaf) }) {
-            throw Failure(reason: .badSignature,
-                          message: "bad signature: the CA named \(leaf.issuer) did not sign this certificate (altered, or signed by another key with the same name)")
-        }
         if time > leaf.notValidAfter {
             throw Failure(reason: .expired, message: "expired on \(CertificateDescription.format(leaf.notValidAfter)); issue a new certificate")
         }
@@ -64,33 +60,36 @@ public enum CertificateVerification {
         if let purpose, let problem = purpose.problem(with: leaf) {
             throw Failure(reason: .wrongPurpose, message: problem)
         }
+        // One validation does all the public-key work (this runs once per handshake); only a failure pays for
+        // the extra runs that name the reason precisely.
+        let isIP = host.map { (try? IssuanceRequest.ipBytes($0)) != nil } ?? false
         var verifier = Verifier(rootCertificates: CertificateStore(roots)) {
             RFC5280Policy(fixedExpiryValidationTime: time)
             if let purpose { PurposePolicy(purpose) }
+            if let host { ServerIdentityPolicy(serverHostname: isIP ? nil : host, serverIP: isIP ? host : nil) }
         }
-        let validated: [Certificate]
-        switch await verifier.validate(leaf: leaf, intermediates: CertificateStore(intermediates)) {
-        case .validCertificate(let chain):
-            validated = Array(chain)
+        let intermediateStore = CertificateStore(intermediates)
+        if case .validCertificate(let chain) = await verifier.validate(leaf: leaf, intermediates: intermediateStore) {
+            return Array(chain)
+        }
+        if !roots.contains(leaf) && !candidates.contains(where: { $0.publicKey.isValidSignature(leaf.signature, for: leaf) }) {
+            throw Failure(reason: .badSignature,
+                          message: "bad signature: the CA named \(leaf.issuer) did not sign this certificate (altered, or signed by another key with the same name)")
+        }
+        var withoutName = Verifier(rootCertificates: CertificateStore(roots)) {
+            RFC5280Policy(fixedExpiryValidationTime: time)
+            if let purpose { PurposePolicy(purpose) }
+        }
+        switch await withoutName.validate(leaf: leaf, intermediates: intermediateStore) {
+        case .validCertificate:
+            // Everything but the name holds, so the name is what failed.
+            let names = CertificateDescription.alternativeNames(of: leaf)
+            throw Failure(reason: .nameMismatch,
+                          message: "name mismatch: the certificate is for \(names.isEmpty ? "no names" : names.joined(separator: ", ")), not \(host ?? "")")
         case .couldNotValidate(let failures):
             let reasons = failures.map { "\($0.policyFailureReason)" }
             throw Failure(reason: .invalidChain,
                           message: "invalid chain: " + (reasons.isEmpty ? "no path to a trusted CA (unhandled critical extension?)" : reasons.joined(separator: "; ")))
         }
-        if let host {
-            let isIP = (try? IssuanceRequest.ipBytes(host)) != nil
-            // The chain already passed RFC 5280 above, so a failure of this run is the name alone. (RFC5280Policy
-            // stays in so that the leaf's critical extensions count as handled.)
-            var identity = Verifier(rootCertificates: CertificateStore(roots)) {
-                RFC5280Policy(fixedExpiryValidationTime: time)
-                ServerIdentityPolicy(serverHostname: isIP ? nil : host, serverIP: isIP ? host : nil)
-            }
-            if case .couldNotValidate = await identity.validate(leaf: leaf, intermediates: CertificateStore(intermediates)) {
-                let names = CertificateDescription.alternativeNames(of: leaf)
-                throw Failure(reason: .nameMismatch,
-                              message: "name mismatch: the certificate is for \(names.isEmpty ? "no names" : names.joined(separator: ", ")), not \(host)")
-            }
-        }
-        return validated
     }
 }

@@ -32,4 +32,35 @@ struct BenchTests {
         }
         #expect((report["handshakes_per_second"] is NSNull) == (mode != "handshake"))
     }
+
+    /// `--plaintext` measures a tunnel client's plaintext entrance: bench → tunnel client → (mTLS) → serve.
+    @Test("bench --plaintext drives a tunnel client's entrance")
+    func plaintextThroughTunnel() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        try await CLI.barryJillChris(in: dir.path)
+        let server = try await ServerProcess.start(dir: dir.path)
+        defer { server.stop() }
+        let (tunnel, port) = try await TunnelCLITests.start([
+            "client", "--listen", "127.0.0.1:0", "--target", "127.0.0.1:\(server.port)", "--server-name", "localhost",
+            "--cert", dir.file("Chris.crt"), "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"),
+        ])
+        defer { tunnel.stop() }
+        let result = try await CLI.run([
+            "bench", "--connect", "127.0.0.1:\(port)", "--plaintext", "--mode", "echo", "--duration", "1", "--connections", "2", "--json",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(report["errors"] as? Int == 0)
+        #expect((report["messages_per_second"] as? Double ?? 0) > 0)
+        #expect(report["session"] is NSNull, "a plaintext run has no TLS session to report")
+    }
+
+    @Test("bench refuses --plaintext with certificates, and TLS without them")
+    func plaintextOptions() async throws {
+        let mixed = try await CLI.run(["bench", "--connect", "127.0.0.1:1", "--plaintext", "--cert", "x.crt", "--mode", "echo"])
+        #expect(mixed.status != 0 && mixed.stderr.contains("--plaintext uses no TLS"))
+        let missing = try await CLI.run(["bench", "--connect", "127.0.0.1:1", "--mode", "echo"])
+        #expect(missing.status != 0 && missing.stderr.contains("--cert, --key and --ca are required"))
+    }
 }

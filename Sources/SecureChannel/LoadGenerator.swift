@@ -167,22 +167,26 @@ public struct LoadGenerator: Sendable {
         let started = ContinuousClock.now
         let deadline = options.messages == nil ? started + .milliseconds(Int64(options.duration * 1000)) : nil
         let payload = String(repeating: "x", count: options.size)
-        let connect: @Sendable () async throws -> MessageClient
+        let connectOn: @Sendable (any EventLoop) async throws -> MessageClient
         switch target {
         case .tls(var configuration):
             configuration.maximumMessageBytes = max(configuration.maximumMessageBytes, options.size)
             let setup = try TLSClientSetup(configuration)  // one TLS context for every connection, as a real client would
-            connect = { [configuration] in try await MessageClient.connect(configuration, setup: setup) }
+            connectOn = { [configuration] loop in try await MessageClient.connect(configuration, setup: setup, group: loop) }
         case .plaintext(let host, let port):
             let limit = max(Framing.defaultMaximumMessageBytes, options.size)
-            connect = {
+            connectOn = { loop in
                 try await MessageClient.connect(host: host, port: port, framing: .lines, maximumMessageBytes: limit,
-                                                timeout: .seconds(30), setup: nil)
+                                                timeout: .seconds(30), setup: nil, group: loop)
             }
         }
         let results = try await withThrowingTaskGroup(of: WorkerResult.self) { group in
             for _ in 0..<options.connections {
-                group.addTask { [options] in
+                // Each worker runs on the event loop of its connections: the load generator measures the server,
+                // not hops between threads on the client side.
+                let loop = MultiThreadedEventLoopGroup.singleton.next()
+                let connect: @Sendable () async throws -> MessageClient = { try await connectOn(loop) }
+                group.addTask(executorPreference: EventLoopTaskExecutor(loop)) { [options] in
                     switch options.mode {
                     case .handshake: return await Self.handshakes(connect, payload: payload, count: options.messages, deadline: deadline, progress: progress)
                     case .echo: return await Self.echo(connect, payload: payload, count: options.messages, deadline: deadline, progress: progress)

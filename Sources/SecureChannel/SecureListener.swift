@@ -231,7 +231,11 @@ package final class SecureListener: Sendable {
                     try await withThrowingDiscardingTaskGroup { tasks in
                         for try await child in inbound {
                             guard self.admit(child) else { continue }
-                            tasks.addTask { await self.serve(child, serve) }
+                            // The connection's task runs on the connection's own event loop: a message then
+                            // goes from socket to handler to reply without a hop between threads.
+                            tasks.addTask(executorPreference: EventLoopTaskExecutor(child.eventLoop)) {
+                                await self.serve(child, serve)
+                            }
                         }
                     }
                 }
@@ -256,6 +260,7 @@ package final class SecureListener: Sendable {
         }
         let active = current.withLockedValue { $0 }
         let tlsHandler = NIOSSLServerHandler(context: active.context, customVerificationCallback: active.verifier.callback(record: record))
+        try pipeline.addHandler(QuickAckHandler(handshake: handshake.futureResult))
         try pipeline.addHandler(HandshakeObserver(side: .server, record: record))
         try pipeline.addHandler(tlsHandler)
 

@@ -88,7 +88,7 @@ public final class TunnelClient: Service, Sendable {
                 try await withThrowingDiscardingTaskGroup { tasks in
                     for try await child in inbound {
                         open.withLockedValue { $0[ObjectIdentifier(child)] = child }
-                        tasks.addTask {
+                        tasks.addTask(executorPreference: EventLoopTaskExecutor(child.eventLoop)) {
                             await self.forward(child)
                             _ = self.open.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(child)) }
                         }

@@ -117,6 +117,39 @@ struct ChannelInteropTests {
         #expect(without.stdout.contains("ERROR:") || without.stdout.contains("CLOSED"))
     }
 
+    /// Python leaves Nagle on: without an immediate ACK of its Finished, its first message waited for the
+    /// kernel's 40 ms delayed ACK. The median of 7 first round trips must stay clearly below that stall (a loaded
+    /// machine makes single round trips slow, not the median of several 40 ms late).
+    @Test("a Nagle client's first message is not held back by a delayed ACK", .enabled(if: Tools.enabled("python3"), "needs python3"))
+    func firstMessageNotDelayed() async throws {
+        let python = try Tools.require("python3")
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        try await CLI.barryJillChris(in: dir.path)
+        let server = try await ServerProcess.start(dir: dir.path)
+        defer { server.stop() }
+        let script = """
+            import socket, ssl, sys, time
+            port, pki = int(sys.argv[1]), sys.argv[2]
+            ctx = ssl.create_default_context(cafile=pki + "/ca.crt")
+            ctx.load_cert_chain(pki + "/Chris.crt", pki + "/Chris.key")
+            times = []
+            for _ in range(7):
+                with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="localhost") as tls:
+                    start = time.monotonic()
+                    tls.sendall(b"first\\n")
+                    assert tls.recv(64) == b"first\\n"
+                    times.append((time.monotonic() - start) * 1000)
+            times.sort()
+            print("MEDIAN_MS:%.2f" % times[3], "ALL:" + ",".join("%.1f" % t for t in times))
+            """
+        try SecureFile.write(script, to: dir.file("first.py"), mode: 0o644)
+        let result = try await Tools.run(python, [dir.file("first.py"), "\(server.port)", dir.path])
+        let median = try #require(result.stdout.split(separator: " ").first { $0.hasPrefix("MEDIAN_MS:") }
+            .flatMap { Double($0.dropFirst("MEDIAN_MS:".count)) }, "\(result.stdout) \(result.stderr)")
+        #expect(median < 25, "first round trips: \(result.stdout)")
+    }
+
     @Test("our send against openssl s_server -Verify 1 -verify_return_error", .enabled(if: Tools.enabled("openssl"), "needs openssl"))
     func sendToOpenSSL() async throws {
         let openssl = try Tools.require("openssl")

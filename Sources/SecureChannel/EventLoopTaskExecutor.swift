@@ -2,9 +2,9 @@ import NIOCore
 
 /// A `TaskExecutor` that runs a task's jobs on one NIO event loop.
 ///
-/// Certificate verification is `async` (swift-certificates' `Verifier`) but starts from a channel handler: with
-/// this executor as the task's preference it runs on the connection's own loop thread instead of hopping to the
-/// global pool and back, which cost two thread wake-ups per handshake on each side (perf, BENCHMARKS.md).
+/// A connection's message loop (and a load-generator worker) runs on its channel's own loop thread with this
+/// executor as the task's preference, instead of hopping to the global pool and back for every message: echo
+/// went from about 30,000 to 40,000+ messages/s and bulk from 330 to 590 MB/s (BENCHMARKS.md).
 package final class EventLoopTaskExecutor: TaskExecutor {
     package let eventLoop: any EventLoop
 

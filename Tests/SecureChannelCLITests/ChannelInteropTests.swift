@@ -118,8 +118,8 @@ struct ChannelInteropTests {
     }
 
     /// Python leaves Nagle on: without an immediate ACK of its Finished, its first message waited for the
-    /// kernel's 40 ms delayed ACK. The median of 7 first round trips must stay clearly below that stall (a loaded
-    /// machine makes single round trips slow, not the median of several 40 ms late).
+    /// kernel's 40 ms delayed ACK, every time. The fastest of 7 first round trips must stay clearly below that
+    /// floor (a loaded machine makes some round trips slow, but the stall made every one of them 40 ms or more).
     @Test("a Nagle client's first message is not held back by a delayed ACK", .enabled(if: Tools.enabled("python3"), "needs python3"))
     func firstMessageNotDelayed() async throws {
         let python = try Tools.require("python3")
@@ -141,13 +141,13 @@ struct ChannelInteropTests {
                     assert tls.recv(64) == b"first\\n"
                     times.append((time.monotonic() - start) * 1000)
             times.sort()
-            print("MEDIAN_MS:%.2f" % times[3], "ALL:" + ",".join("%.1f" % t for t in times))
+            print("FASTEST_MS:%.2f" % times[0], "ALL:" + ",".join("%.1f" % t for t in times))
             """
         try SecureFile.write(script, to: dir.file("first.py"), mode: 0o644)
         let result = try await Tools.run(python, [dir.file("first.py"), "\(server.port)", dir.path])
-        let median = try #require(result.stdout.split(separator: " ").first { $0.hasPrefix("MEDIAN_MS:") }
-            .flatMap { Double($0.dropFirst("MEDIAN_MS:".count)) }, "\(result.stdout) \(result.stderr)")
-        #expect(median < 25, "first round trips: \(result.stdout)")
+        let fastest = try #require(result.stdout.split(separator: " ").first { $0.hasPrefix("FASTEST_MS:") }
+            .flatMap { Double($0.dropFirst("FASTEST_MS:".count)) }, "\(result.stdout) \(result.stderr)")
+        #expect(fastest < 30, "first round trips: \(result.stdout)")
     }
 
     @Test("our send against openssl s_server -Verify 1 -verify_return_error", .enabled(if: Tools.enabled("openssl"), "needs openssl"))

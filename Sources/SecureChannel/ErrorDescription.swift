@@ -28,6 +28,12 @@ package enum ErrorDescription {
         if text.contains("PEER_DID_NOT_RETURN_A_CERTIFICATE") || text.contains("NO_CERTIFICATE") {
             return "handshake failed: no client certificate"
         }
+        if text.contains("NO_RENEGOTIATION") || text.contains("RENEGOTIATION") {
+            return "TLS renegotiation refused: this server never renegotiates (\(shortCode(text)))"
+        }
+        if text.contains("KEY_USAGE_BIT_INCORRECT") {
+            return "handshake failed: the peer's certificate may not sign TLS handshakes (its keyUsage lacks digitalSignature; a CA certificate used as a client or server certificate?)"
+        }
         if text.contains("HTTP_REQUEST") || text.contains("HTTPS_PROXY_REQUEST") {
             return "handshake failed: plaintext HTTP on the TLS port"
         }

@@ -17,8 +17,18 @@ struct PeerVerifier: Sendable {
     /// CRLs to enforce.
     let revocation: RevocationList?
 
+    /// The longest chain a peer may present (leaf included). Our CA issues leaves directly; a few intermediates
+    /// leave room for other PKIs. A longer chain is refused before any parsing or path building.
+    static let maximumChainLength = 8
+
     func callback(record: ConnectionRecord) -> NIOSSLCustomVerificationCallback {
         { certificates, promise in
+            guard certificates.count <= Self.maximumChainLength else {
+                let whose = purpose == .client ? "client" : "server"
+                record.verificationFailure = "\(whose) certificate rejected: chain too long (\(certificates.count) certificates; at most \(Self.maximumChainLength))"
+                promise.succeed(.failed)
+                return
+            }
             let ders: [[UInt8]]
             do {
                 ders = try certificates.map { try $0.toDERBytes() }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import SecureChannel
 import SecureChannelPKI
@@ -49,13 +50,14 @@ struct RunningServer {
 
     static func start(
         _ pki: TestPKI, rules: AccessRules = .anyClient, watching files: TLSMaterialFiles? = nil,
-        configure: (inout MessageServerConfiguration) -> Void = { _ in }, handler: MessageHandler? = nil
+        configure: (inout MessageServerConfiguration) -> Void = { _ in }, handler: MessageHandler? = nil,
+        log: LogCapture? = nil
     ) async throws -> RunningServer {
         var configuration = try files.map { try MessageServerConfiguration(host: "127.0.0.1", port: 0, files: $0, rules: rules) }
             ?? MessageServerConfiguration(identity: try pki.identity("Jill"), trust: pki.trust, rules: rules)
         configure(&configuration)
-        var logger = Logger(label: "test.server")
-        logger.logLevel = .critical
+        var logger = log.map { capture in Logger(label: "test.server") { _ in capture.handler } } ?? Logger(label: "test.server")
+        logger.logLevel = log == nil ? .critical : .info
         let server = try MessageServer(configuration: configuration, logger: logger, handler: handler ?? { message, _ in message })
         let services = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
         let task = Task { try await services.run() }
@@ -85,5 +87,54 @@ func channelErrorCode(_ body: () async throws -> Void) async -> SecureChannelErr
     } catch {
         Issue.record("unexpected error type: \(error)")
         return nil
+    }
+}
+
+/// Collects a server's log lines in memory, so that tests can check the reason it gives.
+final class LogCapture: Sendable {
+    private let lines = NIOLockedValueBox<[String]>([])
+
+    /// A handler writing into this capture.
+    var handler: some LogHandler { Handler(capture: self) }
+
+    /// Every line so far.
+    var all: [String] { lines.withLockedValue { $0 } }
+
+    /// Waits (polling, at most `timeout` seconds) for a line that satisfies `predicate`; returns it or nil.
+    func waitForLine(timeout: Double = 10, _ predicate: (String) -> Bool) async -> String? {
+        let deadline = Date() + timeout
+        while Date() < deadline {
+            if let line = all.first(where: predicate) { return line }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return all.first(where: predicate)
+    }
+
+    /// Waits (polling, at most `timeout` seconds) until `atLeast` lines contain `part`; returns the count.
+    func waitForCount(of part: String, atLeast: Int, timeout: Double) async -> Int {
+        let deadline = Date() + timeout
+        var count = 0
+        var checked = 0
+        while Date() < deadline {
+            let lines = all
+            count += lines[checked...].filter { $0.contains(part) }.count
+            checked = lines.count
+            if count >= atLeast { return count }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return count
+    }
+
+    private struct Handler: LogHandler {
+        let capture: LogCapture
+        var logLevel: Logger.Level = .info
+        var metadata: Logger.Metadata = [:]
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            capture.lines.withLockedValue { $0.append("\(event.level) \(event.message)") }
+        }
     }
 }

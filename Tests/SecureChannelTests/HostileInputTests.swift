@@ -1,0 +1,400 @@
+import Crypto
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import SecureChannel
+import SecureChannelPKI
+import TestSupport
+import Testing
+import X509
+
+/// Every hostile input of issue 7, each against a running server while an honest client keeps sending. For each:
+/// the server stays up, the honest client loses nothing, and the log names the reason.
+@Suite("Hostile inputs: the server stays up, honest clients notice nothing, the log says why", .timeLimit(.minutes(3)))
+struct HostileInputTests {
+    enum Attack: String, CaseIterable, Sendable {
+        case noCertificate, rogueCA, selfSigned, expired, notYetValid, wrongPurpose, caAsClient, revoked, notAllowed
+        case sslv3Hello, tls10Hello, tls11Hello, httpRequest, randomBytes, truncatedHelloThenSilence, halfOpenFlood
+        case overLongLine, invalidUTF8, byteByByte, disconnectMidMessage, resetMidHandshake, renegotiation
+        case hundredCertificateChain, connectionFlood
+    }
+
+    @Test("hostile input", .serialized, arguments: Attack.allCases)
+    func hostile(_ attack: Attack) async throws {
+        if (attack == .renegotiation || attack == .caAsClient) && !Tools.enabled("openssl") {
+            try Tools.require("openssl")  // skips (or fails under SECURECHANNEL_REQUIRE_INTEROP=1) naming the tool
+        }
+        let harness = try await Harness.start(for: attack)
+        do {
+            try await harness.run(attack)
+            try await harness.finish()
+        } catch {
+            Issue.record("server log: \(harness.log.all.suffix(10))")
+            try? await harness.server.stop()
+            throw error
+        }
+    }
+
+    /// One server with a captured log, and an honest client sending numbered messages the whole time.
+    struct Harness {
+        let pki: TestPKI
+        let server: RunningServer
+        let log: LogCapture
+        let honest: HonestClient
+
+        static func start(for attack: Attack) async throws -> Harness {
+            let pki = try TestPKI()
+            _ = try pki.client("Eve")
+            _ = try pki.ca.generateCRL()
+            let log = LogCapture()
+            let server = try await RunningServer.start(pki, rules: AccessRules(commonNames: ["Chris", "Old", "Young", "Revoked"]),
+                                                       watching: pki.files(crl: true), configure: { configuration in
+                configuration.maximumMessageBytes = 1_000
+                configuration.handshakeTimeout = .seconds(4)
+                configuration.maximumConnections = attack == .connectionFlood ? 8 : 3_000
+                if attack == .renegotiation { configuration.tls = TLSPolicy(minimumVersion: .tls12) }
+            }, log: log)
+            let honest: HonestClient
+            do {
+                honest = try await HonestClient.start(server.clientConfiguration(try pki.identity("Chris"), trust: pki.trust))
+            } catch {
+                throw SecureChannelError(.connectionFailed, "honest client: \(error); server log: \(log.all)")
+            }
+            return Harness(pki: pki, server: server, log: log, honest: honest)
+        }
+
+        /// The honest client must have carried on after the attack, without a single lost or wrong reply.
+        func finish() async throws {
+            try await honest.waitForProgress(messages: 5)
+            let result = await honest.stop()
+            #expect(result.failures.isEmpty, "honest client: \(result.failures)")
+            #expect(result.sent > 5)
+            // And a new honest connection is still served (once the server has seen the attack's connections go,
+            // which matters after a flood of --max-connections).
+            let configuration = server.clientConfiguration(try pki.identity("Chris"), trust: pki.trust)
+            var reply: String?
+            for _ in 0..<50 where reply == nil {
+                if let late = try? await MessageClient.connect(configuration) {
+                    reply = try? await late.send("after the attack")
+                    await late.close()
+                } else {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            #expect(reply == "after the attack")
+            try await server.stop()
+            pki.cleanup()
+        }
+
+        /// Waits for a log line containing every one of `parts`.
+        func expectLog(_ parts: String..., timeout: Double = 10, sourceLocation: SourceLocation = #_sourceLocation) async {
+            let line = await log.waitForLine(timeout: timeout) { line in parts.allSatisfy { line.contains($0) } }
+            #expect(line != nil, "no log line with \(parts); log: \(log.all.suffix(8))", sourceLocation: sourceLocation)
+        }
+
+        func client(_ identity: TLSIdentity) -> MessageClientConfiguration {
+            server.clientConfiguration(identity, trust: pki.trust)
+        }
+
+        /// Connects with `identity` and sends one message: it must not get a reply.
+        func refused(_ identity: TLSIdentity) async {
+            let code = await channelErrorCode {
+                let client = try await MessageClient.connect(client(identity))
+                _ = try await client.send("should not pass")
+            }
+            #expect(code == .clientCertificateRejected || code == .connectionClosed, "\(String(describing: code))")
+        }
+
+        func run(_ attack: Attack) async throws {
+            let port = server.port
+            switch attack {
+            case .noCertificate:
+                #expect(await TLSProbe.exchange(port: port, configuration: TLSProbe.configuration(trust: pki.trust), line: "no cert") == nil)
+                await expectLog("no client certificate")
+            case .rogueCA:
+                let rogue = try TestPKI()
+                defer { rogue.cleanup() }
+                await refused(try rogue.identity("Chris"))
+                // The rogue CA is also called Barry: the name matches, the signature does not.
+                await expectLog("CN=Chris", "bad signature")
+            case .selfSigned:
+                await refused(try Self.selfSignedClient(name: "Mallory"))
+                await expectLog("CN=Mallory", "unknown issuer")
+            case .expired:
+                await refused(try pki.client("Old", now: Date() - 10 * 86_400, days: 1))
+                await expectLog("CN=Old", "expired on")
+            case .notYetValid:
+                await refused(try pki.client("Young", now: Date() + 5 * 86_400, days: 30))
+                await expectLog("CN=Young", "not yet valid")
+            case .wrongPurpose:
+                await refused(try pki.identity("Jill"))
+                await expectLog("CN=Jill", "wrong purpose")
+            case .caAsClient:
+                // Neither MessageClient nor BoringSSL will present a certificate whose keyUsage forbids signing,
+                // so OpenSSL plays the attacker.
+                let openssl = try Tools.require("openssl")
+                let process = try RunningProcess(openssl, [
+                    "s_client", "-connect", "127.0.0.1:\(port)", "-servername", "localhost",
+                    "-cert", pki.dir.file("ca.crt"), "-key", pki.dir.file("ca.key"), "-CAfile", pki.dir.file("ca.crt"),
+                ])
+                defer { process.stop() }
+                process.send("I am the CA\n")
+                // BoringSSL refuses it before our verification runs: the CA's keyUsage does not allow signing.
+                await expectLog("handshake failed", "keyUsage lacks digitalSignature")
+            case .revoked:
+                let revoked = try pki.client("Revoked")
+                try pki.ca.revoke(name: "Revoked", reason: .keyCompromise)
+                _ = try pki.ca.generateCRL()
+                try await server.server.reload()
+                await refused(revoked)
+                await expectLog("CN=Revoked", "revoked")
+            case .notAllowed:
+                await refused(try TLSIdentity.load(certificateFile: pki.dir.file("Eve.crt"), keyFile: pki.dir.file("Eve.key")))
+                await expectLog("refused by rules", "CN=Eve")
+            case .sslv3Hello, .tls10Hello, .tls11Hello:
+                let version: UInt16 = attack == .sslv3Hello ? 0x0300 : attack == .tls10Hello ? 0x0301 : 0x0302
+                let socket = try RawTCP(port: port)
+                try socket.send(RawTCP.legacyClientHello(version: version))
+                let answer = await socket.receiveAll()
+                #expect(answer.ended, "the server must close the connection")
+                #expect(answer.bytes.first == 0x15, "a TLS alert, not a ServerHello: \(answer.bytes.prefix(8))")
+                await expectLog("127.0.0.1:\(socket.localPort)", "unsupported TLS version")
+            case .httpRequest:
+                let socket = try RawTCP(port: port)
+                try socket.send(Array("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8))
+                #expect(await socket.receiveAll().ended)
+                await expectLog("127.0.0.1:\(socket.localPort)", "plaintext HTTP")
+            case .randomBytes:
+                let socket = try RawTCP(port: port)
+                try? socket.send((0..<4_096).map { _ in UInt8.random(in: 0 ... 255) })
+                #expect(await socket.receiveAll().ended)
+                await expectLog("127.0.0.1:\(socket.localPort)", "handshake failed")
+            case .truncatedHelloThenSilence:
+                let socket = try RawTCP(port: port, receiveTimeout: 6)
+                try socket.send(Array(RawTCP.legacyClientHello(version: 0x0303).prefix(20)))
+                #expect(await socket.receiveAll().ended, "cut off by the handshake timeout")
+                await expectLog("127.0.0.1:\(socket.localPort)", "handshake timeout")
+            case .halfOpenFlood:
+                RawTCP.raiseFileLimit(to: 8_192)
+                let hello = Array(RawTCP.legacyClientHello(version: 0x0303).prefix(20))
+                let sockets = try (0..<1_000).map { _ in
+                    let socket = try RawTCP(port: port, receiveTimeout: 8)
+                    try socket.send(hello)
+                    return socket
+                }
+                // While 1,000 handshakes hang, honest clients are served (the harness client, and a new one).
+                try await honest.waitForProgress(messages: 5)
+                let fresh = try await MessageClient.connect(client(try pki.identity("Chris")))
+                #expect(try await fresh.send("during the flood") == "during the flood")
+                await fresh.close()
+                // Every half-open handshake is cut off by the timeout.
+                let timedOut = await log.waitForCount(of: "handshake timeout", atLeast: 1_000, timeout: 20)
+                #expect(timedOut >= 1_000, "\(timedOut) of 1,000 timed out")
+                #expect(await sockets[0].receiveAll().ended)
+            case .overLongLine:
+                var configuration = client(try pki.identity("Chris"))
+                configuration.maximumMessageBytes = 100_000
+                let offender = try await MessageClient.connect(configuration)
+                let reply = try await offender.send(String(repeating: "x", count: 50_000))
+                #expect(reply.hasPrefix("ERR message too long"))
+                await expectLog("message too long")
+            case .invalidUTF8:
+                let client = try await MessageClient.connect(client(try pki.identity("Chris")))
+                let bytes: [UInt8] = [0xFF, 0xFE, 0xC0, 0x80, 0xED, 0xA0, 0x80, 0x41]
+                let reply = try await client.send(ByteBuffer(bytes: bytes))
+                #expect(Array(reply.readableBytesView) == bytes, "bytes come back as they were sent")
+                await client.close()
+            case .byteByByte:
+                let reply = await TLSProbe.exchange(port: port, configuration: try TLSProbe.configuration(trust: pki.trust, identity: pki),
+                                                    line: "split into one TLS record per byte", byteByByte: true)
+                #expect(reply == "split into one TLS record per byte")
+            case .disconnectMidMessage:
+                let reply = await TLSProbe.exchange(port: port, configuration: try TLSProbe.configuration(trust: pki.trust, identity: pki),
+                                                    line: "a whole message first", thenLeaveAfter: "half a mess")
+                #expect(reply == "a whole message first")
+                await expectLog("CN=Chris", "ended inside a message")
+            case .resetMidHandshake:
+                let socket = try RawTCP(port: port)
+                try socket.send(Array(RawTCP.legacyClientHello(version: 0x0303).prefix(30)))
+                socket.reset()
+                // A reset can land before the server learnt the peer's address ("connection from unknown").
+                await expectLog("ended", "reset by peer")
+            case .renegotiation:
+                let openssl = try Tools.require("openssl")
+                let process = try RunningProcess(openssl, [
+                    "s_client", "-connect", "127.0.0.1:\(port)", "-tls1_2", "-servername", "localhost",
+                    "-cert", pki.dir.file("Chris.crt"), "-key", pki.dir.file("Chris.key"), "-CAfile", pki.dir.file("ca.crt"),
+                ])
+                defer { process.stop() }
+                try await process.waitForOutput { $0.contains("Verify return code") }
+                process.send("hello before\n")
+                try await process.waitForOutput { $0.contains("hello before") }
+                process.send("R\n")  // s_client: renegotiate
+                try await process.waitForOutput { $0.contains("RENEGOTIATING") }
+                await expectLog("CN=Chris", "renegotiation refused")
+            case .hundredCertificateChain:
+                let reply = await TLSProbe.exchange(port: port, configuration: try TLSProbe.configuration(trust: pki.trust, identity: pki, padChainTo: 100),
+                                                    line: "long chain")
+                #expect(reply == nil)
+                await expectLog("chain too long (100 certificates")
+            case .connectionFlood:
+                let identity = try pki.identity("Chris")
+                var held: [MessageClient] = []
+                var refusedCount = 0
+                for _ in 0..<20 {
+                    do {
+                        let client = try await MessageClient.connect(client(identity))
+                        _ = try await client.send("hold")
+                        held.append(client)
+                    } catch {
+                        refusedCount += 1
+                    }
+                }
+                #expect(held.count == 7, "8 slots, one taken by the honest client")
+                #expect(refusedCount == 13)
+                await expectLog("over --max-connections")
+                for client in held { await client.close() }
+            }
+        }
+
+        /// A self-signed (not CA) certificate with clientAuth, and its key.
+        static func selfSignedClient(name: String) throws -> TLSIdentity {
+            let key = P256.Signing.PrivateKey()
+            let subject = try DistinguishedName { CommonName(name) }
+            let certificate = try Certificate(
+                version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey), notValidBefore: Date() - 3_600,
+                notValidAfter: Date() + 86_400, issuer: subject, subject: subject, signatureAlgorithm: .ecdsaWithSHA256,
+                extensions: try Certificate.Extensions {
+                    Critical(KeyUsage(digitalSignature: true))
+                    try ExtendedKeyUsage([.clientAuth])
+                }, issuerPrivateKey: .init(key))
+            return try TLSIdentity(chain: [certificate], privateKey: .init(key))
+        }
+    }
+}
+
+/// Sends numbered messages on one connection until stopped; every reply must equal its message.
+final class HonestClient: Sendable {
+    private let state = NIOLockedValueBox((sent: 0, failures: [String](), stop: false))
+    private let task: NIOLockedValueBox<Task<Void, Never>?> = .init(nil)
+
+    static func start(_ configuration: MessageClientConfiguration) async throws -> HonestClient {
+        let honest = HonestClient()
+        let client = try await MessageClient.connect(configuration)
+        honest.task.withLockedValue {
+            $0 = Task {
+                var number = 0
+                while !honest.state.withLockedValue({ $0.stop }) {
+                    number += 1
+                    let message = "honest \(number) \(UInt64.random(in: 0 ... .max))"
+                    do {
+                        let reply = try await client.send(message)
+                        honest.state.withLockedValue {
+                            if reply != message { $0.failures.append("message \(number): got \(reply)") }
+                            $0.sent += 1
+                        }
+                    } catch {
+                        honest.state.withLockedValue { $0.failures.append("message \(number): \(error)") }
+                        break
+                    }
+                }
+                await client.close()
+            }
+        }
+        return honest
+    }
+
+    /// Waits until `messages` more replies arrived (at most 20 s).
+    func waitForProgress(messages: Int) async throws {
+        let start = state.withLockedValue { $0.sent }
+        let deadline = Date() + 20
+        while state.withLockedValue({ $0.sent }) < start + messages {
+            guard Date() < deadline, state.withLockedValue({ $0.failures.isEmpty }) else { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    func stop() async -> (sent: Int, failures: [String]) {
+        state.withLockedValue { $0.stop = true }
+        await task.withLockedValue { $0 }?.value
+        return state.withLockedValue { ($0.sent, $0.failures) }
+    }
+}
+
+/// A TLS client built directly on NIOSSL, for what `MessageClient` will not do: no certificate, a padded chain,
+/// one TLS record per byte, leaving in the middle of a message.
+enum TLSProbe {
+    static func configuration(trust: TrustAnchors) -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.trustRoots = .certificates(trust.certificates.compactMap {
+            try? NIOSSLCertificate(bytes: try $0.serializeAsPEM().derBytes, format: .der)
+        })
+        configuration.certificateVerification = .noHostnameVerification
+        return configuration
+    }
+
+    /// Chris's certificate and key; with `padChainTo`, followed by that many minus one self-signed "intermediates"
+    /// all named like the CA.
+    static func configuration(trust: TrustAnchors, identity pki: TestPKI, padChainTo: Int = 1) throws -> TLSConfiguration {
+        try configuration(trust: trust, certificate: pki.dir.file("Chris.crt"), key: pki.dir.file("Chris.key"), padChainTo: padChainTo)
+    }
+
+    static func configuration(trust: TrustAnchors, certificate: String, key: String, padChainTo: Int = 1) throws -> TLSConfiguration {
+        var configuration = configuration(trust: trust)
+        var chain = [try NIOSSLCertificate(file: certificate, format: .pem)]
+        for _ in 1..<padChainTo {
+            let key = P256.Signing.PrivateKey()
+            let name = try DistinguishedName { CommonName("Barry") }
+            let certificate = try Certificate(
+                version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey), notValidBefore: Date() - 3_600,
+                notValidAfter: Date() + 86_400, issuer: name, subject: name, signatureAlgorithm: .ecdsaWithSHA256,
+                extensions: try Certificate.Extensions { Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil)) },
+                issuerPrivateKey: .init(key))
+            chain.append(try NIOSSLCertificate(bytes: try certificate.serializeAsPEM().derBytes, format: .der))
+        }
+        configuration.certificateChain = chain.map { .certificate($0) }
+        configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+        return configuration
+    }
+
+    /// Handshakes, sends `line` (with a newline when `terminate`), and returns the reply line, or nil when the
+    /// connection failed or closed without one.
+    static func exchange(port: Int, configuration: TLSConfiguration, line: String, byteByByte: Bool = false,
+                         terminate: Bool = true, thenLeaveAfter partial: String? = nil) async -> String? {
+        do {
+            let context = try NIOSSLContext(configuration: configuration)
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: "localhost"))
+                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+            return try await channel.executeThenClose { inbound, outbound in
+                let bytes = Array((line + (terminate ? "\n" : "")).utf8)
+                if byteByByte {
+                    for byte in bytes { try await outbound.write(ByteBuffer(bytes: [byte])) }
+                } else {
+                    try await outbound.write(ByteBuffer(bytes: bytes))
+                }
+                guard terminate else { return nil }
+                var received = ""
+                for try await chunk in inbound {
+                    received += String(buffer: chunk)
+                    if let newline = received.firstIndex(of: "\n") {
+                        if let partial {  // half a message, then gone
+                            try await outbound.write(ByteBuffer(string: partial))
+                        }
+                        return String(received[..<newline])
+                    }
+                }
+                return nil
+            }
+        } catch {
+            print("TLSProbe: \(error)")
+            return nil
+        }
+    }
+}

@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(
             name: "SecureChannelTests",
             dependencies: [
-                "SecureChannel", "SecureChannelPKI", "TestSupport",
+                "SecureChannel", "SecureChannelPKI", "SecureChannelTunnel", "TestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),

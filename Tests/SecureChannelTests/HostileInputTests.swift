@@ -6,6 +6,9 @@ import NIOPosix
 import NIOSSL
 import SecureChannel
 import SecureChannelPKI
+import SecureChannelTunnel
+import ServiceLifecycle
+import Logging
 import TestSupport
 import Testing
 import X509
@@ -21,48 +24,105 @@ struct HostileInputTests {
         case hundredCertificateChain, connectionFlood
     }
 
-    @Test("hostile input", .serialized, arguments: Attack.allCases)
+    /// Attacks on the TLS layer, which the tunnel server shares with `serve`; the others are about messages.
+    static let tunnelAttacks: [Attack] = Attack.allCases.filter {
+        ![.overLongLine, .invalidUTF8, .byteByByte, .disconnectMidMessage].contains($0)
+    }
+
+    @Test("hostile input against serve", .serialized, arguments: Attack.allCases)
     func hostile(_ attack: Attack) async throws {
+        try await Self.attack(attack, on: .messageServer)
+    }
+
+    @Test("hostile input against the tunnel server", .serialized, arguments: tunnelAttacks)
+    func hostileTunnel(_ attack: Attack) async throws {
+        try await Self.attack(attack, on: .tunnelServer)
+    }
+
+    static func attack(_ attack: Attack, on kind: Harness.Kind) async throws {
         if (attack == .renegotiation || attack == .caAsClient) && !Tools.enabled("openssl") {
             try Tools.require("openssl")  // skips (or fails under SECURECHANNEL_REQUIRE_INTEROP=1) naming the tool
         }
-        let harness = try await Harness.start(for: attack)
+        let harness = try await Harness.start(for: attack, kind: kind)
         do {
             try await harness.run(attack)
             try await harness.finish()
         } catch {
             Issue.record("server log: \(harness.log.all.suffix(10))")
-            try? await harness.server.stop()
+            try? await harness.stop()
             throw error
         }
     }
 
-    /// One server with a captured log, and an honest client sending numbered messages the whole time.
+    /// One server (serve's `MessageServer`, or a `TunnelServer` in front of a plaintext echo) with a captured
+    /// log, and an honest client sending numbered messages the whole time.
     struct Harness {
+        enum Kind: Sendable { case messageServer, tunnelServer }
+
         let pki: TestPKI
-        let server: RunningServer
+        let port: Int
         let log: LogCapture
         let honest: HonestClient
+        let reload: @Sendable () async throws -> Void
+        let stop: @Sendable () async throws -> Void
 
-        static func start(for attack: Attack) async throws -> Harness {
+        static func start(for attack: Attack, kind: Kind) async throws -> Harness {
             let pki = try TestPKI()
             _ = try pki.client("Eve")
             _ = try pki.ca.generateCRL()
             let log = LogCapture()
-            let server = try await RunningServer.start(pki, rules: AccessRules(commonNames: ["Chris", "Old", "Young", "Revoked"]),
-                                                       watching: pki.files(crl: true), configure: { configuration in
-                configuration.maximumMessageBytes = 1_000
+            let rules = AccessRules(commonNames: ["Chris", "Old", "Young", "Revoked"])
+            let maximumConnections = attack == .connectionFlood ? 8 : 3_000
+            let tls = attack == .renegotiation ? TLSPolicy(minimumVersion: .tls12) : TLSPolicy()
+            let port: Int
+            let reload: @Sendable () async throws -> Void
+            let stop: @Sendable () async throws -> Void
+            switch kind {
+            case .messageServer:
+                let server = try await RunningServer.start(pki, rules: rules, watching: pki.files(crl: true), configure: { configuration in
+                    configuration.maximumMessageBytes = 1_000
+                    configuration.handshakeTimeout = .seconds(4)
+                    configuration.maximumConnections = maximumConnections
+                    configuration.tls = tls
+                }, log: log)
+                port = server.port
+                reload = { _ = server.server.reload() }
+                stop = { try await server.stop() }
+            case .tunnelServer:
+                let target = try await EchoTarget.start()
+                var configuration = TunnelServerConfiguration(
+                    host: "127.0.0.1", port: 0, target: .tcp(host: "127.0.0.1", port: target.port), files: pki.files(crl: true),
+                    rules: rules)
                 configuration.handshakeTimeout = .seconds(4)
-                configuration.maximumConnections = attack == .connectionFlood ? 8 : 3_000
-                if attack == .renegotiation { configuration.tls = TLSPolicy(minimumVersion: .tls12) }
-            }, log: log)
+                configuration.maximumConnections = maximumConnections
+                configuration.tls = tls
+                configuration.shutdownGracePeriod = .milliseconds(200)
+                var logger = Logger(label: "test.tunnel") { _ in log.handler }
+                logger.logLevel = .info
+                let server = try TunnelServer(configuration: configuration, logger: logger)
+                let services = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
+                let task = Task { try await services.run() }
+                port = try #require(try await server.listeningAddress().port)
+                reload = { _ = server.reload() }
+                stop = {
+                    await services.triggerGracefulShutdown()
+                    try await task.value
+                    try await target.stop()
+                }
+            }
             let honest: HonestClient
             do {
-                honest = try await HonestClient.start(server.clientConfiguration(try pki.identity("Chris"), trust: pki.trust))
+                honest = try await HonestClient.start(Self.clientConfiguration(port: port, try pki.identity("Chris"), trust: pki.trust))
             } catch {
+                try? await stop()
                 throw SecureChannelError(.connectionFailed, "honest client: \(error); server log: \(log.all)")
             }
-            return Harness(pki: pki, server: server, log: log, honest: honest)
+            return Harness(pki: pki, port: port, log: log, honest: honest, reload: reload, stop: stop)
+        }
+
+        static func clientConfiguration(port: Int, _ identity: TLSIdentity, trust: TrustAnchors) -> MessageClientConfiguration {
+            MessageClientConfiguration(host: "127.0.0.1", port: port, serverName: "localhost", identity: identity, trust: trust,
+                                       timeout: .seconds(10))
         }
 
         /// The honest client must have carried on after the attack, without a single lost or wrong reply.
@@ -73,7 +133,7 @@ struct HostileInputTests {
             #expect(result.sent > 5)
             // And a new honest connection is still served (once the server has seen the attack's connections go,
             // which matters after a flood of --max-connections).
-            let configuration = server.clientConfiguration(try pki.identity("Chris"), trust: pki.trust)
+            let configuration = client(try pki.identity("Chris"))
             var reply: String?
             for _ in 0..<50 where reply == nil {
                 if let late = try? await MessageClient.connect(configuration) {
@@ -84,7 +144,7 @@ struct HostileInputTests {
                 }
             }
             #expect(reply == "after the attack")
-            try await server.stop()
+            try await stop()
             pki.cleanup()
         }
 
@@ -95,7 +155,7 @@ struct HostileInputTests {
         }
 
         func client(_ identity: TLSIdentity) -> MessageClientConfiguration {
-            server.clientConfiguration(identity, trust: pki.trust)
+            Self.clientConfiguration(port: port, identity, trust: pki.trust)
         }
 
         /// Connects with `identity` and sends one message: it must not get a reply.
@@ -108,7 +168,6 @@ struct HostileInputTests {
         }
 
         func run(_ attack: Attack) async throws {
-            let port = server.port
             switch attack {
             case .noCertificate:
                 #expect(await TLSProbe.exchange(port: port, configuration: TLSProbe.configuration(trust: pki.trust), line: "no cert") == nil)
@@ -147,7 +206,7 @@ struct HostileInputTests {
                 let revoked = try pki.client("Revoked")
                 try pki.ca.revoke(name: "Revoked", reason: .keyCompromise)
                 _ = try pki.ca.generateCRL()
-                try await server.server.reload()
+                try await reload()
                 await refused(revoked)
                 await expectLog("CN=Revoked", "revoked")
             case .notAllowed:
@@ -155,35 +214,32 @@ struct HostileInputTests {
                 await expectLog("refused by rules", "CN=Eve")
             case .sslv3Hello, .tls10Hello, .tls11Hello:
                 let version: UInt16 = attack == .sslv3Hello ? 0x0300 : attack == .tls10Hello ? 0x0301 : 0x0302
-                let socket = try RawTCP(port: port)
+                let socket = try await RawTCP.connect(port: port)
                 try socket.send(RawTCP.legacyClientHello(version: version))
                 let answer = await socket.receiveAll()
                 #expect(answer.ended, "the server must close the connection")
                 #expect(answer.bytes.first == 0x15, "a TLS alert, not a ServerHello: \(answer.bytes.prefix(8))")
                 await expectLog("127.0.0.1:\(socket.localPort)", "unsupported TLS version")
             case .httpRequest:
-                let socket = try RawTCP(port: port)
+                let socket = try await RawTCP.connect(port: port)
                 try socket.send(Array("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8))
                 #expect(await socket.receiveAll().ended)
                 await expectLog("127.0.0.1:\(socket.localPort)", "plaintext HTTP")
             case .randomBytes:
-                let socket = try RawTCP(port: port)
+                let socket = try await RawTCP.connect(port: port)
                 try? socket.send((0..<4_096).map { _ in UInt8.random(in: 0 ... 255) })
                 #expect(await socket.receiveAll().ended)
                 await expectLog("127.0.0.1:\(socket.localPort)", "handshake failed")
             case .truncatedHelloThenSilence:
-                let socket = try RawTCP(port: port, receiveTimeout: 6)
+                let socket = try await RawTCP.connect(port: port, receiveTimeout: 6)
                 try socket.send(Array(RawTCP.legacyClientHello(version: 0x0303).prefix(20)))
                 #expect(await socket.receiveAll().ended, "cut off by the handshake timeout")
                 await expectLog("127.0.0.1:\(socket.localPort)", "handshake timeout")
             case .halfOpenFlood:
                 RawTCP.raiseFileLimit(to: 8_192)
                 let hello = Array(RawTCP.legacyClientHello(version: 0x0303).prefix(20))
-                let sockets = try (0..<1_000).map { _ in
-                    let socket = try RawTCP(port: port, receiveTimeout: 8)
-                    try socket.send(hello)
-                    return socket
-                }
+                let sockets = try await RawTCP.connect(port: port, count: 1_000, receiveTimeout: 8)
+                for socket in sockets { try socket.send(hello) }
                 // While 1,000 handshakes hang, honest clients are served (the harness client, and a new one).
                 try await honest.waitForProgress(messages: 5)
                 let fresh = try await MessageClient.connect(client(try pki.identity("Chris")))
@@ -216,7 +272,7 @@ struct HostileInputTests {
                 #expect(reply == "a whole message first")
                 await expectLog("CN=Chris", "ended inside a message")
             case .resetMidHandshake:
-                let socket = try RawTCP(port: port)
+                let socket = try await RawTCP.connect(port: port)
                 try socket.send(Array(RawTCP.legacyClientHello(version: 0x0303).prefix(30)))
                 socket.reset()
                 // A reset can land before the server learnt the peer's address ("connection from unknown").
@@ -396,5 +452,29 @@ enum TLSProbe {
             print("TLSProbe: \(error)")
             return nil
         }
+    }
+}
+
+/// A plaintext TCP echo server on 127.0.0.1: the target behind the tunnel server under attack.
+struct EchoTarget {
+    let channel: any Channel
+    var port: Int { channel.localAddress?.port ?? 0 }
+
+    static func start() async throws -> EchoTarget {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Echo()) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return EchoTarget(channel: channel)
+    }
+
+    func stop() async throws { try await channel.close() }
+
+    final class Echo: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { context.write(data, promise: nil) }
+        func channelReadComplete(context: ChannelHandlerContext) { context.flush() }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     }
 }

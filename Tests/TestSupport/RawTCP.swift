@@ -20,7 +20,7 @@ public final class RawTCP: @unchecked Sendable {
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else {
             Glibc.close(fd)
@@ -35,6 +35,20 @@ public final class RawTCP: @unchecked Sendable {
         }
         self.fd = fd
         localPort = Int(UInt16(bigEndian: local.sin_port))
+    }
+
+    /// Connects `count` sockets on a thread of its own (see ``receiveAll(limit:)`` for why not on the pool).
+    public static func connect(port: Int, count: Int = 1, receiveTimeout: Double = 5) async throws -> [RawTCP] {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(with: Result { try (0..<count).map { _ in try RawTCP(port: port, receiveTimeout: receiveTimeout) } })
+            }.start()
+        }
+    }
+
+    /// One socket, connected off the cooperative pool.
+    public static func connect(port: Int, receiveTimeout: Double = 5) async throws -> RawTCP {
+        try await connect(port: port, count: 1, receiveTimeout: receiveTimeout)[0]
     }
 
     deinit {

@@ -80,9 +80,29 @@ public struct LoadGenerator: Sendable {
         public var resumed: Bool
         /// Negotiated parameters seen on the first connection.
         public var session: SessionInfo?
+        /// Round trips completed with the right reply.
+        public var messages: Int = 0
+        /// Echo mode's per-message check (each message carries its connection, sequence number and a checksum),
+        /// else nil.
+        public var integrity: Integrity?
+
+        /// What the echo check found. Anything but zeros is also counted in `errors`.
+        public struct Integrity: Sendable, Codable, Equatable {
+            /// Messages that got no reply (timeout or closed connection).
+            public var lost: Int
+            /// Replies whose checksum does not match their content.
+            public var corrupted: Int
+            /// Intact replies to another message of the connection (duplicated or reordered).
+            public var outOfOrder: Int
+
+            enum CodingKeys: String, CodingKey {
+                case lost, corrupted
+                case outOfOrder = "out_of_order"
+            }
+        }
 
         enum CodingKeys: String, CodingKey {
-            case mode, connections, seconds, errors, resumed, session
+            case mode, connections, seconds, errors, resumed, session, messages, integrity
             case firstError = "first_error"
             case handshakesPerSecond = "handshakes_per_second"
             case messagesPerSecond = "messages_per_second"
@@ -104,6 +124,8 @@ public struct LoadGenerator: Sendable {
             try container.encode(latencyMs, forKey: .latencyMs)
             try container.encode(resumed, forKey: .resumed)
             try container.encode(session, forKey: .session)
+            try container.encode(messages, forKey: .messages)
+            try container.encode(integrity, forKey: .integrity)
         }
     }
 
@@ -155,6 +177,7 @@ public struct LoadGenerator: Sendable {
         var errors = 0
         var firstError: String?
         var session: SessionInfo?
+        var integrity = Report.Integrity(lost: 0, corrupted: 0, outOfOrder: 0)
 
         mutating func fail(_ error: any Error) {
             errors += 1
@@ -181,7 +204,7 @@ public struct LoadGenerator: Sendable {
             }
         }
         let results = try await withThrowingTaskGroup(of: WorkerResult.self) { group in
-            for _ in 0..<options.connections {
+            for worker in 0..<options.connections {
                 // Each worker runs on the event loop of its connections: the load generator measures the server,
                 // not hops between threads on the client side.
                 let loop = MultiThreadedEventLoopGroup.singleton.next()
@@ -189,7 +212,8 @@ public struct LoadGenerator: Sendable {
                 group.addTask(executorPreference: EventLoopTaskExecutor(loop)) { [options] in
                     switch options.mode {
                     case .handshake: return await Self.handshakes(connect, payload: payload, count: options.messages, deadline: deadline, progress: progress)
-                    case .echo: return await Self.echo(connect, payload: payload, count: options.messages, deadline: deadline, progress: progress)
+                    case .echo: return await Self.echo(connect, worker: worker, size: options.size, count: options.messages, deadline: deadline,
+                                                       progress: progress)
                     case .bulk: return await Self.bulk(connect, payload: payload, count: options.messages, deadline: deadline,
                                                        window: options.window, progress: progress)
                     }
@@ -207,14 +231,24 @@ public struct LoadGenerator: Sendable {
             p50: Double(histogram.valueAtPercentile(50)) / 1000, p90: Double(histogram.valueAtPercentile(90)) / 1000,
             p99: Double(histogram.valueAtPercentile(99)) / 1000, p999: Double(histogram.valueAtPercentile(99.9)) / 1000,
             max: Double(histogram.max) / 1000)
+        var integrity: Report.Integrity?
+        if options.mode == .echo {
+            integrity = Report.Integrity(lost: 0, corrupted: 0, outOfOrder: 0)
+            for result in results {
+                integrity?.lost += result.integrity.lost
+                integrity?.corrupted += result.integrity.corrupted
+                integrity?.outOfOrder += result.integrity.outOfOrder
+            }
+        }
+        var session: SessionInfo?
+        if case .tls = target { session = results.compactMap(\.session).first }
         return Report(
             mode: options.mode, connections: options.connections, seconds: seconds,
             errors: results.map(\.errors).reduce(0, +), firstError: results.compactMap(\.firstError).first,
             handshakesPerSecond: options.mode == .handshake ? Double(handshakes) / seconds : nil,
             messagesPerSecond: Double(messages) / seconds,
             megabytesPerSecond: Double(messages * options.size) / seconds / 1e6,
-            latencyMs: latency, resumed: false,
-            session: { if case .tls = target { return results.compactMap(\.session).first } else { return nil } }())
+            latencyMs: latency, resumed: false, session: session, messages: messages, integrity: integrity)
     }
 
     private static func more(_ done: Int, _ count: Int?, _ deadline: ContinuousClock.Instant?) -> Bool {
@@ -266,20 +300,29 @@ public struct LoadGenerator: Sendable {
         }
     }
 
-    private static func echo(_ connect: @Sendable () async throws -> MessageClient, payload: String, count: Int?,
+    private static func echo(_ connect: @Sendable () async throws -> MessageClient, worker: Int, size: Int, count: Int?,
                              deadline: ContinuousClock.Instant?, progress: Progress) async -> WorkerResult {
         var result = WorkerResult()
         guard let client = await persistentConnection(connect, result: &result, progress: progress) else { return result }
         var done = 0
         while more(done, count, deadline) {
             done += 1
+            let message = EchoMessage.make(worker: worker, sequence: done, size: size)
             let start = ContinuousClock.now
             do {
-                guard try await client.send(payload) == payload else { throw SecureChannelError(.connectionClosed, "reply differs from the message") }
+                let reply = try await client.send(message)
+                if reply != message {
+                    switch EchoMessage.check(reply, worker: worker) {
+                    case .corrupted: result.integrity.corrupted += 1
+                    case .intact: result.integrity.outOfOrder += 1
+                    }
+                    throw SecureChannelError(.connectionClosed, "reply to message \(done) of connection \(worker) differs: \(reply.prefix(40))")
+                }
                 _ = result.histogram.record(micros(since: start))
                 result.messages += 1
                 progress.add(messages: 1)
             } catch {
+                if reply(error) { result.integrity.lost += 1 }
                 result.fail(error)
                 progress.add(errors: 1)
                 break
@@ -287,6 +330,11 @@ public struct LoadGenerator: Sendable {
         }
         await client.close()
         return result
+    }
+
+    /// Whether an echo failure means the message got no reply (as opposed to a wrong one, counted already).
+    private static func reply(_ error: any Error) -> Bool {
+        !"\(error)".contains("differs:")
     }
 
     private static func bulk(_ connect: @Sendable () async throws -> MessageClient, payload: String, count: Int?,
@@ -322,5 +370,39 @@ public struct LoadGenerator: Sendable {
         for failure in failures.withLockedValue({ $0 }) { result.fail(SecureChannelError(.connectionClosed, failure)) }
         await client.close()
         return result
+    }
+}
+
+/// The load generator's echo messages: `w<connection> n<sequence> <filler> <checksum>`, so that a reply that is
+/// corrupted, duplicated or reordered is told apart from the right one.
+package enum EchoMessage {
+    package enum Check { case intact, corrupted }
+
+    /// A message of at least `size` bytes (longer when the header does not fit), no newline.
+    package static func make(worker: Int, sequence: Int, size: Int) -> String {
+        let header = "w\(worker) n\(sequence) "
+        let fillerCount = max(0, size - header.utf8.count - 9)
+        let letters = Array("abcdefghijklmnopqrstuvwxyz")
+        let filler = String((0..<fillerCount).map { letters[($0 + sequence) % letters.count] })
+        let body = header + filler
+        return body + " " + checksum(body)
+    }
+
+    /// Whether `reply` is a well-formed message of `worker` with a matching checksum.
+    package static func check(_ reply: String, worker: Int) -> Check {
+        guard let space = reply.lastIndex(of: " ") else { return .corrupted }
+        let body = String(reply[..<space])
+        guard checksum(body) == reply[reply.index(after: space)...], body.hasPrefix("w\(worker) n") else { return .corrupted }
+        return .intact
+    }
+
+    /// FNV-1a, 32 bits, as 8 hex digits: an integrity check against accidents, not an adversary.
+    static func checksum(_ text: String) -> String {
+        var hash: UInt32 = 0x811C_9DC5
+        for byte in text.utf8 {
+            hash = (hash ^ UInt32(byte)) &* 0x0100_0193
+        }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: 8 - hex.count) + hex
     }
 }

@@ -10,7 +10,9 @@ struct BenchCommand: AsyncParsableCommand {
         abstract: "Measure an mTLS line-echo server: handshakes/s, messages/s with latency, or MB/s.",
         discussion: """
             Modes: handshake (new connection + full mTLS handshake + one echo, per loop), echo (persistent
-            connections, one message at a time, latency percentiles from HdrHistogram), bulk (messages of --size
+            connections, one message at a time, latency percentiles from HdrHistogram; each message carries its
+            connection, sequence number and a checksum, so lost, corrupted, duplicated or reordered replies are
+            counted), bulk (messages of --size
             streamed with 32 outstanding per connection, replies read and discarded).
             Works against any server that echoes lines: securechannel serve, stunnel in front of an echo service,
             openssl s_server... Build with 'swift build -c release' before measuring.
@@ -134,7 +136,11 @@ struct BenchCommand: AsyncParsableCommand {
             ["handshakes/s", number(report.handshakesPerSecond)],
             ["messages/s", number(report.messagesPerSecond)],
             ["MB/s", number(report.megabytesPerSecond, 2)],
+            ["messages", "\(report.messages)"],
         ]
+        if let integrity = report.integrity {
+            rows.append(["lost / corrupted / out of order", "\(integrity.lost) / \(integrity.corrupted) / \(integrity.outOfOrder)"])
+        }
         if let latency = report.latencyMs {
             rows.append(["latency ms p50/p90/p99/p99.9/max",
                          [latency.p50, latency.p90, latency.p99, latency.p999, latency.max].map { String(format: "%.3f", $0) }.joined(separator: " / ")])

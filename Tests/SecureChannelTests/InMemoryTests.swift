@@ -109,4 +109,17 @@ struct InMemoryTests {
         #expect(HandshakeObserver.parse(ByteBuffer(bytes: retry + ccs + second)) == .found(.init(cipherSuite: 0x1302, group: 0x001D)))
         #expect(HandshakeObserver.parse(ByteBuffer(bytes: [23, 3, 3, 0, 2, 1, 2])) == .gaveUp)
     }
+
+    @Test("bench's echo check tells a corrupted reply from a reordered one")
+    func echoIntegrity() {
+        let third = EchoMessage.make(worker: 7, sequence: 3, size: 64)
+        #expect(third.utf8.count == 64)
+        #expect(EchoMessage.check(third, worker: 7) == .intact)
+        #expect(EchoMessage.make(worker: 7, sequence: 4, size: 64) != third)
+        var flipped = Array(third.utf8)
+        flipped[20] ^= 0x01
+        #expect(EchoMessage.check(String(decoding: flipped, as: UTF8.self), worker: 7) == .corrupted)
+        #expect(EchoMessage.check(third, worker: 8) == .corrupted, "another connection's message is not an answer")
+        #expect(EchoMessage.check(String(third.dropLast(3)), worker: 7) == .corrupted)
+    }
 }

@@ -138,3 +138,18 @@ public struct RawTCPError: Error, CustomStringConvertible {
     public var what: String
     public var description: String { what }
 }
+
+/// What `/proc` says about a process: for checks that a server gives back what a load took.
+public enum ProcessStats {
+    /// Open file descriptors of `pid`.
+    public static func openDescriptors(_ pid: pid_t) -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
+    }
+
+    /// Resident set size of `pid` in KiB.
+    public static func residentKiB(_ pid: pid_t) -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return -1 }
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
+    }
+}

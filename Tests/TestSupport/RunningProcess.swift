@@ -5,7 +5,8 @@ import Foundation
 /// Spawned with posix_spawn and reaped with waitpid: Foundation's `Process` was seen to spin forever in
 /// `waitUntilExit` for a child (tshark) that had already exited.
 public final class RunningProcess: @unchecked Sendable {
-    private let pid: pid_t
+    /// The child's process id.
+    public let pid: pid_t
     private let stdinWrite: Int32
     private let lock = NSLock()
     private var exitStatus: Int32?

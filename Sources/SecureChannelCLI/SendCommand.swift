@@ -15,6 +15,7 @@ struct SendCommand: AsyncParsableCommand {
 
             EXAMPLES:
               securechannel send --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt "Hello Jill"
+              securechannel send --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt --retry 10 "survives a restart"
               printf 'one\\ntwo\\n' | securechannel send --connect 127.0.0.1:8443 --server-name localhost --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt
             """
     )
@@ -31,11 +32,15 @@ struct SendCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds to wait for the connection and for each reply.", valueName: "seconds"))
     var timeout: Double = 10
 
+    @Option(help: ArgumentHelp("When the connection fails or breaks, reconnect and resend up to N times (backoff 0.2 s doubling to 5 s). A message whose reply was lost is sent again.", valueName: "n"))
+    var retry: Int = 0
+
     @Argument(help: "Messages to send; none: read lines from stdin.")
     var messages: [String] = []
 
     func validate() throws {
         guard timeout > 0 else { throw ValidationError("--timeout must be a positive number of seconds") }
+        guard retry >= 0 else { throw ValidationError("--retry must be 0 or more") }
     }
 
     func run() async throws {
@@ -44,8 +49,13 @@ struct SendCommand: AsyncParsableCommand {
             host: connect.host, port: connect.port, serverName: serverName, identity: material.identity,
             trust: material.trust, revocation: material.revocation, tls: TLSPolicy(minimumVersion: files.tlsMinimum), framing: framingOptions.framing,
             maximumMessageBytes: framingOptions.maxMessageBytes, timeout: timeAmount(seconds: timeout))
-        let client = try await MessageClient.connect(configuration)
+        let retries = retry
+        let client = ReconnectingClient(configuration: configuration, policy: RetryPolicy(retries: retries)) { attempt, delay, error in
+            let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+            Console.error("retrying in \((seconds * 10).rounded() / 10) s (attempt \(attempt) of \(retries)): \(error)")
+        }
         do {
+            try await client.connect()
             if messages.isEmpty {
                 while let line = readLine(strippingNewline: true) {
                     Console.out(try await client.send(line))

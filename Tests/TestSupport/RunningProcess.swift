@@ -21,7 +21,10 @@ public final class RunningProcess: @unchecked Sendable {
         name = (executable as NSString).lastPathComponent
         let path = try executable.hasPrefix("/") ? executable : Tools.require(executable)
         var pipeFDs: [Int32] = [0, 0]
+        // Close-on-exec: a process spawned later must not inherit this stdin's write end, or closing our end
+        // would never give this child its end of input.
         guard pipe(&pipeFDs) == 0 else { throw ProcessEnded(name: name, output: "pipe() failed") }
+        for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

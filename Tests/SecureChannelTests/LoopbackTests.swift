@@ -190,13 +190,17 @@ struct LoopbackTests {
     func concurrentClients() async throws {
         let pki = try TestPKI()
         defer { pki.cleanup() }
-        let server = try await RunningServer.start(pki)
+        // Generous deadlines: 200 handshakes at once in a debug build, beside the rest of the suite on 2 cores, can
+        // take longer than the default 10 s; this test is about the replies, not the speed.
+        let server = try await RunningServer.start(pki) { $0.handshakeTimeout = .seconds(60) }
         let chris = try pki.identity("Chris")
         let clients = 200, messages = 25
+        var configuration = server.clientConfiguration(chris, trust: pki.trust)
+        configuration.timeout = .seconds(60)
         let failures = try await withThrowingTaskGroup(of: Int.self) { group in
             for c in 0..<clients {
-                group.addTask {
-                    let client = try await MessageClient.connect(server.clientConfiguration(chris, trust: pki.trust))
+                group.addTask { [configuration] in
+                    let client = try await MessageClient.connect(configuration)
                     var bad = 0
                     for m in 0..<messages {
                         let text = "client \(c) message \(m)"

@@ -11,8 +11,9 @@ public enum Framing: String, Sendable, CaseIterable, Codable {
     /// Default maximum message size: 64 KiB.
     public static let defaultMaximumMessageBytes = 64 * 1024
 
-    /// Adds the decoder (bounded to `maximumMessageBytes`) and, for `length`, the encoder.
-    func addHandlers(to pipeline: ChannelPipeline.SynchronousOperations, maximumMessageBytes: Int) throws {
+    /// Adds the decoder (bounded to `maximumMessageBytes`) and, for `length`, the encoder: what `MessageServer`
+    /// and `MessageClient` put behind TLS, for pipelines of your own (and for the fuzz targets).
+    public func addHandlers(to pipeline: ChannelPipeline.SynchronousOperations, maximumMessageBytes: Int) throws {
         switch self {
         case .lines:
             // +2 for CRLF: a line of exactly the maximum still fits.
@@ -23,6 +24,7 @@ public enum Framing: String, Sendable, CaseIterable, Codable {
                                      maximumBufferSize: maximumMessageBytes + 4))
             try pipeline.addHandler(LengthFieldPrepender(lengthFieldBitLength: .fourBytes))
         }
+        try pipeline.addHandler(FrameLimitHandler(maximumMessageBytes: maximumMessageBytes))
     }
 
     /// Encodes one outgoing message (for `lines`, appends LF; `length` is prefixed by the pipeline).

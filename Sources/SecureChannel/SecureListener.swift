@@ -167,6 +167,7 @@ package final class SecureListener: Sendable {
     private func maintain() async {
         let watcher = settings.reloadFiles.map { FileWatcher(paths: $0.paths) }
         var seen = watcher?.stamps()
+        var peak = 0, ticks = 0
         while !Task.isCancelled {
             do {
                 try await Task.sleep(for: .milliseconds(500))
@@ -181,6 +182,14 @@ package final class SecureListener: Sendable {
                 }
             }
             sweep()
+            // Every 5 s: if connections ended since the last look, give the freed memory back.
+            let open = state.withLockedValue { $0.connections.count }
+            peak = max(peak, open)
+            ticks += 1
+            if ticks % 10 == 0 {
+                if open < peak { MemoryRelease.returnFreedMemory() }
+                peak = open
+            }
         }
     }
 

@@ -118,8 +118,9 @@ struct ChannelInteropTests {
     }
 
     /// Python leaves Nagle on: without an immediate ACK of its Finished, its first message waited for the
-    /// kernel's 40 ms delayed ACK, every time. The fastest of 7 first round trips must stay clearly below that
-    /// floor (a loaded machine makes some round trips slow, but the stall made every one of them 40 ms or more).
+    /// kernel's 40 ms delayed ACK (Linux's minimum), every time. The fastest of 15 first round trips must come in
+    /// under that floor (a loaded machine makes some round trips slow, but the stall made every one of them
+    /// 40 ms or more).
     @Test("a Nagle client's first message is not held back by a delayed ACK", .enabled(if: Tools.enabled("python3"), "needs python3"))
     func firstMessageNotDelayed() async throws {
         let python = try Tools.require("python3")
@@ -134,7 +135,7 @@ struct ChannelInteropTests {
             ctx = ssl.create_default_context(cafile=pki + "/ca.crt")
             ctx.load_cert_chain(pki + "/Chris.crt", pki + "/Chris.key")
             times = []
-            for _ in range(7):
+            for _ in range(15):
                 with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="localhost") as tls:
                     start = time.monotonic()
                     tls.sendall(b"first\\n")
@@ -147,7 +148,7 @@ struct ChannelInteropTests {
         let result = try await Tools.run(python, [dir.file("first.py"), "\(server.port)", dir.path])
         let fastest = try #require(result.stdout.split(separator: " ").first { $0.hasPrefix("FASTEST_MS:") }
             .flatMap { Double($0.dropFirst("FASTEST_MS:".count)) }, "\(result.stdout) \(result.stderr)")
-        #expect(fastest < 30, "first round trips: \(result.stdout)")
+        #expect(fastest < 39, "first round trips: \(result.stdout)")
     }
 
     @Test("our send against openssl s_server -Verify 1 -verify_return_error", .enabled(if: Tools.enabled("openssl"), "needs openssl"))

@@ -89,6 +89,24 @@ struct InMemoryTests {
         }
     }
 
+    /// Found by the FuzzFraming target: a whole over-long message arriving within one read got past the buffer
+    /// bound (which only limits what waits for the end of a message).
+    @Test("a whole over-long message within one read is refused too, for both framings")
+    func overLongInOneRead() throws {
+        let lines = EmbeddedChannel()
+        try Framing.lines.addHandlers(to: lines.pipeline.syncOperations, maximumMessageBytes: 16)
+        #expect(throws: ByteToMessageDecoderError.PayloadTooLargeError.self) {
+            try lines.writeInbound(ByteBuffer(string: "exactly 16 bytes\n" + "seventeen bytes!!\n"))
+        }
+        #expect(try lines.readInbound(as: ByteBuffer.self) == ByteBuffer(string: "exactly 16 bytes"), "the one within the limit passed")
+        let length = EmbeddedChannel()
+        try Framing.length.addHandlers(to: length.pipeline.syncOperations, maximumMessageBytes: 16)
+        #expect(throws: ByteToMessageDecoderError.PayloadTooLargeError.self) {
+            try length.writeInbound(ByteBuffer(bytes: [0, 0, 0, 17] + [UInt8](repeating: 1, count: 17)))
+        }
+        #expect(try length.readInbound(as: ByteBuffer.self) == nil)
+    }
+
     @Test("the observer reads cipher and group from a ServerHello and skips a HelloRetryRequest")
     func serverHello() {
         func hello(random: [UInt8], cipher: UInt16, group: UInt16) -> [UInt8] {

@@ -30,6 +30,7 @@ final class HandshakeTimeoutHandler: ChannelInboundHandler, RemovableChannelHand
         let record = self.record, seconds = Double(timeout.nanoseconds) / 1e9
         let channel = context.channel
         task = context.eventLoop.scheduleTask(in: timeout) {
+            record.noteRefusal(.handshakeTimeout)
             record.noteClose("handshake timeout: not finished within \(seconds.formatted()) s")
             channel.close(promise: nil)
         }
@@ -105,6 +106,7 @@ final class HandshakeEventsHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         let reason = ErrorDescription.describe(error, record: record, handshakeCompleted: completed)
+        if !completed, reason == ErrorDescription.noClientCertificate { record.noteRefusal(.noCertificate) }
         record.noteClose(reason)
         if !completed {
             completed = true

@@ -18,11 +18,18 @@ package final class ConnectionRecord: Sendable {
         var handshake: EventLoopFuture<Void>?
         var traffic: String?
         var messages = 0
+        var refusal: RefusalReason?
+        var bytesIn = 0
+        var bytesOut = 0
+        var remote: String
     }
 
-    private let state = NIOLockedValueBox(State())
-    /// The peer's address, as text.
-    package let remote: String
+    private let state: NIOLockedValueBox<State>
+    /// The peer's address, as text: the TCP peer, or the client a PROXY protocol header named.
+    package var remote: String {
+        get { state.withLockedValue { $0.remote } }
+        set { state.withLockedValue { $0.remote = newValue } }
+    }
     /// Completes when the TLS handshake (with verification) succeeded; fails otherwise. Set at pipeline setup.
     package var handshake: EventLoopFuture<Void>? {
         get { state.withLockedValue { $0.handshake } }
@@ -30,12 +37,35 @@ package final class ConnectionRecord: Sendable {
     }
     /// When the connection was accepted.
     package let started = Date()
+    /// When the connection was accepted, on the monotonic clock (for durations).
+    package let acceptedAt = NIODeadline.now()
 
     package init(remote: SocketAddress?) {
-        if let remote, let ip = remote.ipAddress, let port = remote.port {
-            self.remote = remote.protocol == .inet6 ? "[\(ip)]:\(port)" : "\(ip):\(port)"
-        } else {
-            self.remote = remote.map { "\($0)" } ?? "unknown"
+        state = NIOLockedValueBox(State(remote: Self.display(remote)))
+    }
+
+    /// `1.2.3.4:5`, `[::1]:5`, or `unknown`.
+    package static func display(_ address: SocketAddress?) -> String {
+        if let address, let ip = address.ipAddress, let port = address.port {
+            return address.protocol == .inet6 ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+        }
+        return address.map { "\($0)" } ?? "unknown"
+    }
+
+    /// Why the connection was refused, if it was (the first reason recorded wins).
+    package var refusal: RefusalReason? { state.withLockedValue { $0.refusal } }
+
+    package func noteRefusal(_ reason: RefusalReason) {
+        state.withLockedValue { if $0.refusal == nil { $0.refusal = reason } }
+    }
+
+    /// Bytes read from and written to the socket so far.
+    package var wireBytes: (received: Int, sent: Int) { state.withLockedValue { ($0.bytesIn, $0.bytesOut) } }
+
+    func countWire(received: Int = 0, sent: Int = 0) {
+        state.withLockedValue {
+            $0.bytesIn += received
+            $0.bytesOut += sent
         }
     }
 

@@ -15,6 +15,9 @@ package enum ErrorDescription {
         ("ACCESS_DENIED", "access denied by its rules"),
     ]
 
+    /// The reason logged when a client sends no certificate.
+    static let noClientCertificate = "handshake failed: no client certificate"
+
     static func text(_ error: any Error) -> String {
         if let error = error as? NIOSSLError, case .handshakeFailed(let inner) = error { return "\(inner)" }
         return "\(error)"
@@ -26,7 +29,7 @@ package enum ErrorDescription {
         if let failure = record.verificationFailure { return failure }
         let text = text(error)
         if text.contains("PEER_DID_NOT_RETURN_A_CERTIFICATE") || text.contains("NO_CERTIFICATE") {
-            return "handshake failed: no client certificate"
+            return noClientCertificate
         }
         if text.contains("NO_RENEGOTIATION") || text.contains("RENEGOTIATION") {
             return "TLS renegotiation refused: this server never renegotiates (\(shortCode(text)))"

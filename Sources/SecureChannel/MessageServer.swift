@@ -35,6 +35,9 @@ public final class MessageServer: Service, Sendable {
         try await listener.listeningAddress()
     }
 
+    /// Listening and not shutting down (for health checks).
+    public var isReady: Bool { listener.isReady }
+
     /// Reads the configured files again (see ``MessageServerConfiguration/reloadFiles``); on failure keeps the
     /// current material and logs why. Returns whether the new material is in use.
     @discardableResult
@@ -99,7 +102,7 @@ public final class MessageServer: Service, Sendable {
                     reply = ByteBuffer(string: "ERR internal error")
                 }
                 try await outbound.write(framing.frame(reply, allocator: channel.allocator))
-                record.countMessage()
+                listener.countMessage(record)
                 listener.setBusy(record, false)
                 if listener.isDraining {
                     record.noteClose("server shutting down")

@@ -1,3 +1,4 @@
+import CoreMetrics
 import NIOCore
 
 /// Everything a ``MessageServer`` needs. A value type with secure defaults: TLS 1.3 only, client certificates
@@ -35,6 +36,13 @@ public struct MessageServerConfiguration: Sendable {
     public var maximumConnections: Int
     /// How long in-flight replies may take to finish at shutdown.
     public var shutdownGracePeriod: TimeAmount
+    /// Expect a PROXY protocol v2 header (HAProxy `send-proxy-v2`) before TLS on every connection; logs then
+    /// show the client's address from it. Connections without one are refused. Only behind a proxy.
+    public var acceptProxyProtocol = false
+    /// Where the server's metrics go (``PrometheusEndpoint/factory``); nil: `MetricsSystem.factory`.
+    public var metricsFactory: (any MetricsFactory)?
+    /// The `listener` label of the server's metrics.
+    public var metricsLabel = "serve"
 
     /// A configuration with secure defaults.
     public init(
@@ -70,11 +78,15 @@ public struct MessageServerConfiguration: Sendable {
 
     /// The accepting side's settings.
     var listenerSettings: ListenerSettings {
-        ListenerSettings(
+        var settings = ListenerSettings(
             host: host, port: port, material: TLSMaterial(identity: identity, trust: trust, revocation: revocation),
             reloadFiles: reloadFiles, rules: rules, tls: tls, handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout,
             maximumConnections: maximumConnections, shutdownGracePeriod: shutdownGracePeriod,
             expiryWarningDays: expiryWarningDays)
+        settings.acceptProxyProtocol = acceptProxyProtocol
+        settings.metricsFactory = metricsFactory
+        settings.metricsLabel = metricsLabel
+        return settings
     }
 
     /// Throws a one-line error for an unusable configuration.

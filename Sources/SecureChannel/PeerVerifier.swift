@@ -25,6 +25,7 @@ struct PeerVerifier: Sendable {
         { certificates, promise in
             guard certificates.count <= Self.maximumChainLength else {
                 let whose = purpose == .client ? "client" : "server"
+                record.noteRefusal(.badCertificate)
                 record.verificationFailure = "\(whose) certificate rejected: chain too long (\(certificates.count) certificates; at most \(Self.maximumChainLength))"
                 promise.succeed(.failed)
                 return
@@ -33,6 +34,7 @@ struct PeerVerifier: Sendable {
             do {
                 ders = try certificates.map { try $0.toDERBytes() }
             } catch {
+                record.noteRefusal(.badCertificate)
                 record.verificationFailure = "certificate rejected: unreadable certificate (\(error))"
                 promise.succeed(.failed)
                 return
@@ -52,10 +54,12 @@ struct PeerVerifier: Sendable {
         do {
             chain = try ders.map { try Certificate(derEncoded: $0) }
         } catch {
+            record.noteRefusal(.badCertificate)
             record.verificationFailure = "\(whose) certificate rejected: not valid X.509 (\(error))"
             return false
         }
         guard let leaf = chain.first else {
+            record.noteRefusal(.noCertificate)
             record.verificationFailure = "\(whose) certificate rejected: no certificate"
             return false
         }
@@ -63,19 +67,31 @@ struct PeerVerifier: Sendable {
         do {
             try await CertificateVerification.verify(chain: chain, roots: trust.certificates, purpose: purpose, host: serverName)
         } catch {
+            record.noteRefusal(Self.refusal(for: error.reason))
             record.verificationFailure = "\(whose) certificate rejected (\(identity.subject), serial \(identity.serial)): \(error.message)"
             return false
         }
         if let problem = revocation?.problem(with: leaf) {
+            record.noteRefusal(.revoked)
             record.verificationFailure = "\(whose) certificate refused (\(identity.subject)): \(problem)"
             return false
         }
         if let rules, !rules.permits(identity) {
+            record.noteRefusal(.notAllowed)
             record.verificationFailure = "refused by rules: \(identity) is not allowed (allowed: \(rules.summary))"
             return false
         }
         record.certificate = leaf
         record.identity = identity
         return true
+    }
+
+    /// The metrics/log category of a verification failure.
+    static func refusal(for reason: SecureChannelPKI.CertificateVerification.Reason) -> RefusalReason {
+        switch reason {
+        case .expired, .notYetValid: return .expired
+        case .unknownIssuer, .badSignature, .invalidChain: return .unknownCA
+        case .wrongPurpose, .nameMismatch: return .badCertificate
+        }
     }
 }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -25,6 +26,12 @@ package struct ListenerSettings: Sendable {
     package var expiryWarningDays: Int
     /// Let peers half-close (tunnels forward a half-close; the message server does not need it).
     package var allowHalfClosure = false
+    /// Expect a PROXY protocol v2 header before TLS on every connection (behind HAProxy `send-proxy-v2`).
+    package var acceptProxyProtocol = false
+    /// The `listener` label of this listener's metrics.
+    package var metricsLabel = "serve"
+    /// Where metrics go; nil: `MetricsSystem.factory`.
+    package var metricsFactory: (any MetricsFactory)?
 
     package init(host: String, port: Int, material: TLSMaterial, reloadFiles: TLSMaterialFiles?, rules: AccessRules,
                  tls: TLSPolicy, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount, maximumConnections: Int,
@@ -57,6 +64,8 @@ package final class SecureListener: Sendable {
     private let current: NIOLockedValueBox<Active>
     private let bound: EventLoopPromise<SocketAddress>
     private let state = NIOLockedValueBox(State())
+    /// Counters, gauges and histograms (``ListenerMetrics``).
+    package let metrics: ListenerMetrics
 
     /// Material in use: built once per (re)load.
     private struct Active: Sendable {
@@ -71,6 +80,7 @@ package final class SecureListener: Sendable {
         /// Records of channels initialised but not yet served (TLS may already fail in between).
         var initialized: [ObjectIdentifier: ConnectionRecord] = [:]
         var draining = false
+        var bound = false
     }
 
     package init(settings: ListenerSettings, logger: Logger, group: any EventLoopGroup) throws {
@@ -83,6 +93,13 @@ package final class SecureListener: Sendable {
         self.group = group
         current = NIOLockedValueBox(try Self.activate(settings.material, settings: settings))
         bound = group.any().makePromise(of: SocketAddress.self)
+        metrics = ListenerMetrics(listener: settings.metricsLabel, factory: settings.metricsFactory)
+        metrics.noteExpiry(settings.material)
+    }
+
+    /// Bound and not shutting down: what `/healthz` reports.
+    package var isReady: Bool {
+        state.withLockedValue { $0.bound && !$0.draining }
     }
 
     /// Whether graceful shutdown began.
@@ -122,12 +139,15 @@ package final class SecureListener: Sendable {
         do {
             let active = try Self.activate(try files.load(), settings: settings)
             current.withLockedValue { $0 = active }
+            metrics.reloads.increment()
+            metrics.noteExpiry(active.material)
             logger.info("reloaded certificate, key, CA and CRLs (\(reason)); new connections use them",
                         metadata: ["event": "reloaded"])
             warnAboutExpiry(active.material)
             sweep()
             return true
         } catch {
+            metrics.reloadFailures.increment()
             logger.error("reload failed (\(reason)), keeping the current material: \(error)", metadata: ["event": "reload-failed"])
             return false
         }
@@ -182,6 +202,7 @@ package final class SecureListener: Sendable {
                 }
             }
             sweep()
+            metrics.noteExpiry(current.withLockedValue { $0.material })
             // Every 5 s: if connections ended since the last look, give the freed memory back.
             let open = state.withLockedValue { $0.connections.count }
             peak = max(peak, open)
@@ -229,6 +250,7 @@ package final class SecureListener: Sendable {
             serverChannel.channel.close(promise: nil)
             throw SecureChannelError(.configuration, "the listening socket has no address")
         }
+        state.withLockedValue { $0.bound = true }
         bound.succeed(address)
         warnAboutExpiry(current.withLockedValue { $0.material })
         try await withGracefulShutdownHandler {
@@ -259,8 +281,10 @@ package final class SecureListener: Sendable {
         _ channel: any Channel, configure: (ChannelPipeline.SynchronousOperations, ConnectionRecord) throws -> Void
     ) throws {
         let record = ConnectionRecord(remote: channel.remoteAddress)
+        metrics.accepted.increment()
         state.withLockedValue { $0.initialized[ObjectIdentifier(channel)] = record }
         let pipeline = channel.pipeline.syncOperations
+        try pipeline.addHandler(WireByteCounter(record: record, metrics: metrics))
         let handshake = channel.eventLoop.makePromise(of: Void.self)
         record.handshake = handshake.futureResult
         if settings.allowHalfClosure {
@@ -269,6 +293,9 @@ package final class SecureListener: Sendable {
         }
         let active = current.withLockedValue { $0 }
         let tlsHandler = NIOSSLServerHandler(context: active.context, customVerificationCallback: active.verifier.callback(record: record))
+        if settings.acceptProxyProtocol {
+            try pipeline.addHandler(ProxyProtocolReceiver(record: record))
+        }
         try pipeline.addHandler(QuickAckHandler(handshake: handshake.futureResult))
         try pipeline.addHandler(HandshakeObserver(side: .server, record: record))
         try pipeline.addHandler(tlsHandler)
@@ -291,6 +318,7 @@ package final class SecureListener: Sendable {
             return (true, state.connections.count, false)
         }
         if !admitted {
+            metrics.refused[.limit]?.increment()
             let peer = ConnectionRecord(remote: channel.remoteAddress).remote
             let why = draining ? "server shutting down" : "over --max-connections (\(count) open)"
             logger.warning("connection from \(peer) refused: \(why)", metadata: ["peer": "\(peer)", "event": "refused"])
@@ -302,13 +330,23 @@ package final class SecureListener: Sendable {
     /// Registers, logs and unregisters one connection around the caller's `serve`.
     private func serve(_ channel: any Channel, _ serve: @Sendable (any Channel, ConnectionRecord) async -> Void) async {
         let key = ObjectIdentifier(channel)
-        defer { _ = state.withLockedValue { $0.connections.removeValue(forKey: key) } }
+        metrics.open.increment()
+        defer {
+            _ = state.withLockedValue { $0.connections.removeValue(forKey: key) }
+            metrics.open.decrement()
+        }
         guard let record = state.withLockedValue({ $0.connections[key]?.record }) else { return }
         record.handshake?.whenSuccess {
             if let identity = record.identity { self.logConnected(record, identity: identity) }
         }
         await serve(channel, record)
         logEnded(record)
+    }
+
+    /// Counts one answered message.
+    package func countMessage(_ record: ConnectionRecord) {
+        record.countMessage()
+        metrics.messages.increment()
     }
 
     /// Marks a connection busy (a reply in flight), so that shutdown lets it finish.
@@ -345,14 +383,14 @@ package final class SecureListener: Sendable {
 
     private func logConnected(_ record: ConnectionRecord, identity: PeerIdentity, resumed: Bool = false) {
         let session = record.session
+        let handshakeNanoseconds = (NIODeadline.now() - record.acceptedAt).nanoseconds
+        metrics.verified.increment()
+        metrics.handshakeDuration.recordNanoseconds(handshakeNanoseconds)
         logger.info(
             "connection from \(record.remote): verified \(identity), \(session.summary)\(resumed ? " (resumed session)" : "")",
-            metadata: [
-                "event": "connected", "peer": "\(record.remote)", "subject": "\(identity.subject)",
-                "serial": "\(identity.serial)", "sans": "\(identity.alternativeNames.joined(separator: ","))",
-                "tls_version": "\(session.tlsVersion)", "cipher": "\(session.cipherSuite)",
-                "group": "\(session.keyExchangeGroup ?? "unknown")",
-            ])
+            metadata: Self.identityFields(identity, session: session).merging(
+                ["event": "connected", "peer": "\(record.remote)",
+                 "handshake_duration": .stringConvertible(Double(handshakeNanoseconds) / 1e9)]) { $1 })
     }
 
     package func logEnded(_ record: ConnectionRecord) {
@@ -360,14 +398,31 @@ package final class SecureListener: Sendable {
         let seconds = Date().timeIntervalSince(record.started)
         let who = record.identity.map { " (\($0.subject))" } ?? ""
         let text = "connection from \(record.remote)\(who) ended: \(reason); \(record.traffic ?? "\(record.messages) message(s)"), \(Self.threeDecimals(seconds)) s"
-        let metadata: Logger.Metadata = [
-            "event": "ended", "peer": "\(record.remote)", "reason": "\(reason)", "messages": "\(record.messages)",
+        let (received, sent) = record.wireBytes
+        var metadata: Logger.Metadata = [
+            "event": "ended", "peer": "\(record.remote)", "reason": "\(reason)", "messages": .stringConvertible(record.messages),
+            "bytes_in": .stringConvertible(received), "bytes_out": .stringConvertible(sent),
+            "duration": .stringConvertible(Double(Self.threeDecimals(seconds)) ?? seconds),
         ]
-        if record.identity == nil {
-            logger.warning("\(text)", metadata: metadata)
-        } else {
+        if let identity = record.identity {
+            metadata.merge(Self.identityFields(identity, session: record.session)) { $1 }
             logger.info("\(text)", metadata: metadata)
+        } else {
+            let refusal = record.refusal ?? .handshakeFailed
+            metrics.refused[refusal]?.increment()
+            metadata["refusal"] = "\(refusal.rawValue)"
+            logger.warning("\(text)", metadata: metadata)
         }
+    }
+
+    /// The stable JSON fields naming a verified peer and its session.
+    static func identityFields(_ identity: PeerIdentity, session: SessionInfo) -> Logger.Metadata {
+        [
+            "subject": "\(identity.subject)", "serial": "\(identity.serial)",
+            "sans": "\(identity.alternativeNames.joined(separator: ","))",
+            "tls_version": "\(session.tlsVersion)", "cipher": "\(session.cipherSuite)",
+            "group": "\(session.keyExchangeGroup ?? "unknown")",
+        ]
     }
 
     /// `1.234`: seconds with three decimals, without `String(format:)` (this runs once per connection).

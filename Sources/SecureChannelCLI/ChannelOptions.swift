@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NIOCore
 import SecureChannel
+import SecureChannelTunnel
 
 /// `HOST:PORT`, with IPv6 in brackets (`[::1]:8443`).
 struct Endpoint: ExpressibleByArgument, CustomStringConvertible {
@@ -48,42 +49,63 @@ struct Endpoint: ExpressibleByArgument, CustomStringConvertible {
     static var defaultCompletionKind: CompletionKind { .default }
 }
 
-/// `--cert`, `--key`, `--ca`, `--crl` and `--tls-min`: shared by `serve`, `send` and both tunnel ends.
+/// `--cert`, `--key`, `--ca`, `--crl` and `--tls-min`: shared by `serve`, `send` and both tunnel ends. Optional
+/// here because `serve --config` may give them in a file; a command that needs one says so when it is missing.
 struct TLSFileOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Our certificate (PEM or DER; intermediates after the leaf).", valueName: "file"))
-    var cert: String
+    @Option(help: ArgumentHelp("Our certificate (PEM or DER; intermediates after the leaf). Required.", valueName: "file"))
+    var cert: String?
 
-    @Option(help: ArgumentHelp("Our private key (PKCS#8, PKCS#1 or SEC1; PEM or DER).", valueName: "file"))
-    var key: String
+    @Option(help: ArgumentHelp("Our private key (PKCS#8, PKCS#1 or SEC1; PEM or DER). Required.", valueName: "file"))
+    var key: String?
 
-    @Option(help: ArgumentHelp("The CA certificate(s) the peer must chain to. Only these are trusted.", valueName: "file"))
-    var ca: String
+    @Option(help: ArgumentHelp("The CA certificate(s) the peer must chain to. Only these are trusted. Required.", valueName: "file"))
+    var ca: String?
 
     @Option(name: .customLong("crl"), help: ArgumentHelp("A CRL from the CA (PEM or DER, repeatable); revoked peers are refused.", valueName: "file"))
     var crls: [String] = []
 
     @Option(help: ArgumentHelp("What to do with an expired CRL: deny (default, fail closed) or allow.", valueName: "policy"))
-    var crlExpired: CRLExpiredPolicy = .deny
+    var crlExpired: CRLExpiredPolicy?
 
     @Option(name: .customLong("tls-min"), help: ArgumentHelp("Oldest TLS version: 1.3 (default) or 1.2 (ECDHE AEAD suites only).", valueName: "version"))
-    var tlsMinimum: TLSPolicy.MinimumVersion = .tls13
+    var tlsMinimum: TLSPolicy.MinimumVersion?
 
-    /// The files, for loading and watching.
-    var materialFiles: TLSMaterialFiles {
-        TLSMaterialFiles(certificate: cert, key: key, ca: ca, crls: crls, allowExpiredCRL: crlExpired == .allow)
+    /// The flags given, as configuration keys.
+    func apply(to fields: inout ConfigFields) {
+        fields.set("cert", cert)
+        fields.set("key", key)
+        fields.set("ca", ca)
+        fields.set("crl", list: crls)
+        fields.set("crl-expired", crlExpired?.rawValue)
+        fields.set("tls-min", tlsMinimum?.rawValue)
+    }
+
+    /// The files, for a command that takes no configuration file (`send`).
+    func materialFiles() throws -> TLSMaterialFiles {
+        func required(_ value: String?, _ flag: String, _ what: String) throws -> String {
+            guard let value else { throw CLIError("missing \(flag) FILE (\(what))") }
+            return value
+        }
+        return TLSMaterialFiles(certificate: try required(cert, "--cert", "our certificate"), key: try required(key, "--key", "our private key"),
+                                ca: try required(ca, "--ca", "the CA certificate"), crls: crls, allowExpiredCRL: crlExpired == .allow)
     }
 }
 
 /// `--framing` and `--max-message-bytes`: shared by `serve` and `send`.
 struct FramingOptions: ParsableArguments {
     @Option(help: "Message framing: lines (default) or length (4-byte big-endian length prefix).")
-    var framing: Framing = .lines
+    var framing: Framing?
 
-    @Option(help: ArgumentHelp("Largest message in bytes.", valueName: "n"))
-    var maxMessageBytes: Int = Framing.defaultMaximumMessageBytes
+    @Option(help: ArgumentHelp("Largest message in bytes (default: \(Framing.defaultMaximumMessageBytes)).", valueName: "n"))
+    var maxMessageBytes: Int?
 
     func validate() throws {
-        guard maxMessageBytes > 0 else { throw ValidationError("--max-message-bytes must be a positive number of bytes") }
+        if let maxMessageBytes, maxMessageBytes <= 0 { throw ValidationError("--max-message-bytes must be a positive number of bytes") }
+    }
+
+    func apply(to fields: inout ConfigFields) {
+        fields.set("framing", framing?.rawValue)
+        fields.set("max-message-bytes", maxMessageBytes)
     }
 }
 
@@ -101,8 +123,11 @@ struct AccessRuleOptions: ParsableArguments {
     @Flag(help: "Allow any client whose certificate the CA issued.")
     var allowAnyClient = false
 
-    var rules: AccessRules {
-        AccessRules(commonNames: Set(allowCN), dnsNames: Set(allowDNS), uris: Set(allowURI), allowAnyClient: allowAnyClient)
+    func apply(to fields: inout ConfigFields) {
+        fields.set("allow-cn", list: allowCN)
+        fields.set("allow-dns", list: allowDNS)
+        fields.set("allow-uri", list: allowURI)
+        fields.set("allow-any-client", flag: allowAnyClient)
     }
 }
 

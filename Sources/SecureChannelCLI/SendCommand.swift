@@ -44,11 +44,12 @@ struct SendCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let material = try files.materialFiles.load()
+        let material = try files.materialFiles().load()
         let configuration = MessageClientConfiguration(
             host: connect.host, port: connect.port, serverName: serverName, identity: material.identity,
-            trust: material.trust, revocation: material.revocation, tls: TLSPolicy(minimumVersion: files.tlsMinimum), framing: framingOptions.framing,
-            maximumMessageBytes: framingOptions.maxMessageBytes, timeout: timeAmount(seconds: timeout))
+            trust: material.trust, revocation: material.revocation, tls: TLSPolicy(minimumVersion: files.tlsMinimum ?? .tls13),
+            framing: framingOptions.framing ?? .lines,
+            maximumMessageBytes: framingOptions.maxMessageBytes ?? Framing.defaultMaximumMessageBytes, timeout: timeAmount(seconds: timeout))
         let retries = retry
         let client = ReconnectingClient(configuration: configuration, policy: RetryPolicy(retries: retries)) { attempt, delay, error in
             let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18

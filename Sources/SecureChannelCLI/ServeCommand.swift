@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import SecureChannel
+import SecureChannelTunnel
 import ServiceLifecycle
 
 /// `securechannel serve`: the mTLS echo server.
@@ -13,66 +14,100 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
             Requires a client certificate from --ca and at least one --allow-* rule (or --allow-any-client).
             Prints 'listening on HOST:PORT' on stdout once ready (port 0 picks a free port); logs one line per
-            connection and one when it ends on stderr. SIGINT/SIGTERM stop it gracefully.
+            connection and one when it ends on stderr (--log-format json: one JSON object per line).
             --cert, --key, --ca and --crl are watched: a change (or SIGHUP) takes effect within 2 s without a
             restart; a revoked client's open connections are closed; a broken file keeps the old material.
+
+            CONFIGURATION FILE: --config FILE reads the 'serve:' section of a YAML file whose keys are these
+            flags without the dashes (listen, cert, key, ca, allow-cn: [...], metrics, ...). Flags given as
+            well override the file. Check a file with 'securechannel config check FILE'.
+
+            METRICS: --metrics HOST:PORT serves Prometheus text on http://HOST:PORT/metrics (connections
+            accepted, open, refused by reason, handshake durations, bytes, messages, reloads, seconds until the
+            certificate, the CA and the CRL expire) and /healthz (200 while serving, 503 while draining).
+
+            SIGNALS AND EXIT STATUS: SIGTERM or SIGINT stops accepting, lets replies in flight finish for up to
+            --drain-timeout seconds, closes the rest and exits 0. SIGHUP reloads the files. Exit status 1: the
+            server could not start or stopped on an error (one 'error:' line on stderr says why); 64: a usage
+            error (unknown flag, bad value).
 
             EXAMPLES:
               securechannel serve --listen 127.0.0.1:8443 --cert pki/Jill.crt --key pki/Jill.key --ca pki/ca.crt --allow-cn Chris
               securechannel serve --listen [::]:0 --cert pki/Jill.crt --key pki/Jill.key --ca pki/ca.crt --allow-any-client --log-format json
+              securechannel serve --config /etc/securechannel/serve.yaml --metrics 127.0.0.1:9090
+              securechannel serve --config serve.yaml --listen 127.0.0.1:9443 --accept-proxy-protocol   (behind HAProxy send-proxy-v2)
+              curl -s http://127.0.0.1:9090/metrics | grep securechannel_connections
             """
     )
 
-    @Option(help: ArgumentHelp("Address to listen on.", valueName: "host:port"))
-    var listen: Endpoint
+    @Option(help: ArgumentHelp("Read the 'serve:' section of this YAML file; flags given as well override it.", valueName: "file"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("Address to listen on. Required (here or in --config).", valueName: "host:port"))
+    var listen: Endpoint?
 
     @OptionGroup var files: TLSFileOptions
     @OptionGroup var framingOptions: FramingOptions
     @OptionGroup var access: AccessRuleOptions
 
-    @Option(help: ArgumentHelp("Seconds allowed for the TLS handshake.", valueName: "seconds"))
-    var handshakeTimeout: Double = 10
+    @Option(help: ArgumentHelp("Seconds allowed for the TLS handshake (default: 10).", valueName: "seconds"))
+    var handshakeTimeout: Double?
 
-    @Option(help: ArgumentHelp("Close connections idle this many seconds.", valueName: "seconds"))
-    var idleTimeout: Double = 300
+    @Option(help: ArgumentHelp("Close connections idle this many seconds (default: 300).", valueName: "seconds"))
+    var idleTimeout: Double?
 
-    @Option(help: ArgumentHelp("Refuse connections beyond this many.", valueName: "n"))
-    var maxConnections: Int = 1024
+    @Option(help: ArgumentHelp("Refuse connections beyond this many (default: 1024).", valueName: "n"))
+    var maxConnections: Int?
 
-    @Option(help: ArgumentHelp("Warn when our certificate or the CA expires within this many days.", valueName: "days"))
-    var expiryWarningDays: Int = 14
+    @Option(help: ArgumentHelp("Warn when our certificate or the CA expires within this many days (default: 14).", valueName: "days"))
+    var expiryWarningDays: Int?
 
-    @Option(help: "Log format: text or json.")
-    var logFormat: LogFormat = .text
+    @Option(help: ArgumentHelp("Log format: text (default) or json (one object per line, stable field names).", valueName: "format"))
+    var logFormat: LogFormat?
 
-    func validate() throws {
-        guard handshakeTimeout > 0, idleTimeout > 0 else { throw ValidationError("timeouts must be positive numbers of seconds") }
+    @Option(help: ArgumentHelp("Serve Prometheus metrics on http://HOST:PORT/metrics and a health check on /healthz.", valueName: "host:port"))
+    var metrics: Endpoint?
+
+    @Flag(help: "Expect a PROXY protocol v2 header (HAProxy send-proxy-v2) before TLS on every connection; logs show the client address it names. Only behind a proxy.")
+    var acceptProxyProtocol = false
+
+    @Option(help: ArgumentHelp("On SIGTERM/SIGINT, seconds replies in flight may take before the rest are closed (default: 5).", valueName: "seconds"))
+    var drainTimeout: Double?
+
+    /// The flags given, as configuration keys.
+    var fields: ConfigFields {
+        var fields = ConfigFields()
+        fields.set("listen", listen?.description)
+        files.apply(to: &fields)
+        framingOptions.apply(to: &fields)
+        access.apply(to: &fields)
+        fields.set("handshake-timeout", handshakeTimeout)
+        fields.set("idle-timeout", idleTimeout)
+        fields.set("max-connections", maxConnections)
+        fields.set("expiry-warning-days", expiryWarningDays)
+        fields.set("log-format", logFormat?.rawValue)
+        fields.set("metrics", metrics?.description)
+        fields.set("accept-proxy-protocol", flag: acceptProxyProtocol)
+        fields.set("drain-timeout", drainTimeout)
+        return fields
     }
 
     func run() async throws {
-        let rules = access.rules
-        var configuration = try MessageServerConfiguration(host: listen.host, port: listen.port, files: files.materialFiles, rules: rules)
-        configuration.tls = TLSPolicy(minimumVersion: files.tlsMinimum)
-        configuration.framing = framingOptions.framing
-        configuration.maximumMessageBytes = framingOptions.maxMessageBytes
-        configuration.handshakeTimeout = timeAmount(seconds: handshakeTimeout)
-        configuration.idleTimeout = timeAmount(seconds: idleTimeout)
-        configuration.maximumConnections = maxConnections
-        configuration.expiryWarningDays = expiryWarningDays
-        let logger = logFormat.makeLogger(label: "securechannel.serve")
+        let settings = try config.map { try ConfigFile(path: $0).serveSettings(overriddenBy: fields) } ?? ServeSettings(fields: fields)
+        let format = LogFormat(rawValue: settings.logFormat) ?? .text
+        let logger = format.makeLogger(label: "securechannel.serve")
+        let endpoint = settings.metrics.map { PrometheusEndpoint(host: $0.host, port: $0.port, logger: logger) }
+        var configuration = settings.server
+        configuration.metricsFactory = endpoint?.factory
         let server = try MessageServer(configuration: configuration, logger: logger) { message, _ in message }
+        endpoint?.reportReadiness { server.isReady }
+        let rules = configuration.rules
         let summary = "accepting clients: \(rules.summary); TLS \(configuration.tls.minimumVersion.rawValue)+, framing \(configuration.framing.rawValue)"
-        let services = ServiceGroup(configuration: .init(
-            services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logFormat.makeLogger(label: "securechannel.lifecycle", level: .warning)))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await services.run() }
-            group.addTask {
-                let address = try await server.listeningAddress()
-                Console.out("listening on \(Endpoint.display(address))")
-                logger.info("\(summary)")
-            }
-            try await group.waitForAll()
-        }
+            + (configuration.acceptProxyProtocol ? "; PROXY protocol v2 required" : "")
+        try await ServiceRunner.run([server], metrics: endpoint, format: format, announcements: [{
+            let address = try await server.listeningAddress()
+            logger.info("\(summary)")
+            return "listening on \(Endpoint.display(address))"
+        }])
     }
 }

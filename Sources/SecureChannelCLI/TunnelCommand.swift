@@ -24,49 +24,26 @@ struct TunnelCommand: AsyncParsableCommand {
         subcommands: [TunnelServerCommand.self, TunnelClientCommand.self]
     )
 
-    @Option(help: ArgumentHelp("Run every tunnel described in this YAML file (see README); nothing starts if one entry is bad.",
+    @Option(help: ArgumentHelp("Run every tunnel in the 'tunnels:' list of this YAML file (see 'securechannel config --help'); nothing starts if one entry is bad.",
                                valueName: "file"))
     var config: String?
 
-    @Option(help: "Log format: text or json.")
-    var logFormat: LogFormat = .text
+    @Option(help: ArgumentHelp("Log format: text (default) or json. Overrides the file's top-level log-format.", valueName: "format"))
+    var logFormat: LogFormat?
+
+    @Option(help: ArgumentHelp("Serve Prometheus metrics on http://HOST:PORT/metrics and /healthz. Overrides the file's top-level metrics.", valueName: "host:port"))
+    var metrics: Endpoint?
 
     func run() async throws {
         guard let config else {
             throw CLIError("give a subcommand (tunnel server, tunnel client) or --config FILE; see 'securechannel tunnel --help'")
         }
-        let file = try TunnelConfigFile(path: config)
-        let logger = logFormat.makeLogger(label: "securechannel.tunnel")
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        var announcements: [@Sendable () async throws -> String] = []
-        for tunnel in file.tunnels {
-            var tunnelLogger = logger
-            tunnelLogger[metadataKey: "tunnel"] = "\(tunnel.name)"
-            switch tunnel {
-            case .server(let name, let configuration):
-                let server = try TunnelServer(configuration: configuration, logger: tunnelLogger)
-                services.append(.init(service: server))
-                announcements.append { "listening on \(Endpoint.display(try await server.listeningAddress())) (\(name): server to \(configuration.target))" }
-            case .client(let name, let configuration):
-                let client = try TunnelClient(configuration: configuration, logger: tunnelLogger)
-                services.append(.init(service: client))
-                announcements.append {
-                    let address = try await client.listeningAddress()
-                    let shown = address.port == nil ? configuration.listen.description : Endpoint.display(address)
-                    return "listening on \(shown) (\(name): client to \(configuration.targetHost):\(configuration.targetPort))"
-                }
-            }
-        }
-        let group = ServiceGroup(configuration: .init(
-            services: services, gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logFormat.makeLogger(label: "securechannel.lifecycle", level: .warning)))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            for announce in announcements {
-                tasks.addTask { Console.out(try await announce()) }
-            }
-            try await tasks.waitForAll()
-        }
+        let file = try ConfigFile(path: config)
+        var flags = ConfigFields()
+        flags.set("log-format", logFormat?.rawValue)
+        flags.set("metrics", metrics?.description)
+        let options = try file.tunnelProcessOptions(overriddenBy: flags)
+        try await runTunnels(try file.tunnels(), format: LogFormat(rawValue: options.logFormat) ?? .text, metrics: options.metrics)
     }
 }
 
@@ -77,16 +54,41 @@ func tunnelEndpoint(_ text: String) throws -> TunnelEndpoint {
     return .tcp(host: endpoint.host, port: endpoint.port)
 }
 
-/// Runs a service until SIGINT/SIGTERM, printing `listening on …` once bound.
-func runUntilSignalled(_ service: some Service, logger: Logger, address: @escaping @Sendable () async throws -> SocketAddress,
-                       describe: @escaping @Sendable (SocketAddress) -> String) async throws {
-    let services = ServiceGroup(configuration: .init(
-        services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await services.run() }
-        group.addTask { Console.out("listening on \(describe(try await address()))") }
-        try await group.waitForAll()
+/// Runs tunnels until SIGINT/SIGTERM, printing one `listening on …` line per tunnel once bound.
+func runTunnels(_ tunnels: [ConfigFile.Tunnel], format: LogFormat, metrics: (host: String, port: Int)?, named: Bool = true) async throws {
+    let logger = format.makeLogger(label: "securechannel.tunnel")
+    let endpoint = metrics.map { PrometheusEndpoint(host: $0.host, port: $0.port, logger: logger) }
+    var services: [any Service] = []
+    var announcements: [@Sendable () async throws -> String] = []
+    var readiness: [@Sendable () -> Bool] = []
+    for tunnel in tunnels {
+        var tunnelLogger = logger
+        if named { tunnelLogger[metadataKey: "tunnel"] = "\(tunnel.name)" }
+        switch tunnel {
+        case .server(let name, let given):
+            var configuration = given
+            configuration.metricsFactory = endpoint?.factory
+            let server = try TunnelServer(configuration: configuration, logger: tunnelLogger)
+            let target = configuration.target
+            services.append(server)
+            readiness.append { server.isReady }
+            announcements.append {
+                let address = Endpoint.display(try await server.listeningAddress())
+                return named ? "listening on \(address) (\(name): server to \(target))" : "listening on \(address)"
+            }
+        case .client(let name, let configuration):
+            let client = try TunnelClient(configuration: configuration, logger: tunnelLogger)
+            services.append(client)
+            announcements.append {
+                let address = try await client.listeningAddress()
+                let shown = address.port == nil ? configuration.listen.description : Endpoint.display(address)
+                return named ? "listening on \(shown) (\(name): client to \(configuration.targetHost):\(configuration.targetPort))" : "listening on \(shown)"
+            }
+        }
     }
+    let checks = readiness
+    endpoint?.reportReadiness { checks.allSatisfy { $0() } }
+    try await ServiceRunner.run(services, metrics: endpoint, format: format, announcements: announcements)
 }
 
 /// `securechannel tunnel server`.
@@ -112,42 +114,54 @@ struct TunnelServerCommand: AsyncParsableCommand {
     @OptionGroup var files: TLSFileOptions
     @OptionGroup var access: AccessRuleOptions
 
-    @Option(help: "Log format: text or json.")
-    var logFormat: LogFormat = .text
+    @Option(help: ArgumentHelp("Log format: text (default) or json.", valueName: "format"))
+    var logFormat: LogFormat?
 
     @Flag(help: "Send a PROXY protocol v2 header (client address, TLS version, CN, certificate) to the target.")
     var proxyProtocol = false
 
+    @Flag(help: "Expect a PROXY protocol v2 header from a load balancer (HAProxy send-proxy-v2) before TLS.")
+    var acceptProxyProtocol = false
+
     @Flag(help: "Allow a target that is not on this machine (the plaintext then crosses a network).")
     var unsafeTarget = false
 
-    @Option(help: ArgumentHelp("Refuse connections beyond this many.", valueName: "n"))
-    var maxConnections: Int = 1024
+    @Option(help: ArgumentHelp("Refuse connections beyond this many (default: 1024).", valueName: "n"))
+    var maxConnections: Int?
 
-    @Option(help: ArgumentHelp("Seconds allowed for the TLS handshake.", valueName: "seconds"))
-    var handshakeTimeout: Double = 10
+    @Option(help: ArgumentHelp("Seconds allowed for the TLS handshake (default: 10).", valueName: "seconds"))
+    var handshakeTimeout: Double?
 
-    @Option(help: ArgumentHelp("Close tunnels idle this many seconds.", valueName: "seconds"))
-    var idleTimeout: Double = 3600
+    @Option(help: ArgumentHelp("Close tunnels idle this many seconds (default: 3600).", valueName: "seconds"))
+    var idleTimeout: Double?
 
-    @Option(help: ArgumentHelp("Seconds allowed to connect to the target.", valueName: "seconds"))
-    var connectTimeout: Double = 5
+    @Option(help: ArgumentHelp("Seconds allowed to connect to the target (default: 5).", valueName: "seconds"))
+    var connectTimeout: Double?
 
-    func validate() throws {
-        guard handshakeTimeout > 0, idleTimeout > 0, connectTimeout > 0 else { throw ValidationError("timeouts must be positive numbers of seconds") }
-    }
+    @Option(help: ArgumentHelp("On SIGTERM/SIGINT, seconds open tunnels may take before they are closed (default: 5).", valueName: "seconds"))
+    var drainTimeout: Double?
+
+    @Option(help: ArgumentHelp("Serve Prometheus metrics on http://HOST:PORT/metrics and /healthz.", valueName: "host:port"))
+    var metrics: Endpoint?
 
     func run() async throws {
-        let logger = logFormat.makeLogger(label: "securechannel.tunnel")
-        let configuration = TunnelServerConfiguration(
-            host: listen.host, port: listen.port, target: try tunnelEndpoint(target), files: files.materialFiles,
-            rules: access.rules,
-            proxyProtocol: proxyProtocol, allowRemoteTarget: unsafeTarget, tls: TLSPolicy(minimumVersion: files.tlsMinimum),
-            maximumConnections: maxConnections, handshakeTimeout: timeAmount(seconds: handshakeTimeout),
-            idleTimeout: timeAmount(seconds: idleTimeout), connectTimeout: timeAmount(seconds: connectTimeout))
-        let server = try TunnelServer(configuration: configuration, logger: logger)
-        try await runUntilSignalled(server, logger: logFormat.makeLogger(label: "securechannel.lifecycle", level: .warning),
-                                    address: { try await server.listeningAddress() }, describe: Endpoint.display)
+        var fields = ConfigFields()
+        fields.set("name", "tunnel")
+        fields.set("mode", "server")
+        fields.set("listen", listen.description)
+        fields.set("target", target)
+        files.apply(to: &fields)
+        access.apply(to: &fields)
+        fields.set("proxy-protocol", flag: proxyProtocol)
+        fields.set("accept-proxy-protocol", flag: acceptProxyProtocol)
+        fields.set("unsafe-target", flag: unsafeTarget)
+        fields.set("max-connections", maxConnections)
+        fields.set("handshake-timeout", handshakeTimeout)
+        fields.set("idle-timeout", idleTimeout)
+        fields.set("connect-timeout", connectTimeout)
+        fields.set("drain-timeout", drainTimeout)
+        try await runTunnels([try ConfigFile.tunnel(fields)], format: logFormat ?? .text,
+                             metrics: metrics.map { ($0.host, $0.port) }, named: false)
     }
 }
 
@@ -172,8 +186,8 @@ struct TunnelClientCommand: AsyncParsableCommand {
 
     @OptionGroup var files: TLSFileOptions
 
-    @Option(help: "Log format: text or json.")
-    var logFormat: LogFormat = .text
+    @Option(help: ArgumentHelp("Log format: text (default) or json.", valueName: "format"))
+    var logFormat: LogFormat?
 
     @Option(help: ArgumentHelp("Name the server certificate must carry (default: the host of --target).", valueName: "name"))
     var serverName: String?
@@ -181,19 +195,23 @@ struct TunnelClientCommand: AsyncParsableCommand {
     @Flag(help: "Allow a listen address reachable from other machines.")
     var unsafeListen = false
 
-    @Option(help: ArgumentHelp("Seconds allowed to connect and handshake with the server.", valueName: "seconds"))
-    var connectTimeout: Double = 10
+    @Option(help: ArgumentHelp("Seconds allowed to connect and handshake with the server (default: 10).", valueName: "seconds"))
+    var connectTimeout: Double?
+
+    @Option(help: ArgumentHelp("On SIGTERM/SIGINT, seconds open tunnels may take before they are closed (default: 5).", valueName: "seconds"))
+    var drainTimeout: Double?
 
     func run() async throws {
-        let logger = logFormat.makeLogger(label: "securechannel.tunnel")
-        let configuration = TunnelClientConfiguration(
-            listen: try tunnelEndpoint(listen), targetHost: target.host, targetPort: target.port, serverName: serverName,
-            files: files.materialFiles, allowRemoteListen: unsafeListen, tls: TLSPolicy(minimumVersion: files.tlsMinimum),
-            connectTimeout: timeAmount(seconds: connectTimeout))
-        let client = try TunnelClient(configuration: configuration, logger: logger)
-        let shown = listen
-        try await runUntilSignalled(client, logger: logFormat.makeLogger(label: "securechannel.lifecycle", level: .warning),
-                                    address: { try await client.listeningAddress() },
-                                    describe: { $0.port == nil ? shown : Endpoint.display($0) })
+        var fields = ConfigFields()
+        fields.set("name", "tunnel")
+        fields.set("mode", "client")
+        fields.set("listen", listen)
+        fields.set("target", target.description)
+        files.apply(to: &fields)
+        fields.set("server-name", serverName)
+        fields.set("unsafe-listen", flag: unsafeListen)
+        fields.set("connect-timeout", connectTimeout)
+        fields.set("drain-timeout", drainTimeout)
+        try await runTunnels([try ConfigFile.tunnel(fields)], format: logFormat ?? .text, metrics: nil, named: false)
     }
 }

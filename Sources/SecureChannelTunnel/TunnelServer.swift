@@ -25,6 +25,9 @@ public final class TunnelServer: Service, Sendable {
             handshakeTimeout: configuration.handshakeTimeout, idleTimeout: configuration.idleTimeout,
             maximumConnections: configuration.maximumConnections, shutdownGracePeriod: configuration.shutdownGracePeriod, expiryWarningDays: 14)
         settings.allowHalfClosure = true
+        settings.acceptProxyProtocol = configuration.acceptProxyProtocol
+        settings.metricsFactory = configuration.metricsFactory
+        settings.metricsLabel = configuration.metricsLabel
         listener = try SecureListener(settings: settings, logger: logger, group: group)
     }
 
@@ -32,6 +35,9 @@ public final class TunnelServer: Service, Sendable {
     public func listeningAddress() async throws -> SocketAddress {
         try await listener.listeningAddress()
     }
+
+    /// Listening and not shutting down (for health checks).
+    public var isReady: Bool { listener.isReady }
 
     /// Re-reads the files; see ``MessageServer/reload(reason:)``.
     @discardableResult

@@ -1,3 +1,4 @@
+import CoreMetrics
 import NIOCore
 import SecureChannel
 
@@ -29,6 +30,12 @@ public struct TunnelServerConfiguration: Sendable {
     public var connectTimeout: TimeAmount
     /// At shutdown, open tunnels get this long to finish before they are closed.
     public var shutdownGracePeriod: TimeAmount = .seconds(5)
+    /// Expect a PROXY protocol v2 header from a load balancer before TLS (see ``MessageServerConfiguration``).
+    public var acceptProxyProtocol = false
+    /// Where metrics go; nil: `MetricsSystem.factory`.
+    public var metricsFactory: (any MetricsFactory)?
+    /// The `listener` label of the tunnel's metrics (the tunnel's name in a config file).
+    public var metricsLabel = "tunnel"
 
     /// A configuration with secure defaults.
     public init(host: String, port: Int, target: TunnelEndpoint, files: TLSMaterialFiles, rules: AccessRules,

@@ -1,4 +1,4 @@
-// The tunnel configuration file parser (YAML via Yams, then our validation of every entry).
+// The configuration file parser (YAML via Yams, then our checks of the serve section and every tunnel entry).
 import FuzzShim
 import SecureChannelTunnel
 
@@ -10,7 +10,11 @@ import Glibc
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     guard let data else { return 0 }
     let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
-    _ = try? TunnelConfigFile(yaml: text, source: "fuzz.yaml", baseDirectory: "/nonexistent")
+    if let file = try? ConfigFile(yaml: text, source: "fuzz.yaml", baseDirectory: "/nonexistent") {
+        _ = try? file.tunnels()
+        _ = try? file.serveSettings(overriddenBy: ConfigFields())
+        _ = try? file.tunnelProcessOptions(overriddenBy: ConfigFields())
+    }
     return 0
 }
 

@@ -1,7 +1,8 @@
 import NIOCore
 
-/// A PROXY protocol version 2 header (HAProxy's specification), sent to the target before any client byte: the
-/// client's address, and what TLS verified about it as TLVs.
+/// A PROXY protocol version 2 header (HAProxy's specification). The tunnel server sends one to its target before
+/// any client byte (the client's address, and what TLS verified about it as TLVs); `serve --accept-proxy-protocol`
+/// reads one from a load balancer in front of it (``parse(_:)``).
 public struct ProxyProtocolHeader: Sendable, Equatable {
     /// The 12-byte signature that starts every v2 header.
     public static let signature: [UInt8] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A]
@@ -85,6 +86,53 @@ public struct ProxyProtocolHeader: Sendable, Equatable {
         header.writeBuffer(&addresses)
         header.writeBuffer(&tlvs)
         return header
+    }
+
+    /// What the start of a connection from a proxy holds.
+    public enum Received: Sendable, Equatable {
+        /// Not enough bytes yet.
+        case needMore
+        /// A complete header of `length` bytes. `source` is the client's address for a PROXY command over TCP;
+        /// nil for a LOCAL command (the proxy's own health check) or an unspecified family.
+        case header(length: Int, source: SocketAddress?)
+        /// Not a PROXY protocol v2 header; the reason, in one line.
+        case invalid(String)
+    }
+
+    /// Reads a PROXY protocol v2 header from the start of `bytes` (HAProxy's `send-proxy-v2`). TLVs are skipped.
+    public static func parse(_ bytes: ByteBuffer) -> Received {
+        let view = bytes.readableBytesView
+        let prefix = view.prefix(signature.count)
+        guard prefix.elementsEqual(signature.prefix(prefix.count)) else {
+            if view.starts(with: Array("PROXY ".utf8)) {
+                return .invalid("a PROXY protocol v1 (text) header: configure the proxy to send v2 (HAProxy: send-proxy-v2)")
+            }
+            return .invalid("no PROXY protocol v2 header: with --accept-proxy-protocol every connection must come through the proxy")
+        }
+        guard view.count >= 16 else { return .needMore }
+        var fixed = bytes
+        fixed.moveReaderIndex(forwardBy: signature.count)
+        guard let versionCommand = fixed.readInteger(as: UInt8.self), let family = fixed.readInteger(as: UInt8.self),
+              let length = fixed.readInteger(as: UInt16.self)
+        else { return .needMore }
+        guard versionCommand >> 4 == 2 else { return .invalid("PROXY protocol version \(versionCommand >> 4) is not supported (only 2)") }
+        let command = versionCommand & 0x0F
+        guard command <= 1 else { return .invalid("unknown PROXY protocol command \(command)") }
+        let total = 16 + Int(length)
+        guard view.count >= total, var body = fixed.readSlice(length: Int(length)) else { return .needMore }
+        guard command == 1 else { return .header(length: total, source: nil) }  // LOCAL: keep the TCP peer
+        switch family {
+        case 0x11:  // TCP over IPv4
+            guard let source = body.readBytes(length: 4), body.readBytes(length: 4) != nil, let port = body.readInteger(as: UInt16.self)
+            else { return .invalid("PROXY protocol v2 header too short for IPv4 addresses") }
+            return .header(length: total, source: try? SocketAddress(packedIPAddress: ByteBuffer(bytes: source), port: Int(port)))
+        case 0x21:  // TCP over IPv6
+            guard let source = body.readBytes(length: 16), body.readBytes(length: 16) != nil, let port = body.readInteger(as: UInt16.self)
+            else { return .invalid("PROXY protocol v2 header too short for IPv6 addresses") }
+            return .header(length: total, source: try? SocketAddress(packedIPAddress: ByteBuffer(bytes: source), port: Int(port)))
+        default:
+            return .header(length: total, source: nil)
+        }
     }
 
     static func writeTLV(_ type: UInt8, _ value: [UInt8], into buffer: inout ByteBuffer) {

@@ -1,0 +1,203 @@
+import Foundation
+import NIOCore
+import SecureChannel
+import Yams
+
+/// The keys of one section of a configuration file (or the flags given on a command line), each named like its
+/// flag without the dashes (`idle-timeout: 60` is `--idle-timeout 60`), with where each value came from so that an
+/// error can point at it. Flags and file go through the same checks: a value means the same in both places.
+public struct ConfigFields: Sendable {
+    /// One value: a scalar, or a list of scalars.
+    public struct Value: Sendable {
+        /// A scalar (numbers and booleans as written).
+        public var scalar: String?
+        /// A list of scalars.
+        public var list: [String]?
+        /// Where it came from: `line N` (of the file) or `the command line`.
+        public var origin: String
+    }
+
+    /// The values, by key.
+    public private(set) var values: [String: Value] = [:]
+    /// The directory relative paths are resolved against.
+    public let baseDirectory: String
+
+    /// Fields given on the command line (relative paths: the current directory).
+    public init(commandLineIn baseDirectory: String = FileManager.default.currentDirectoryPath) {
+        self.baseDirectory = baseDirectory
+    }
+
+    /// Fields from a YAML mapping; a value that is neither a scalar nor a list of scalars is an error.
+    init(mapping: Node.Mapping, baseDirectory: String) throws {
+        self.baseDirectory = baseDirectory
+        for (key, node) in mapping {
+            let line = key.mark?.line ?? 0
+            guard let name = key.string else { throw SecureChannelError(.configuration, "line \(line): keys must be names") }
+            let origin = "line \(node.mark?.line ?? line)"
+            if let text = node.scalar?.string {
+                values[name] = Value(scalar: text, origin: origin)
+            } else if let items = node.sequence {
+                let texts = try items.map { item -> String in
+                    guard let text = item.scalar?.string else {
+                        throw SecureChannelError(.configuration, "\(origin): '\(name)' entries must be plain values")
+                    }
+                    return text
+                }
+                values[name] = Value(list: texts, origin: origin)
+            } else {
+                throw SecureChannelError(.configuration, "\(origin): '\(name)' must be a value or a list of values")
+            }
+        }
+    }
+
+    /// Sets a scalar given as a flag.
+    public mutating func set(_ key: String, _ value: (some CustomStringConvertible)?) {
+        guard let value else { return }
+        values[key] = Value(scalar: value.description, origin: "the command line")
+    }
+
+    /// Sets a list given as a repeatable flag (an empty list sets nothing).
+    public mutating func set(_ key: String, list: [String]) {
+        guard !list.isEmpty else { return }
+        values[key] = Value(list: list, origin: "the command line")
+    }
+
+    /// Sets a flag that was given (a flag not given leaves the file's value).
+    public mutating func set(_ key: String, flag: Bool) {
+        if flag { values[key] = Value(scalar: "true", origin: "the command line") }
+    }
+
+    /// These fields with `overrides` on top (flags override the file).
+    public func overridden(by overrides: ConfigFields) -> ConfigFields {
+        var merged = self
+        merged.values.merge(overrides.values) { $1 }
+        return merged
+    }
+
+    /// Whether `key` has a value.
+    public func has(_ key: String) -> Bool { values[key] != nil }
+
+    /// Throws for the first key not in `allowed`, naming its place.
+    func checkKeys(_ allowed: Set<String>, what: String) throws {
+        for (key, value) in values.sorted(by: { $0.key < $1.key }) where !allowed.contains(key) {
+            throw SecureChannelError(.configuration,
+                "\(value.origin): unknown key '\(key)' for \(what); known: \(allowed.sorted().joined(separator: ", "))")
+        }
+    }
+
+    func failure(_ key: String, _ problem: String) -> SecureChannelError {
+        let origin = values[key]?.origin ?? "the configuration"
+        let name = origin == "the command line" ? "--\(key)" : "'\(key)'"
+        return SecureChannelError(.configuration, "\(origin): \(name) \(problem)")
+    }
+
+    /// A scalar, or nil when absent.
+    func optionalString(_ key: String) throws -> String? {
+        guard let value = values[key] else { return nil }
+        guard let text = value.scalar, !text.isEmpty else { throw failure(key, "must be a single value") }
+        return text
+    }
+
+    /// A required scalar.
+    func string(_ key: String, hint: String) throws -> String {
+        guard let text = try optionalString(key) else {
+            throw SecureChannelError(.configuration, "missing \(hint): give --\(key) or '\(key):' in the configuration file")
+        }
+        return text
+    }
+
+    /// A required path, resolved against the base directory.
+    func path(_ key: String, hint: String) throws -> String { absolute(try string(key, hint: hint)) }
+
+    func absolute(_ path: String) -> String { path.hasPrefix("/") ? path : "\(baseDirectory)/\(path)" }
+
+    /// A list (a single scalar counts as a list of one); empty when absent.
+    func list(_ key: String) -> [String] {
+        guard let value = values[key] else { return [] }
+        return value.list ?? value.scalar.map { [$0] } ?? []
+    }
+
+    /// A boolean; false when absent.
+    func flag(_ key: String) throws -> Bool {
+        guard let text = try optionalString(key) else { return false }
+        switch text.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw failure(key, "must be true or false (got '\(text)')")
+        }
+    }
+
+    /// A positive number of seconds.
+    func seconds(_ key: String, default fallback: Double) throws -> TimeAmount {
+        guard let text = try optionalString(key) else { return .nanoseconds(Int64(fallback * 1e9)) }
+        guard let number = Double(text), number > 0, number.isFinite else {
+            throw failure(key, "must be a positive number of seconds (got '\(text)')")
+        }
+        return .nanoseconds(Int64(number * 1e9))
+    }
+
+    /// A positive integer.
+    func positiveInteger(_ key: String, default fallback: Int) throws -> Int {
+        guard let text = try optionalString(key) else { return fallback }
+        guard let number = Int(text), number > 0 else { throw failure(key, "must be a positive integer (got '\(text)')") }
+        return number
+    }
+
+    /// One of `choices`.
+    func choice(_ key: String, _ choices: [String], default fallback: String) throws -> String {
+        guard let text = try optionalString(key) else { return fallback }
+        guard choices.contains(text) else { throw failure(key, "must be \(choices.joined(separator: " or ")) (got '\(text)')") }
+        return text
+    }
+
+    /// `HOST:PORT` (IPv6 in brackets) or `unix:/path`.
+    func endpoint(_ key: String, hint: String) throws -> TunnelEndpoint {
+        let text = try string(key, hint: hint)
+        if text.hasPrefix("unix:") { return .unix(path: absolute(String(text.dropFirst(5)))) }
+        guard let (host, port) = Self.hostPort(text) else { throw failure(key, "must be HOST:PORT or unix:/path (got '\(text)')") }
+        return .tcp(host: host, port: port)
+    }
+
+    /// `HOST:PORT`, or nil when absent.
+    func hostPort(_ key: String) throws -> (host: String, port: Int)? {
+        guard let text = try optionalString(key) else { return nil }
+        guard let parsed = Self.hostPort(text) else { throw failure(key, "must be HOST:PORT, e.g. 127.0.0.1:9090 (got '\(text)')") }
+        return parsed
+    }
+
+    static func hostPort(_ text: String) -> (String, Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
+        else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        return (host, port)
+    }
+
+    /// `--cert`, `--key`, `--ca`, `--crl`, `--crl-expired`: loaded once here so that a bad file is reported now.
+    func materialFiles() throws -> TLSMaterialFiles {
+        let files = TLSMaterialFiles(
+            certificate: try path("cert", hint: "our certificate"), key: try path("key", hint: "our private key"),
+            ca: try path("ca", hint: "the CA certificate"), crls: list("crl").map(absolute),
+            allowExpiredCRL: try choice("crl-expired", ["deny", "allow"], default: "deny") == "allow")
+        _ = try files.load()
+        return files
+    }
+
+    /// `--tls-min`.
+    func tlsPolicy() throws -> TLSPolicy {
+        let text = try choice("tls-min", ["1.3", "1.2"], default: "1.3")
+        return TLSPolicy(minimumVersion: TLSPolicy.MinimumVersion(rawValue: text) ?? .tls13)
+    }
+
+    /// `--allow-cn`, `--allow-dns`, `--allow-uri`, `--allow-any-client`; at least one.
+    func accessRules() throws -> AccessRules {
+        let rules = AccessRules(commonNames: Set(list("allow-cn")), dnsNames: Set(list("allow-dns")),
+                                uris: Set(list("allow-uri")), allowAnyClient: try flag("allow-any-client"))
+        guard !rules.isEmpty else {
+            throw SecureChannelError(.configuration,
+                "no client is allowed: give --allow-cn, --allow-dns or --allow-uri (or allow-cn: [...] in the file), or --allow-any-client to accept any client of the CA")
+        }
+        return rules
+    }
+}

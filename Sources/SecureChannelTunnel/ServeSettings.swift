@@ -1,0 +1,42 @@
+import Foundation
+import SecureChannel
+
+/// What `securechannel serve` runs, from its flags and/or the `serve:` section of a configuration file: the
+/// server's configuration plus the process options (log format, metrics address).
+public struct ServeSettings: Sendable {
+    /// The server.
+    public var server: MessageServerConfiguration
+    /// `log-format`: `text` or `json`.
+    public var logFormat: String
+    /// `metrics`: where `/metrics` and `/healthz` listen, if anywhere.
+    public var metrics: (host: String, port: Int)?
+
+    /// The keys of a `serve:` section (the `serve` flags, without the dashes).
+    public static let keys: Set<String> = [
+        "listen", "cert", "key", "ca", "crl", "crl-expired", "tls-min", "framing", "max-message-bytes", "allow-cn",
+        "allow-dns", "allow-uri", "allow-any-client", "handshake-timeout", "idle-timeout", "max-connections",
+        "expiry-warning-days", "log-format", "metrics", "accept-proxy-protocol", "drain-timeout",
+    ]
+
+    /// Checks every value, loads the files, and builds the configuration.
+    public init(fields: ConfigFields) throws {
+        try fields.checkKeys(Self.keys, what: "serve")
+        guard case .tcp(let host, let port) = try fields.endpoint("listen", hint: "the address to listen on (HOST:PORT)") else {
+            throw fields.failure("listen", "must be HOST:PORT")
+        }
+        var server = try MessageServerConfiguration(host: host, port: port, files: try fields.materialFiles(), rules: try fields.accessRules())
+        server.tls = try fields.tlsPolicy()
+        server.framing = Framing(rawValue: try fields.choice("framing", ["lines", "length"], default: "lines")) ?? .lines
+        server.maximumMessageBytes = try fields.positiveInteger("max-message-bytes", default: Framing.defaultMaximumMessageBytes)
+        server.handshakeTimeout = try fields.seconds("handshake-timeout", default: 10)
+        server.idleTimeout = try fields.seconds("idle-timeout", default: 300)
+        server.maximumConnections = try fields.positiveInteger("max-connections", default: 1024)
+        server.expiryWarningDays = try fields.positiveInteger("expiry-warning-days", default: 14)
+        server.acceptProxyProtocol = try fields.flag("accept-proxy-protocol")
+        server.shutdownGracePeriod = try fields.seconds("drain-timeout", default: 5)
+        try server.validate()
+        self.server = server
+        logFormat = try fields.choice("log-format", ["text", "json"], default: "text")
+        metrics = try fields.hostPort("metrics")
+    }
+}

@@ -98,7 +98,7 @@ public final class MessageServer: Service, Sendable {
                 do {
                     reply = try await handler(message, identity)
                 } catch {
-                    logger.error("handler failed for \(record.remote): \(error)")
+                    logger.error("handler failed for \(record.remote): \(error)", metadata: ["event": "handler-failed", "peer": "\(record.remote)"])
                     reply = ByteBuffer(string: "ERR internal error")
                 }
                 try await outbound.write(framing.frame(reply, allocator: channel.allocator))

@@ -371,7 +371,8 @@ package final class SecureListener: Sendable {
             state.draining = true
             return state.connections.values.filter { !$0.record.busy }.map(\.channel)
         }
-        logger.info("shutting down: no new connections; \(idle.count) idle connection(s) closed, in-flight replies may finish")
+        logger.info("shutting down: no new connections; \(idle.count) idle connection(s) closed, in-flight replies may finish",
+                    metadata: ["event": "draining"])
         serverChannel.close(promise: nil)
         for channel in idle { channel.close(promise: nil) }
         let grace = settings.shutdownGracePeriod

@@ -7,8 +7,8 @@ struct CACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ca",
         abstract: "Create a certificate authority and issue server and client certificates.",
-        subcommands: [CAInitCommand.self, CAIssueCommand.self, CAListCommand.self, CARevokeCommand.self, CACRLCommand.self,
-                      CARenewCommand.self]
+        subcommands: [CAInitCommand.self, CAIssueCommand.self, CASignCommand.self, CAListCommand.self, CARevokeCommand.self,
+                      CACRLCommand.self, CARenewCommand.self]
     )
 }
 

@@ -6,8 +6,8 @@ import SecureChannelPKI
 struct CertCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cert",
-        abstract: "Inspect and verify certificates (PEM or DER, ours or OpenSSL's).",
-        subcommands: [CertInspectCommand.self, CertVerifyCommand.self]
+        abstract: "Inspect and verify certificates (PEM or DER, ours or OpenSSL's); make a key and a CSR.",
+        subcommands: [CertInspectCommand.self, CertVerifyCommand.self, CertRequestCommand.self]
     )
 }
 

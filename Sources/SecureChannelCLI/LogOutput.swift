@@ -17,7 +17,9 @@ enum LogFormat: String, ExpressibleByArgument, CaseIterable {
     }
 }
 
-/// Writes each log event as one JSON object on stderr: `time`, `level`, `label`, `message` and the metadata.
+/// Writes each log event as one JSON object on stderr: `time`, `level`, `label`, `message` and the metadata
+/// (counts and durations as JSON numbers, everything else as strings). The field names are documented in the
+/// README ("Logs") and stable.
 struct JSONLogHandler: LogHandler {
     let label: String
     var logLevel: Logger.Level = .info
@@ -36,12 +38,21 @@ struct JSONLogHandler: LogHandler {
             "message": event.message.description,
         ]
         for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
-            object[key] = value.description
+            object[key] = Self.json(value)
         }
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
             return
         }
         FileHandle.standardError.write(data + Data("\n".utf8))
+    }
+
+    /// Numbers stay numbers; anything else is its text.
+    static func json(_ value: Logger.MetadataValue) -> Any {
+        if case .stringConvertible(let convertible) = value {
+            if let number = convertible as? Int { return number }
+            if let number = convertible as? Double, number.isFinite { return number }
+        }
+        return value.description
     }
 }
 

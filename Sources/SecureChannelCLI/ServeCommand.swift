@@ -106,7 +106,7 @@ struct ServeCommand: AsyncParsableCommand {
             + (configuration.acceptProxyProtocol ? "; PROXY protocol v2 required" : "")
         try await ServiceRunner.run([server], metrics: endpoint, format: format, announcements: [{
             let address = try await server.listeningAddress()
-            logger.info("\(summary)")
+            logger.info("\(summary)", metadata: ["event": "started", "address": "\(Endpoint.display(address))"])
             return "listening on \(Endpoint.display(address))"
         }])
     }

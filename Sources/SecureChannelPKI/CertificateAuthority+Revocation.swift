@@ -100,11 +100,14 @@ extension CertificateAuthority {
         let oldPrefix = old.certificatePath.hasSuffix(".crt") ? String(old.certificatePath.dropLast(4)) : old.certificatePath
         let prefix = outPrefix ?? oldPrefix
         let key: Certificate.PrivateKey
+        if old.keyPath.isEmpty {
+            throw PKIError.invalidArgument("\(old.name) was issued from a CSR and its key is on the requester's machine: make a new CSR there ('securechannel cert request') and sign it ('securechannel ca sign')")
+        }
         if reuseKey {
             key = try PrivateKeyIO.parse(try SecureFile.read(old.keyPath), source: old.keyPath)
         } else {
             key = try keyType.generate()
         }
-        return try issue(request, key: key, prefix: prefix, replace: outPrefix == nil, now: now)
+        return try issue(request, publicKey: key.publicKey, key: key, prefix: prefix, replace: outPrefix == nil, now: now)
     }
 }

@@ -120,23 +120,25 @@ public struct CertificateAuthority: Sendable {
     public func issue(_ request: IssuanceRequest, outPrefix: String? = nil, now: Date = Date()) throws -> IssuedCertificate {
         try request.validate()
         let prefix = try outPrefix ?? defaultPrefix(for: request.name)
-        return try issue(request, key: try request.keyType.generate(), prefix: prefix, replace: false, now: now)
+        let key = try request.keyType.generate()
+        return try issue(request, publicKey: key.publicKey, key: key, prefix: prefix, replace: false, now: now)
     }
 
-    /// Issues for `key`; with `replace`, existing files at the prefix are replaced (renewal), else refused.
-    func issue(_ request: IssuanceRequest, key: Certificate.PrivateKey, prefix: String, replace: Bool, now: Date) throws
-        -> IssuedCertificate
+    /// Issues for `publicKey`; writes `key` beside the certificate when given (nil: the key stays with whoever made
+    /// a CSR). With `replace`, existing files at the prefix are replaced (renewal), else refused.
+    func issue(_ request: IssuanceRequest, publicKey: Certificate.PublicKey, key: Certificate.PrivateKey?, prefix: String,
+               replace: Bool, now: Date) throws -> IssuedCertificate
     {
         let certPath = "\(prefix).crt"
-        let keyPath = "\(prefix).key"
+        let keyPath = key == nil ? "" : "\(prefix).key"
         return try SecureFile.withExclusiveLock("\(directory)/\(Files.lock)") {
             if !replace {
-                for path in [certPath, keyPath] where SecureFile.exists(path) {
+                for path in [certPath, keyPath] where !path.isEmpty && SecureFile.exists(path) {
                     throw PKIError(.fileExists, "\(path) already exists; choose another --out PREFIX or remove the old files")
                 }
             }
             var inventory = try Inventory.load(directory: directory)
-            let issued = try sign(request, publicKey: key.publicKey, inventory: inventory, now: now)
+            let issued = try sign(request, publicKey: publicKey, inventory: inventory, now: now)
             let pem = try CertificateIO.pem([issued.certificate])
             try Self.createIssuedDirectory(directory)
             let copy = "\(directory)/\(Files.issued)/\(issued.serial).crt"
@@ -144,8 +146,10 @@ public struct CertificateAuthority: Sendable {
             var written = [copy]
             do {
                 // Key before certificate: a watcher that sees the new certificate finds its key already there.
-                try SecureFile.write(try PrivateKeyIO.pem(key), to: keyPath, mode: SecureFile.privateMode, overwrite: replace)
-                if !replace { written.append(keyPath) }
+                if let key {
+                    try SecureFile.write(try PrivateKeyIO.pem(key), to: keyPath, mode: SecureFile.privateMode, overwrite: replace)
+                    if !replace { written.append(keyPath) }
+                }
                 try SecureFile.write(pem, to: certPath, mode: SecureFile.publicMode, overwrite: replace)
                 if !replace { written.append(certPath) }
                 inventory.certificates.append(
@@ -153,9 +157,10 @@ public struct CertificateAuthority: Sendable {
                         serial: issued.serial, kind: request.kind, name: request.name,
                         subject: issued.certificate.subject.description,
                         subjectAlternativeNames: CertificateDescription.alternativeNames(of: issued.certificate),
-                        keyType: request.keyType.rawValue, notBefore: issued.certificate.notValidBefore,
+                        keyType: KeyType(publicKey)?.rawValue ?? request.keyType.rawValue, notBefore: issued.certificate.notValidBefore,
                         notAfter: issued.certificate.notValidAfter,
-                        certificatePath: Self.absolute(certPath), keyPath: Self.absolute(keyPath), revocation: nil))
+                        certificatePath: Self.absolute(certPath), keyPath: keyPath.isEmpty ? "" : Self.absolute(keyPath),
+                        revocation: nil))
                 try inventory.save(directory: directory)
             } catch {
                 for path in written { unlink(path) }

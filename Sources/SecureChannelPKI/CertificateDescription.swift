@@ -122,14 +122,17 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
     /// `DNS:`, `IP:`, `email:` and `URI:` strings for the certificate's subjectAltName.
     public static func alternativeNames(of certificate: Certificate) -> [String] {
         guard let names = try? certificate.extensions.subjectAlternativeNames else { return [] }
-        return names.map { name in
-            switch name {
-            case .dnsName(let dns): return "DNS:\(dns)"
-            case .ipAddress(let octets): return "IP:\(ipString(Array(octets.bytes)))"
-            case .rfc822Name(let email): return "email:\(email)"
-            case .uniformResourceIdentifier(let uri): return "URI:\(uri)"
-            default: return "other:\(name)"
-            }
+        return names.map(alternativeName)
+    }
+
+    /// `DNS:name`, `IP:address`, `email:address`, `URI:uri`, or `other:…`.
+    static func alternativeName(_ name: GeneralName) -> String {
+        switch name {
+        case .dnsName(let dns): return "DNS:\(dns)"
+        case .ipAddress(let octets): return "IP:\(ipString(Array(octets.bytes)))"
+        case .rfc822Name(let email): return "email:\(email)"
+        case .uniformResourceIdentifier(let uri): return "URI:\(uri)"
+        default: return "other:\(name)"
         }
     }
 

@@ -29,6 +29,20 @@ public enum KeyType: String, CaseIterable, Sendable, Codable {
         self = type
     }
 
+    /// The type of an existing public key (from a CSR), or nil for a key type we do not issue for (P-521, RSA
+    /// under 2048 bits or of an odd size).
+    public init?(_ publicKey: Certificate.PublicKey) {
+        switch publicKey.keyDescription {
+        case ("ECDSA P-256", _): self = .ecdsaP256
+        case ("ECDSA P-384", _): self = .ecdsaP384
+        case ("Ed25519", _): self = .ed25519
+        case ("RSA", 2048): self = .rsa2048
+        case ("RSA", 3072): self = .rsa3072
+        case ("RSA", 4096): self = .rsa4096
+        default: return nil
+        }
+    }
+
     /// Whether this is an RSA key type.
     public var isRSA: Bool {
         switch self {

@@ -51,6 +51,8 @@ public struct ConfigFile: Sendable {
     public let topLevel: ConfigFields
     /// The `serve:` section, if any.
     public let serve: ConfigFields?
+    /// Whether the file has a `tunnels:` list.
+    public var hasTunnels: Bool { !tunnelEntries.isEmpty }
     /// The `tunnels:` entries, with the line each starts on.
     let tunnelEntries: [(line: Int, fields: ConfigFields)]
 

@@ -45,10 +45,10 @@ public final class TunnelClient: Service, Sendable {
         do {
             let fresh = try Self.makeSetup(configuration)
             setup.withLockedValue { $0 = fresh }
-            logger.info("reloaded certificate, key, CA and CRLs")
+            logger.info("reloaded certificate, key, CA and CRLs", metadata: ["event": "reloaded"])
             return true
         } catch {
-            logger.error("reload failed, keeping the current material: \(error)")
+            logger.error("reload failed, keeping the current material: \(error)", metadata: ["event": "reload-failed"])
             return false
         }
     }
@@ -123,7 +123,10 @@ public final class TunnelClient: Service, Sendable {
                 }
                 .connect(host: configuration.targetHost, port: configuration.targetPort).get()
             let server = try await TLSClientSetup.awaitVerifiedServer(remote, record: record)
-            logger.info("connection from \(peer) to \(target): verified \(server), \(record.session.summary)")
+            logger.info("connection from \(peer) to \(target): verified \(server), \(record.session.summary)", metadata: [
+                "event": "connected", "peer": "\(peer)", "target": "\(target)", "subject": "\(server.subject)",
+                "tls_version": "\(record.session.tlsVersion)", "cipher": "\(record.session.cipherSuite)",
+            ])
             try await Glue.join(client: local, target: remote, preamble: nil, counter: TransferCounter(), record: record)
         } catch let error as SecureChannelError {
             record.noteClose(error.message)
@@ -134,6 +137,10 @@ public final class TunnelClient: Service, Sendable {
         }
         let seconds = String(format: "%.3f", Date().timeIntervalSince(started))
         let text = "connection from \(peer) to \(target) ended: \(record.closeReason ?? "closed"); \(record.traffic ?? "nothing forwarded"), \(seconds) s"
-        if record.identity == nil { logger.warning("\(text)") } else { logger.info("\(text)") }
+        let metadata: Logger.Metadata = [
+            "event": "ended", "peer": "\(peer)", "target": "\(target)", "reason": "\(record.closeReason ?? "closed")",
+            "duration": .stringConvertible(Double(seconds) ?? 0),
+        ]
+        if record.identity == nil { logger.warning("\(text)", metadata: metadata) } else { logger.info("\(text)", metadata: metadata) }
     }
 }

@@ -119,6 +119,7 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict
         ),
@@ -136,7 +137,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SecureChannelCLITests",
-            dependencies: ["SecureChannelCLI", "SecureChannelPKI", "SecureChannel", "TestSupport"],
+            dependencies: ["SecureChannelCLI", "SecureChannelPKI", "SecureChannel", "SecureChannelTunnel", "TestSupport"],
             swiftSettings: strict
         ),
     ],

@@ -105,6 +105,9 @@ public enum CertificateRequest {
                 throw PKIError.invalidArgument("\(source): the request asks for an extension this CA does not issue (\(ext.oid))")
             }
         }
+        if kind == .server && request.dnsNames.isEmpty && request.ipAddresses.isEmpty {
+            throw PKIError.invalidArgument("\(source): the request names no DNS name or IP address, which a server certificate needs (make it with 'cert request --dns HOST' or '--ip ADDR')")
+        }
         try request.validate()
         return request
     }

@@ -153,10 +153,14 @@ public final class RunningProcess: @unchecked Sendable {
 
     /// The first `HOST:PORT` after `marker` in the output, as a port number.
     public func port(after marker: String) -> Int? {
-        for line in output().split(separator: "\n") where line.contains(marker) {
-            if let last = line.split(separator: ":").last, let port = Int(last.trimmingCharacters(in: .whitespaces)) {
-                return port
-            }
+        for line in output().split(separator: "\n") {
+            // `listening on 127.0.0.1:8443 (…)`, `listening on [::1]:8443`, `metrics on http://127.0.0.1:9090/metrics`
+            guard let range = line.range(of: marker) else { continue }
+            var rest = line[range.upperBound...]
+            if rest.hasPrefix("http://") { rest = rest.dropFirst(7) }
+            if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") { rest = rest[close...] }
+            guard let colon = rest.firstIndex(of: ":") else { continue }
+            if let port = Int(rest[rest.index(after: colon)...].prefix(while: \.isNumber)) { return port }
         }
         return nil
     }

@@ -13,19 +13,20 @@ import NIOConcurrencyHelpers
 /// - `securechannel_bytes_received_total`, `securechannel_bytes_sent_total`: bytes on the wire (TLS records)
 /// - `securechannel_messages_total`: messages answered (the message server)
 /// - `securechannel_reloads_total`, `securechannel_reload_failures_total`
-/// - `securechannel_certificate_expiry_seconds{certificate="server"|"ca"}`: seconds until notAfter (earliest CA)
+/// - `securechannel_certificate_expiry_seconds{certificate="server"|"client"|"ca"}`: seconds until notAfter of our
+///   certificate (a tunnel client's is `client`) and of the earliest-expiring CA
 /// - `securechannel_crl_next_update_seconds`: seconds until the earliest loaded CRL's nextUpdate (only with CRLs)
 package final class ListenerMetrics: Sendable {
-    let accepted: Counter
-    let verified: Counter
-    let open: Meter
-    let refused: [RefusalReason: Counter]
-    let handshakeDuration: CoreMetrics.Timer
-    let bytesReceived: Counter
-    let bytesSent: Counter
+    package let accepted: Counter
+    package let verified: Counter
+    package let open: Meter
+    package let refused: [RefusalReason: Counter]
+    package let handshakeDuration: CoreMetrics.Timer
+    package let bytesReceived: Counter
+    package let bytesSent: Counter
     let messages: Counter
-    let reloads: Counter
-    let reloadFailures: Counter
+    package let reloads: Counter
+    package let reloadFailures: Counter
     let serverExpiry: Gauge
     let caExpiry: Gauge
     private let crlNextUpdate: NIOLockedValueBox<Gauge?>
@@ -33,8 +34,9 @@ package final class ListenerMetrics: Sendable {
     private let listener: String
 
     /// Metric objects for the listener named `listener`, made by `factory` (default: the process-wide
-    /// `MetricsSystem.factory`, a no-op unless bootstrapped).
-    package init(listener: String, factory: (any MetricsFactory)?) {
+    /// `MetricsSystem.factory`, a no-op unless bootstrapped). `role` labels our own certificate's expiry gauge
+    /// (`server` for servers, `client` for a tunnel client).
+    package init(listener: String, factory: (any MetricsFactory)?, role: String = "server") {
         let factory = factory ?? MetricsSystem.factory
         let labels = [("listener", listener)]
         func counter(_ name: String, _ extra: [(String, String)] = []) -> Counter {
@@ -52,7 +54,7 @@ package final class ListenerMetrics: Sendable {
         messages = counter("messages_total")
         reloads = counter("reloads_total")
         reloadFailures = counter("reload_failures_total")
-        serverExpiry = Gauge(label: Self.expiryLabel, dimensions: labels + [("certificate", "server")], factory: factory)
+        serverExpiry = Gauge(label: Self.expiryLabel, dimensions: labels + [("certificate", role)], factory: factory)
         caExpiry = Gauge(label: Self.expiryLabel, dimensions: labels + [("certificate", "ca")], factory: factory)
         crlNextUpdate = NIOLockedValueBox(nil)
         self.factory = factory
@@ -64,7 +66,7 @@ package final class ListenerMetrics: Sendable {
     static let expiryLabel = "securechannel_certificate_expiry_seconds"
 
     /// Sets the expiry gauges from the material in use.
-    func noteExpiry(_ material: TLSMaterial, now: Date = Date()) {
+    package func noteExpiry(_ material: TLSMaterial, now: Date = Date()) {
         serverExpiry.record(material.identity.leaf.notValidAfter.timeIntervalSince(now))
         if let earliest = material.trust.certificates.map(\.notValidAfter).min() {
             caExpiry.record(earliest.timeIntervalSince(now))

@@ -39,6 +39,9 @@ public struct MessageServerConfiguration: Sendable {
     /// Expect a PROXY protocol v2 header (HAProxy `send-proxy-v2`) before TLS on every connection; logs then
     /// show the client's address from it. Connections without one are refused. Only behind a proxy.
     public var acceptProxyProtocol = false
+    /// Set SO_REUSEPORT, so that several server processes can listen on the same address and port (the kernel
+    /// spreads new connections among them): restarts without a gap, or one process per core.
+    public var reusePort = false
     /// Where the server's metrics go (``PrometheusEndpoint/factory``); nil: `MetricsSystem.factory`.
     public var metricsFactory: (any MetricsFactory)?
     /// The `listener` label of the server's metrics.
@@ -84,6 +87,7 @@ public struct MessageServerConfiguration: Sendable {
             maximumConnections: maximumConnections, shutdownGracePeriod: shutdownGracePeriod,
             expiryWarningDays: expiryWarningDays)
         settings.acceptProxyProtocol = acceptProxyProtocol
+        settings.reusePort = reusePort
         settings.metricsFactory = metricsFactory
         settings.metricsLabel = metricsLabel
         return settings

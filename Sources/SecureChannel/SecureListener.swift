@@ -28,6 +28,8 @@ package struct ListenerSettings: Sendable {
     package var allowHalfClosure = false
     /// Expect a PROXY protocol v2 header before TLS on every connection (behind HAProxy `send-proxy-v2`).
     package var acceptProxyProtocol = false
+    /// SO_REUSEPORT: several processes listen on the same port and the kernel spreads connections among them.
+    package var reusePort = false
     /// The `listener` label of this listener's metrics.
     package var metricsLabel = "serve"
     /// Where metrics go; nil: `MetricsSystem.factory`.
@@ -233,6 +235,7 @@ package final class SecureListener: Sendable {
             serverChannel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(.socket(SocketOptionLevel(SOL_SOCKET), SocketOptionName(SO_REUSEPORT)), value: settings.reusePort ? 1 : 0)
                 .childChannelOption(.autoRead, value: false)
                 .childChannelOption(.allowRemoteHalfClosure, value: settings.allowHalfClosure)
                 .bind(host: settings.host, port: settings.port) { channel in

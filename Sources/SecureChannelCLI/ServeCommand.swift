@@ -71,6 +71,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Expect a PROXY protocol v2 header (HAProxy send-proxy-v2) before TLS on every connection; logs show the client address it names. Only behind a proxy.")
     var acceptProxyProtocol = false
 
+    @Flag(help: "Set SO_REUSEPORT: several serve processes may listen on the same port; the kernel spreads connections among them.")
+    var reusePort = false
+
     @Option(help: ArgumentHelp("On SIGTERM/SIGINT, seconds replies in flight may take before the rest are closed (default: 5).", valueName: "seconds"))
     var drainTimeout: Double?
 
@@ -89,6 +92,7 @@ struct ServeCommand: AsyncParsableCommand {
         fields.set("metrics", metrics?.description)
         fields.set("accept-proxy-protocol", flag: acceptProxyProtocol)
         fields.set("drain-timeout", drainTimeout)
+        fields.set("reuse-port", flag: reusePort)
         return fields
     }
 

@@ -76,13 +76,16 @@ func runTunnels(_ tunnels: [ConfigFile.Tunnel], format: LogFormat, metrics: (hos
                 let address = Endpoint.display(try await server.listeningAddress())
                 return named ? "listening on \(address) (\(name): server to \(target))" : "listening on \(address)"
             }
-        case .client(let name, let configuration):
+        case .client(let name, let given):
+            var configuration = given
+            configuration.metricsFactory = endpoint?.factory
             let client = try TunnelClient(configuration: configuration, logger: tunnelLogger)
             services.append(client)
+            readiness.append { client.isReady }
             announcements.append {
                 let address = try await client.listeningAddress()
-                let shown = address.port == nil ? configuration.listen.description : Endpoint.display(address)
-                return named ? "listening on \(shown) (\(name): client to \(configuration.targetHost):\(configuration.targetPort))" : "listening on \(shown)"
+                let shown = address.port == nil ? given.listen.description : Endpoint.display(address)
+                return named ? "listening on \(shown) (\(name): client to \(given.targetHost):\(given.targetPort))" : "listening on \(shown)"
             }
         }
     }
@@ -126,6 +129,9 @@ struct TunnelServerCommand: AsyncParsableCommand {
     @Flag(help: "Allow a target that is not on this machine (the plaintext then crosses a network).")
     var unsafeTarget = false
 
+    @Flag(help: "Set SO_REUSEPORT: several tunnel server processes may listen on the same port.")
+    var reusePort = false
+
     @Option(help: ArgumentHelp("Refuse connections beyond this many (default: 1024).", valueName: "n"))
     var maxConnections: Int?
 
@@ -155,6 +161,7 @@ struct TunnelServerCommand: AsyncParsableCommand {
         fields.set("proxy-protocol", flag: proxyProtocol)
         fields.set("accept-proxy-protocol", flag: acceptProxyProtocol)
         fields.set("unsafe-target", flag: unsafeTarget)
+        fields.set("reuse-port", flag: reusePort)
         fields.set("max-connections", maxConnections)
         fields.set("handshake-timeout", handshakeTimeout)
         fields.set("idle-timeout", idleTimeout)
@@ -201,6 +208,9 @@ struct TunnelClientCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("On SIGTERM/SIGINT, seconds open tunnels may take before they are closed (default: 5).", valueName: "seconds"))
     var drainTimeout: Double?
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics on http://HOST:PORT/metrics and /healthz.", valueName: "host:port"))
+    var metrics: Endpoint?
+
     func run() async throws {
         var fields = ConfigFields()
         fields.set("name", "tunnel")
@@ -212,6 +222,7 @@ struct TunnelClientCommand: AsyncParsableCommand {
         fields.set("unsafe-listen", flag: unsafeListen)
         fields.set("connect-timeout", connectTimeout)
         fields.set("drain-timeout", drainTimeout)
-        try await runTunnels([try ConfigFile.tunnel(fields)], format: logFormat ?? .text, metrics: nil, named: false)
+        try await runTunnels([try ConfigFile.tunnel(fields)], format: logFormat ?? .text, metrics: metrics.map { ($0.host, $0.port) },
+                             named: false)
     }
 }

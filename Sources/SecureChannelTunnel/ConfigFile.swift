@@ -61,7 +61,7 @@ public struct ConfigFile: Sendable {
     /// The keys of a `mode: server` tunnel (the `tunnel server` flags).
     public static let serverKeys: Set<String> = commonTunnelKeys.union([
         "allow-cn", "allow-dns", "allow-uri", "allow-any-client", "proxy-protocol", "unsafe-target", "max-connections",
-        "handshake-timeout", "idle-timeout", "accept-proxy-protocol",
+        "handshake-timeout", "idle-timeout", "accept-proxy-protocol", "reuse-port",
     ])
     /// The keys of a `mode: client` tunnel (the `tunnel client` flags).
     public static let clientKeys: Set<String> = commonTunnelKeys.union(["server-name", "unsafe-listen"])
@@ -187,6 +187,7 @@ public struct ConfigFile: Sendable {
                 idleTimeout: try fields.seconds("idle-timeout", default: 3600),
                 connectTimeout: try fields.seconds("connect-timeout", default: 5))
             configuration.acceptProxyProtocol = try fields.flag("accept-proxy-protocol")
+            configuration.reusePort = try fields.flag("reuse-port")
             configuration.shutdownGracePeriod = drain
             configuration.metricsLabel = name
             try configuration.validate()
@@ -200,6 +201,7 @@ public struct ConfigFile: Sendable {
             serverName: try fields.optionalString("server-name"), files: files, allowRemoteListen: try fields.flag("unsafe-listen"),
             tls: tls, connectTimeout: try fields.seconds("connect-timeout", default: 10))
         configuration.shutdownGracePeriod = drain
+        configuration.metricsLabel = name
         try configuration.validate()
         return .client(name: name, configuration)
     }

@@ -15,7 +15,7 @@ public struct ServeSettings: Sendable {
     public static let keys: Set<String> = [
         "listen", "cert", "key", "ca", "crl", "crl-expired", "tls-min", "framing", "max-message-bytes", "allow-cn",
         "allow-dns", "allow-uri", "allow-any-client", "handshake-timeout", "idle-timeout", "max-connections",
-        "expiry-warning-days", "log-format", "metrics", "accept-proxy-protocol", "drain-timeout",
+        "expiry-warning-days", "log-format", "metrics", "accept-proxy-protocol", "drain-timeout", "reuse-port",
     ]
 
     /// Checks every value, loads the files, and builds the configuration.
@@ -33,6 +33,7 @@ public struct ServeSettings: Sendable {
         server.maximumConnections = try fields.positiveInteger("max-connections", default: 1024)
         server.expiryWarningDays = try fields.positiveInteger("expiry-warning-days", default: 14)
         server.acceptProxyProtocol = try fields.flag("accept-proxy-protocol")
+        server.reusePort = try fields.flag("reuse-port")
         server.shutdownGracePeriod = try fields.seconds("drain-timeout", default: 5)
         try server.validate()
         self.server = server

@@ -17,6 +17,11 @@ public final class TunnelClient: Service, Sendable {
     private let bound: EventLoopPromise<SocketAddress>
     /// Open local connections, closed at the end of the shutdown grace period.
     private let open = NIOLockedValueBox([ObjectIdentifier: any Channel]())
+    /// Local connections accepted and open, server handshakes (verified, duration, refusals), plaintext bytes
+    /// forwarded, and our certificate's and the CA's expiry.
+    private let metrics: ListenerMetrics
+    /// Bound and not yet shutting down.
+    private let ready = NIOLockedValueBox(false)
 
     /// Creates the client; throws a one-line error for an unusable configuration.
     public init(configuration: TunnelClientConfiguration, logger: Logger,
@@ -25,13 +30,16 @@ public final class TunnelClient: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.group = group
-        setup = NIOLockedValueBox(try Self.makeSetup(configuration))
+        metrics = ListenerMetrics(listener: configuration.metricsLabel, factory: configuration.metricsFactory, role: "client")
+        setup = NIOLockedValueBox(try Self.makeSetup(configuration, metrics: metrics))
         bound = group.any().makePromise(of: SocketAddress.self)
     }
 
-    private static func makeSetup(_ configuration: TunnelClientConfiguration) throws -> TLSClientSetup {
-        try TLSClientSetup(material: try configuration.files.load(), serverName: configuration.serverName ?? configuration.targetHost,
-                           tls: configuration.tls, timeout: configuration.connectTimeout)
+    private static func makeSetup(_ configuration: TunnelClientConfiguration, metrics: ListenerMetrics) throws -> TLSClientSetup {
+        let material = try configuration.files.load()
+        metrics.noteExpiry(material)
+        return try TLSClientSetup(material: material, serverName: configuration.serverName ?? configuration.targetHost,
+                                  tls: configuration.tls, timeout: configuration.connectTimeout)
     }
 
     /// The plaintext address, once bound (a UNIX socket path reports no port).
@@ -39,15 +47,20 @@ public final class TunnelClient: Service, Sendable {
         try await bound.futureResult.get()
     }
 
+    /// Listening and not shutting down (for health checks).
+    public var isReady: Bool { ready.withLockedValue { $0 } }
+
     /// Re-reads the certificate, key, CA and CRL files; on failure keeps the current ones.
     @discardableResult
     public func reload() -> Bool {
         do {
-            let fresh = try Self.makeSetup(configuration)
+            let fresh = try Self.makeSetup(configuration, metrics: metrics)
             setup.withLockedValue { $0 = fresh }
+            metrics.reloads.increment()
             logger.info("reloaded certificate, key, CA and CRLs", metadata: ["event": "reloaded"])
             return true
         } catch {
+            metrics.reloadFailures.increment()
             logger.error("reload failed, keeping the current material: \(error)", metadata: ["event": "reload-failed"])
             return false
         }
@@ -81,12 +94,14 @@ public final class TunnelClient: Service, Sendable {
             throw failure
         }
         if let address = serverChannel.channel.localAddress {
+            ready.withLockedValue { $0 = true }
             bound.succeed(address)
         }
         try await withGracefulShutdownHandler {
             try await serverChannel.executeThenClose { inbound in
                 try await withThrowingDiscardingTaskGroup { tasks in
                     for try await child in inbound {
+                        metrics.accepted.increment()
                         open.withLockedValue { $0[ObjectIdentifier(child)] = child }
                         tasks.addTask(executorPreference: EventLoopTaskExecutor(child.eventLoop)) {
                             await self.forward(child)
@@ -96,6 +111,7 @@ public final class TunnelClient: Service, Sendable {
                 }
             }
         } onGracefulShutdown: {
+            self.ready.withLockedValue { $0 = false }
             serverChannel.channel.close(promise: nil)
             let open = self.open
             serverChannel.channel.eventLoop.scheduleTask(in: self.configuration.shutdownGracePeriod) {
@@ -109,6 +125,9 @@ public final class TunnelClient: Service, Sendable {
         let record = ConnectionRecord(remote: local.remoteAddress)
         let peer = record.remote == "unknown" ? "a local client" : record.remote
         let target = "\(configuration.targetHost):\(configuration.targetPort)"
+        let counter = TransferCounter()
+        metrics.open.increment()
+        defer { metrics.open.decrement() }
         do {
             let setup = self.setup.withLockedValue { $0 }
             let remote = try await ClientBootstrap(group: local.eventLoop)
@@ -123,11 +142,13 @@ public final class TunnelClient: Service, Sendable {
                 }
                 .connect(host: configuration.targetHost, port: configuration.targetPort).get()
             let server = try await TLSClientSetup.awaitVerifiedServer(remote, record: record)
+            metrics.verified.increment()
+            metrics.handshakeDuration.recordNanoseconds((NIODeadline.now() - record.acceptedAt).nanoseconds)
             logger.info("connection from \(peer) to \(target): verified \(server), \(record.session.summary)", metadata: [
                 "event": "connected", "peer": "\(peer)", "target": "\(target)", "subject": "\(server.subject)",
                 "tls_version": "\(record.session.tlsVersion)", "cipher": "\(record.session.cipherSuite)",
             ])
-            try await Glue.join(client: local, target: remote, preamble: nil, counter: TransferCounter(), record: record)
+            try await Glue.join(client: local, target: remote, preamble: nil, counter: counter, record: record)
         } catch let error as SecureChannelError {
             record.noteClose(error.message)
             local.close(promise: nil)
@@ -135,6 +156,9 @@ public final class TunnelClient: Service, Sendable {
             record.noteClose("cannot reach \(target): \(TunnelText.connect(error))")
             local.close(promise: nil)
         }
+        if record.identity == nil, let refusal = record.refusal { metrics.refused[refusal]?.increment() }
+        metrics.bytesReceived.increment(by: counter.toTarget)
+        metrics.bytesSent.increment(by: counter.toClient)
         let seconds = String(format: "%.3f", Date().timeIntervalSince(started))
         let text = "connection from \(peer) to \(target) ended: \(record.closeReason ?? "closed"); \(record.traffic ?? "nothing forwarded"), \(seconds) s"
         let metadata: Logger.Metadata = [

@@ -1,3 +1,4 @@
+import CoreMetrics
 import NIOCore
 import SecureChannel
 
@@ -21,6 +22,10 @@ public struct TunnelClientConfiguration: Sendable {
     public var connectTimeout: TimeAmount
     /// At shutdown, open tunnels get this long to finish before they are closed.
     public var shutdownGracePeriod: TimeAmount = .seconds(5)
+    /// Where metrics go; nil: `MetricsSystem.factory`.
+    public var metricsFactory: (any MetricsFactory)?
+    /// The `listener` label of the tunnel's metrics (the tunnel's name in a config file).
+    public var metricsLabel = "tunnel"
 
     /// A configuration with secure defaults.
     public init(listen: TunnelEndpoint, targetHost: String, targetPort: Int, serverName: String? = nil,

@@ -26,6 +26,7 @@ public final class TunnelServer: Service, Sendable {
             maximumConnections: configuration.maximumConnections, shutdownGracePeriod: configuration.shutdownGracePeriod, expiryWarningDays: 14)
         settings.allowHalfClosure = true
         settings.acceptProxyProtocol = configuration.acceptProxyProtocol
+        settings.reusePort = configuration.reusePort
         settings.metricsFactory = configuration.metricsFactory
         settings.metricsLabel = configuration.metricsLabel
         listener = try SecureListener(settings: settings, logger: logger, group: group)

@@ -32,6 +32,8 @@ public struct TunnelServerConfiguration: Sendable {
     public var shutdownGracePeriod: TimeAmount = .seconds(5)
     /// Expect a PROXY protocol v2 header from a load balancer before TLS (see ``MessageServerConfiguration``).
     public var acceptProxyProtocol = false
+    /// Set SO_REUSEPORT (see ``MessageServerConfiguration/reusePort``).
+    public var reusePort = false
     /// Where metrics go; nil: `MetricsSystem.factory`.
     public var metricsFactory: (any MetricsFactory)?
     /// The `listener` label of the tunnel's metrics (the tunnel's name in a config file).

@@ -127,4 +127,41 @@ struct FleetTests {
         let line = try await instance.process.waitForOutput { $0.contains("no PROXY protocol v2 header") }
         #expect(line.contains(#""refusal":"proxy_protocol""#))
     }
+
+    @Test("--reuse-port: two serve processes on one port share the connections; when one stops, the other takes them all")
+    func reusePort() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        try await CLI.barryJillChris(in: dir.path)
+        let port = try TunnelConfigTests.freePort()
+        let arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--cert", dir.file("Jill.crt"), "--key", dir.file("Jill.key"),
+                         "--ca", dir.file("ca.crt"), "--allow-cn", "Chris"]
+        let first = try RunningProcess(try Tools.securechannel(), arguments + ["--reuse-port"])
+        defer { first.stop() }
+        try await first.waitForOutput { $0.contains("listening on") }
+        let second = try RunningProcess(try Tools.securechannel(), arguments + ["--reuse-port"])
+        defer { second.stop() }
+        try await second.waitForOutput { $0.contains("listening on") }
+        // Without the option the port is taken, as ever.
+        let third = try await CLI.run(arguments)
+        #expect(third.status == 1 && third.stderr.contains("cannot listen on 127.0.0.1:\(port)"), "\(third.stderr)")
+
+        let server = ServerProcess(process: first, port: port)
+        try await withThrowingTaskGroup(of: ProcessResult.self) { group in
+            for number in 0..<20 { group.addTask { try await server.send(dir.path, ["message \(number)"]) } }
+            for try await result in group { #expect(result.status == 0, "\(result.stderr)") }
+        }
+        let connected = { (process: RunningProcess) in process.output().components(separatedBy: ": verified CN=Chris").count - 1 }
+        #expect(connected(first) + connected(second) == 20)
+        #expect(connected(first) > 0 && connected(second) > 0, "the kernel spread 20 connections over both processes")
+
+        first.signal(SIGTERM)
+        #expect(try await first.waitForExit() == 0)
+        let before = connected(second)
+        for number in 0..<5 {
+            let result = try await server.send(dir.path, ["after \(number)"])
+            #expect(result.status == 0 && result.stdout == "after \(number)\n", "\(result.stderr)")
+        }
+        #expect(connected(second) == before + 5)
+    }
 }

@@ -33,6 +33,7 @@ struct TunnelConfigTests {
         defer { http.stop() }
         let serverPort = try Self.freePort(), clientPort = try Self.freePort()
         try SecureFile.write("""
+            metrics: 127.0.0.1:0
             tunnels:
               - name: web-server
                 mode: server
@@ -57,6 +58,17 @@ struct TunnelConfigTests {
         #expect(output.contains("(web-server: server") && output.contains("(web-client: client"))
         let page = try await Tools.run(try Tools.require("curl"), ["-sS", "--max-time", "10", "http://127.0.0.1:\(clientPort)/index.html"])
         #expect(page.stdout == "from the config file\n", "\(page.stderr)")
+
+        // One metrics endpoint for the process, one `listener` label per tunnel.
+        // (after both ends logged the connection's end: the client end adds its bytes then)
+        try await process.waitForOutput { $0.components(separatedBy: " ended: ").count > 2 }
+        let metricsPort = try #require(process.port(after: "metrics on http://"))
+        let scrape = try await OperationsTests.curl("http://127.0.0.1:\(metricsPort)/metrics")
+        #expect(OperationsTests.sample(scrape.body, #"securechannel_connections_verified_total{listener="web-server"}"#) == 1, "\(scrape.body)")
+        #expect(OperationsTests.sample(scrape.body, #"securechannel_connections_verified_total{listener="web-client"}"#) == 1)
+        #expect((OperationsTests.sample(scrape.body, #"securechannel_bytes_sent_total{listener="web-client"}"#) ?? 0) > 20)
+        #expect(OperationsTests.sample(scrape.body, #"securechannel_certificate_expiry_seconds{listener="web-client",certificate="client"}"#) != nil)
+        #expect(try await OperationsTests.curl("http://127.0.0.1:\(metricsPort)/healthz").status == 200)
     }
 
     @Test("one bad entry is reported with its name and line, and nothing starts")

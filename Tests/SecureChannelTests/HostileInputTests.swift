@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Prometheus
 import SecureChannel
 import SecureChannelPKI
 import SecureChannelTunnel
@@ -22,6 +23,22 @@ struct HostileInputTests {
         case sslv3Hello, tls10Hello, tls11Hello, httpRequest, randomBytes, truncatedHelloThenSilence, halfOpenFlood
         case overLongLine, invalidUTF8, byteByByte, disconnectMidMessage, resetMidHandshake, renegotiation
         case hundredCertificateChain, connectionFlood
+
+        /// What the attack is counted as in `securechannel_connections_refused_total` (nil: not a refusal).
+        var refusal: RefusalReason? {
+            switch self {
+            case .noCertificate: return .noCertificate
+            case .rogueCA, .selfSigned: return .unknownCA
+            case .expired, .notYetValid: return .expired
+            case .wrongPurpose, .hundredCertificateChain: return .badCertificate
+            case .revoked: return .revoked
+            case .notAllowed: return .notAllowed
+            case .caAsClient, .sslv3Hello, .tls10Hello, .tls11Hello, .httpRequest, .randomBytes, .resetMidHandshake: return .handshakeFailed
+            case .truncatedHelloThenSilence, .halfOpenFlood: return .handshakeTimeout
+            case .connectionFlood: return .limit
+            case .overLongLine, .invalidUTF8, .byteByByte, .disconnectMidMessage, .renegotiation: return nil
+            }
+        }
     }
 
     /// Attacks on the TLS layer, which the tunnel server shares with `serve`; the others are about messages.
@@ -46,6 +63,12 @@ struct HostileInputTests {
         let harness = try await Harness.start(for: attack, kind: kind)
         do {
             try await harness.run(attack)
+            if let reason = attack.refusal {
+                // The refusal is counted under its reason (before the log line the attack waited for is written).
+                let counted = harness.refusals(reason)
+                #expect(counted >= (attack == .halfOpenFlood ? 1_000 : 1), "\(attack) counted \(counted) times as \(reason.rawValue)")
+                if attack == .connectionFlood { #expect(counted == 13) }
+            }
             try await harness.finish()
         } catch {
             Issue.record("server log: \(harness.log.all.suffix(10))")
@@ -62,6 +85,8 @@ struct HostileInputTests {
         let pki: TestPKI
         let port: Int
         let log: LogCapture
+        let registry: PrometheusCollectorRegistry
+        let listener: String
         let honest: HonestClient
         let reload: @Sendable () async throws -> Void
         let stop: @Sendable () async throws -> Void
@@ -77,6 +102,8 @@ struct HostileInputTests {
             let port: Int
             let reload: @Sendable () async throws -> Void
             let stop: @Sendable () async throws -> Void
+            let registry = PrometheusCollectorRegistry()
+            let factory = PrometheusMetricsFactory(registry: registry)
             switch kind {
             case .messageServer:
                 let server = try await RunningServer.start(pki, rules: rules, watching: pki.files(crl: true), configure: { configuration in
@@ -84,6 +111,7 @@ struct HostileInputTests {
                     configuration.handshakeTimeout = .seconds(4)
                     configuration.maximumConnections = maximumConnections
                     configuration.tls = tls
+                    configuration.metricsFactory = factory
                 }, log: log)
                 port = server.port
                 reload = { _ = server.server.reload() }
@@ -97,6 +125,7 @@ struct HostileInputTests {
                 configuration.maximumConnections = maximumConnections
                 configuration.tls = tls
                 configuration.shutdownGracePeriod = .milliseconds(200)
+                configuration.metricsFactory = factory
                 var logger = Logger(label: "test.tunnel") { _ in log.handler }
                 logger.logLevel = .info
                 let server = try TunnelServer(configuration: configuration, logger: logger)
@@ -117,7 +146,15 @@ struct HostileInputTests {
                 try? await stop()
                 throw SecureChannelError(.connectionFailed, "honest client: \(error); server log: \(log.all)")
             }
-            return Harness(pki: pki, port: port, log: log, honest: honest, reload: reload, stop: stop)
+            return Harness(pki: pki, port: port, log: log, registry: registry, listener: kind == .messageServer ? "serve" : "tunnel",
+                           honest: honest, reload: reload, stop: stop)
+        }
+
+        /// `securechannel_connections_refused_total` for `reason`, from the server's metrics.
+        func refusals(_ reason: RefusalReason) -> Double {
+            let series = "securechannel_connections_refused_total{listener=\"\(listener)\",reason=\"\(reason.rawValue)\"} "
+            let line = registry.emitToString().split(separator: "\n").first { $0.hasPrefix(series) }
+            return line.flatMap { Double($0.dropFirst(series.count)) } ?? 0
         }
 
         static func clientConfiguration(port: Int, _ identity: TLSIdentity, trust: TrustAnchors) -> MessageClientConfiguration {

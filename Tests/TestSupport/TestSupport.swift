@@ -43,7 +43,8 @@ public enum Tools {
     public static func path(_ name: String) -> String? {
         if name.hasPrefix("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }
         // PATH, then the sbin directories (haproxy lives in /usr/sbin, not always on a user's PATH).
-        let paths = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") + ["/usr/sbin", "/sbin"]
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        let paths: [String] = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin"]
         for directory in paths {
             let candidate = "\(directory)/\(name)"
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }

@@ -324,7 +324,7 @@ package final class SecureListener: Sendable {
             metrics.refused[.limit]?.increment()
             let peer = ConnectionRecord(remote: channel.remoteAddress).remote
             let why = draining ? "server shutting down" : "over --max-connections (\(count) open)"
-            logger.warning("connection from \(peer) refused: \(why)", metadata: ["peer": "\(peer)", "event": "refused"])
+            logger.warning("connection from \(peer) refused: \(why)", metadata: ["peer": "\(peer)", "event": "refused", "refusal": "\(RefusalReason.limit.rawValue)", "reason": "\(why)"])
             channel.close(promise: nil)
         }
         return admitted

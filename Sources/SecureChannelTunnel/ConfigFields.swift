@@ -15,11 +15,13 @@ public struct ConfigFields: Sendable {
         public var list: [String]?
         /// Where it came from: `line N` (of the file) or `the command line`.
         public var origin: String
+        /// What a relative path in it is relative to: the file's directory, or the current directory for a flag.
+        public var baseDirectory: String
     }
 
     /// The values, by key.
     public private(set) var values: [String: Value] = [:]
-    /// The directory relative paths are resolved against.
+    /// The directory relative paths given here are resolved against.
     public let baseDirectory: String
 
     /// Fields given on the command line (relative paths: the current directory).
@@ -35,7 +37,7 @@ public struct ConfigFields: Sendable {
             guard let name = key.string else { throw SecureChannelError(.configuration, "line \(line): keys must be names") }
             let origin = "line \(node.mark?.line ?? line)"
             if let text = node.scalar?.string {
-                values[name] = Value(scalar: text, origin: origin)
+                values[name] = Value(scalar: text, origin: origin, baseDirectory: baseDirectory)
             } else if let items = node.sequence {
                 let texts = try items.map { item -> String in
                     guard let text = item.scalar?.string else {
@@ -43,7 +45,7 @@ public struct ConfigFields: Sendable {
                     }
                     return text
                 }
-                values[name] = Value(list: texts, origin: origin)
+                values[name] = Value(list: texts, origin: origin, baseDirectory: baseDirectory)
             } else {
                 throw SecureChannelError(.configuration, "\(origin): '\(name)' must be a value or a list of values")
             }
@@ -53,18 +55,18 @@ public struct ConfigFields: Sendable {
     /// Sets a scalar given as a flag.
     public mutating func set(_ key: String, _ value: (some CustomStringConvertible)?) {
         guard let value else { return }
-        values[key] = Value(scalar: value.description, origin: "the command line")
+        values[key] = Value(scalar: value.description, origin: "the command line", baseDirectory: baseDirectory)
     }
 
     /// Sets a list given as a repeatable flag (an empty list sets nothing).
     public mutating func set(_ key: String, list: [String]) {
         guard !list.isEmpty else { return }
-        values[key] = Value(list: list, origin: "the command line")
+        values[key] = Value(list: list, origin: "the command line", baseDirectory: baseDirectory)
     }
 
     /// Sets a flag that was given (a flag not given leaves the file's value).
     public mutating func set(_ key: String, flag: Bool) {
-        if flag { values[key] = Value(scalar: "true", origin: "the command line") }
+        if flag { values[key] = Value(scalar: "true", origin: "the command line", baseDirectory: baseDirectory) }
     }
 
     /// These fields with `overrides` on top (flags override the file).
@@ -106,10 +108,14 @@ public struct ConfigFields: Sendable {
         return text
     }
 
-    /// A required path, resolved against the base directory.
-    func path(_ key: String, hint: String) throws -> String { absolute(try string(key, hint: hint)) }
+    /// A required path, resolved against the directory of wherever the value came from.
+    func path(_ key: String, hint: String) throws -> String { absolute(try string(key, hint: hint), key: key) }
 
-    func absolute(_ path: String) -> String { path.hasPrefix("/") ? path : "\(baseDirectory)/\(path)" }
+    /// `path` as given for `key`: relative to the configuration file's directory if it came from the file, to the
+    /// current directory if it came from a flag.
+    func absolute(_ path: String, key: String) -> String {
+        path.hasPrefix("/") ? path : "\(values[key]?.baseDirectory ?? baseDirectory)/\(path)"
+    }
 
     /// A list (a single scalar counts as a list of one); empty when absent.
     func list(_ key: String) -> [String] {
@@ -153,7 +159,7 @@ public struct ConfigFields: Sendable {
     /// `HOST:PORT` (IPv6 in brackets) or `unix:/path`.
     func endpoint(_ key: String, hint: String) throws -> TunnelEndpoint {
         let text = try string(key, hint: hint)
-        if text.hasPrefix("unix:") { return .unix(path: absolute(String(text.dropFirst(5)))) }
+        if text.hasPrefix("unix:") { return .unix(path: absolute(String(text.dropFirst(5)), key: key)) }
         guard let (host, port) = Self.hostPort(text) else { throw failure(key, "must be HOST:PORT or unix:/path (got '\(text)')") }
         return .tcp(host: host, port: port)
     }
@@ -178,7 +184,7 @@ public struct ConfigFields: Sendable {
     func materialFiles() throws -> TLSMaterialFiles {
         let files = TLSMaterialFiles(
             certificate: try path("cert", hint: "our certificate"), key: try path("key", hint: "our private key"),
-            ca: try path("ca", hint: "the CA certificate"), crls: list("crl").map(absolute),
+            ca: try path("ca", hint: "the CA certificate"), crls: list("crl").map { absolute($0, key: "crl") },
             allowExpiredCRL: try choice("crl-expired", ["deny", "allow"], default: "deny") == "allow")
         _ = try files.load()
         return files

@@ -74,7 +74,13 @@ public final class PrometheusEndpoint: Service, Sendable {
             bound.fail(failure)
             throw failure
         }
-        if let address = channel.localAddress { bound.succeed(address) }
+        if let address = channel.localAddress {
+            if let ip = address.ipAddress, !(ip.hasPrefix("127.") || ip == "::1") {
+                logger.warning("the metrics endpoint on \(host):\(port) is reachable from other machines and has no authentication; bind it to loopback or a management network",
+                               metadata: ["event": "metrics-exposed"])
+            }
+            bound.succeed(address)
+        }
         try await withTaskCancellationOrGracefulShutdownHandler {
             try await channel.closeFuture.get()
         } onCancelOrGracefulShutdown: {

@@ -42,7 +42,7 @@ public struct CertificateAuthority: Sendable {
         directory: String, name: String = defaultName, keyType: KeyType = .default, days: Int = defaultDays,
         passphrase: [UInt8]? = nil, now: Date = Date()
     ) throws -> CertificateAuthority {
-        let parent = (directory as NSString).deletingLastPathComponent
+        let parent = SecureFile.split(directory).directory
         if !SecureFile.exists(directory), parent.isEmpty || SecureFile.exists(parent) {
             if mkdir(directory, 0o700) != 0 && errno != EEXIST {
                 throw PKIError(.io, "cannot create directory \(directory): \(String(cString: strerror(errno))); check permissions")

@@ -30,14 +30,27 @@ public enum SecureFile {
         return Array(data)
     }
 
+    /// `path`'s directory (empty for a bare name) and last component, like `dirname`/`basename`.
+    ///
+    /// Not `NSString.deletingLastPathComponent`: on Linux (swift-corelibs-foundation, Swift 6.3) it traps on a
+    /// one-character name that came from a Substring, e.g. `--dir p` as parsed from the command line.
+    public static func split(_ path: String) -> (directory: String, name: String) {
+        var trimmed = Substring(path)
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+        guard let slash = trimmed.lastIndex(of: "/") else { return ("", String(trimmed)) }
+        let name = String(trimmed[trimmed.index(after: slash)...])
+        var directory = trimmed[..<slash]
+        while directory.count > 1 && directory.hasSuffix("/") { directory = directory.dropLast() }
+        return (directory.isEmpty ? "/" : String(directory), name)
+    }
+
     /// Writes `bytes` to `path` atomically: a temporary file in the same directory with the final mode from the
     /// start, flushed to disk, then renamed into place (or linked, when `overwrite` is false, so an existing file
     /// is never replaced). On any failure nothing is left behind.
     public static func write(_ bytes: [UInt8], to path: String, mode: mode_t, overwrite: Bool = true) throws {
-        let directory = (path as NSString).deletingLastPathComponent
+        let (directory, name) = split(path)
         let dir = directory.isEmpty ? "." : directory
         try requireWritableDirectory(dir)
-        let name = (path as NSString).lastPathComponent
         let temp = "\(dir)/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw PKIError(.io, "cannot create a file in \(dir): \(errnoText()); check permissions") }

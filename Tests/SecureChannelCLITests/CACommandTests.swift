@@ -146,4 +146,22 @@ struct CACommandTests {
         #expect(await SecureChannelCommand.execute(["ca", "init", "--dir", dir.file("pki")]) == 1)
         #expect(await SecureChannelCommand.execute(["ca", "frobnicate"]) == 64)
     }
+
+    @Test("one-character relative paths work (NSString.deletingLastPathComponent traps on them on Linux)")
+    func oneCharacterPaths() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let binary = try Tools.securechannel()
+        let script = """
+            cd '\(dir.path)' && '\(binary)' ca init --dir p --name Barry && '\(binary)' cert request --name k --key-out k --csr-out c \\
+            && '\(binary)' ca sign --dir p --csr c --kind client --out s
+            """
+        let result = try await Tools.run("/bin/sh", ["-c", script])
+        #expect(result.status == 0, "\(result.stderr.prefix(400))")
+        for file in ["p/ca.crt", "p/ca.key", "k", "c", "s.crt"] { #expect(SecureFile.exists(dir.file(file)), "\(file)") }
+        #expect(SecureFile.split("k") == ("", "k"))
+        #expect(SecureFile.split("/k") == ("/", "k"))
+        #expect(SecureFile.split("a//b/") == ("a", "b"))
+        #expect(SecureFile.split("/x/y/z") == ("/x/y", "z"))
+    }
 }

@@ -9,14 +9,14 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "bench",
         abstract: "Measure an mTLS line-echo server: handshakes/s, messages/s with latency, or MB/s.",
         discussion: """
-            Modes: handshake (new connection + full mTLS handshake + one echo, per loop), echo (persistent
-            connections, one message at a time, latency percentiles from HdrHistogram; each message carries its
-            connection, sequence number and a checksum, so lost, corrupted, duplicated or reordered replies are
-            counted), bulk (messages of --size
-            streamed with 32 outstanding per connection, replies read and discarded).
-            Works against any server that echoes lines: securechannel serve, stunnel in front of an echo service,
-            openssl s_server... Build with 'swift build -c release' before measuring.
-            --resume: swift-nio-ssl exposes no client-side session cache, so every handshake is a full one; the
+            Modes: handshake (new connection + full mTLS handshake + one echo, per loop), echo (persistent \
+            connections, one message at a time, latency percentiles from HdrHistogram; each message carries its \
+            connection, sequence number and a checksum, so lost, corrupted, duplicated or reordered replies are \
+            counted), bulk (messages of --size \
+            streamed with 32 outstanding per connection, replies read and discarded). \
+            Works against any server that echoes lines: securechannel serve, stunnel in front of an echo service, \
+            openssl s_server... Build with 'swift build -c release' before measuring. \
+            --resume: swift-nio-ssl exposes no client-side session cache, so every handshake is a full one; the \
             flag is accepted and the report says resumed=false.
 
             EXAMPLES:

@@ -58,7 +58,7 @@ struct CAInitCommand: AsyncParsableCommand {
         commandName: "init",
         abstract: "Create a new CA: DIR/ca.crt and DIR/ca.key (mode 0600).",
         discussion: """
-            Refuses to overwrite an existing CA. With --passphrase-file the key is written as encrypted PKCS#8
+            Refuses to overwrite an existing CA. With --passphrase-file the key is written as encrypted PKCS#8 \
             (PBES2: PBKDF2-HMAC-SHA256, AES-256-CBC); every command that signs then needs the passphrase.
 
             EXAMPLES:

@@ -8,8 +8,8 @@ struct CARevokeCommand: AsyncParsableCommand {
         commandName: "revoke",
         abstract: "Revoke certificates and write a fresh CRL to DIR/crl.pem.",
         discussion: """
-            By --name, every unrevoked certificate with that name is revoked; by --serial, just that one.
-            Servers started with --crl DIR/crl.pem pick the new CRL up within 2 seconds and close the revoked
+            By --name, every unrevoked certificate with that name is revoked; by --serial, just that one. \
+            Servers started with --crl DIR/crl.pem pick the new CRL up within 2 seconds and close the revoked \
             client's open connections.
 
             EXAMPLES:
@@ -83,8 +83,8 @@ struct CARenewCommand: AsyncParsableCommand {
         commandName: "renew",
         abstract: "Issue a new certificate for the same identity (new key unless --reuse-key).",
         discussion: """
-            Replaces the certificate and key files in place (each atomically, key first) unless --out is given, so
-            a server that watches them rotates without a restart. The old certificate stays valid until it expires
+            Replaces the certificate and key files in place (each atomically, key first) unless --out is given, so \
+            a server that watches them rotates without a restart. The old certificate stays valid until it expires \
             or is revoked.
 
             EXAMPLES:

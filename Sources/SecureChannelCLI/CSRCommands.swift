@@ -8,8 +8,8 @@ struct CertRequestCommand: AsyncParsableCommand {
         commandName: "request",
         abstract: "Make a private key and a certificate signing request (CSR) for the CA; the key never leaves this machine.",
         discussion: """
-            Writes the key (mode 0600) and the CSR (PEM); refuses to overwrite either. Send the CSR to the CA's
-            machine and sign it there with 'securechannel ca sign', which decides server or client and checks
+            Writes the key (mode 0600) and the CSR (PEM); refuses to overwrite either. Send the CSR to the CA's \
+            machine and sign it there with 'securechannel ca sign', which decides server or client and checks \
             the names against that kind. Bring back the certificate; the key stays here.
 
             EXAMPLES:
@@ -68,10 +68,10 @@ struct CASignCommand: AsyncParsableCommand {
         commandName: "sign",
         abstract: "Issue a server or client certificate for the key in a certificate signing request (CSR).",
         discussion: """
-            Checks the CSR's signature (its maker holds the key), then applies the kind's policy: a server
-            certificate carries only the request's DNS and IP names (at least one), a client certificate only its
-            e-mail and URI names, each with only its own extended key usage. A request asking for anything else
-            (another name type, CA rights, other usages) is refused, not trimmed. Writes PREFIX.crt only (default
+            Checks the CSR's signature (its maker holds the key), then applies the kind's policy: a server \
+            certificate carries only the request's DNS and IP names (at least one), a client certificate only its \
+            e-mail and URI names, each with only its own extended key usage. A request asking for anything else \
+            (another name type, CA rights, other usages) is refused, not trimmed. Writes PREFIX.crt only (default \
             DIR/NAME.crt, NAME being the request's CN) and records it in the inventory.
 
             EXAMPLES:

@@ -17,7 +17,7 @@ struct CertInspectCommand: AsyncParsableCommand {
         commandName: "inspect",
         abstract: "Show a certificate: names, validity, usages, key, fingerprint (every certificate of a chain).",
         discussion: """
-            Reads PEM or DER: certificates (v1 and v3), private keys (PKCS#8, encrypted PKCS#8, PKCS#1, SEC1) and
+            Reads PEM or DER: certificates (v1 and v3), private keys (PKCS#8, encrypted PKCS#8, PKCS#1, SEC1) and \
             CRLs (ours and openssl ca -gencrl's).
 
             EXAMPLES:
@@ -55,7 +55,7 @@ struct CertVerifyCommand: AsyncParsableCommand {
         commandName: "verify",
         abstract: "Verify a certificate against a CA: prints OK, or the reason it fails.",
         discussion: """
-            Reasons: expired, not yet valid, unknown issuer, wrong purpose, name mismatch, bad signature.
+            Reasons: expired, not yet valid, unknown issuer, wrong purpose, name mismatch, bad signature. \
             The exit status is 0 only for OK.
 
             EXAMPLES:

@@ -11,11 +11,11 @@ struct ConfigCommand: AsyncParsableCommand {
         commandName: "config",
         abstract: "Check a configuration file for serve and tunnel.",
         discussion: """
-            One YAML format for both. Keys are the flags without the dashes; lists for repeatable flags;
-            true/false for switches; relative paths are resolved against the file's directory. Flags given on
+            One YAML format for both. Keys are the flags without the dashes; lists for repeatable flags; \
+            true/false for switches; relative paths are resolved against the file's directory. Flags given on \
             the command line override the file.
 
-              log-format: json               # top level: 'tunnel --config' options (log-format, metrics)
+              log-format: json               # top level: options of 'tunnel --config'
               metrics: 127.0.0.1:9091
               serve:                         # read by 'serve --config FILE'
                 listen: 0.0.0.0:8443
@@ -28,7 +28,7 @@ struct ConfigCommand: AsyncParsableCommand {
                 log-format: json
               tunnels:                       # read by 'tunnel --config FILE'
                 - name: redis
-                  mode: server               # server: 'tunnel server' flags; client: 'tunnel client' flags
+                  mode: server               # or client; the keys: that command's flags
                   listen: 0.0.0.0:6380
                   target: 127.0.0.1:6379
                   cert: pki/Jill.crt
@@ -49,9 +49,9 @@ struct ConfigCheckCommand: AsyncParsableCommand {
         commandName: "check",
         abstract: "Validate a configuration file and explain what it would run.",
         discussion: """
-            Checks every key and value, loads every certificate, key, CA and CRL, and applies the same safety
-            rules as the commands (a remote tunnel target needs unsafe-target, ...). Prints what each section
-            would run, with the defaults filled in, and exits 0; or prints one 'error:' line naming the section
+            Checks every key and value, loads every certificate, key, CA and CRL, and applies the same safety \
+            rules as the commands (a remote tunnel target needs unsafe-target, ...). Prints what each section \
+            would run, with the defaults filled in, and exits 0; or prints one 'error:' line naming the section \
             and line and exits 1.
             """
     )

@@ -13,8 +13,8 @@ struct DemoCommand: AsyncParsableCommand {
         commandName: "demo",
         abstract: "Run the whole story: Barry's CA, Jill's server, Chris's client, a message and its reply.",
         discussion: """
-            Makes the CA and both certificates in a temporary folder (or --dir), starts Jill's server on
-            127.0.0.1 (a free port), has Chris send a message, prints the reply and what each side verified,
+            Makes the CA and both certificates in a temporary folder (or --dir), starts Jill's server on \
+            127.0.0.1 (a free port), has Chris send a message, prints the reply and what each side verified, \
             then stops the server.
 
             EXAMPLE:

@@ -9,8 +9,8 @@ struct SendCommand: AsyncParsableCommand {
         commandName: "send",
         abstract: "Connect to an mTLS server, send each message, print each reply.",
         discussion: """
-            With no MESSAGE, sends each line of stdin (works in a pipe and interactively). The server's certificate
-            must chain to --ca and name --server-name (default: the host of --connect), strictly: an IP SAN matching
+            With no MESSAGE, sends each line of stdin (works in a pipe and interactively). The server's certificate \
+            must chain to --ca and name --server-name (default: the host of --connect), strictly: an IP SAN matching \
             the address does not stand in for the name. Exits 0 only if every message got its reply.
 
             EXAMPLES:

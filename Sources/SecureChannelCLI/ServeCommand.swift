@@ -12,23 +12,23 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run an mTLS server that replies to each message with the message itself (echo).",
         discussion: """
-            Requires a client certificate from --ca and at least one --allow-* rule (or --allow-any-client).
-            Prints 'listening on HOST:PORT' on stdout once ready (port 0 picks a free port); logs one line per
-            connection and one when it ends on stderr (--log-format json: one JSON object per line).
-            --cert, --key, --ca and --crl are watched: a change (or SIGHUP) takes effect within 2 s without a
+            Requires a client certificate from --ca and at least one --allow-* rule (or --allow-any-client). \
+            Prints 'listening on HOST:PORT' on stdout once ready (port 0 picks a free port); logs one line per \
+            connection and one when it ends on stderr (--log-format json: one JSON object per line). \
+            --cert, --key, --ca and --crl are watched: a change (or SIGHUP) takes effect within 2 s without a \
             restart; a revoked client's open connections are closed; a broken file keeps the old material.
 
-            CONFIGURATION FILE: --config FILE reads the 'serve:' section of a YAML file whose keys are these
-            flags without the dashes (listen, cert, key, ca, allow-cn: [...], metrics, ...). Flags given as
+            CONFIGURATION FILE: --config FILE reads the 'serve:' section of a YAML file whose keys are these \
+            flags without the dashes (listen, cert, key, ca, allow-cn: [...], metrics, ...). Flags given as \
             well override the file. Check a file with 'securechannel config check FILE'.
 
-            METRICS: --metrics HOST:PORT serves Prometheus text on http://HOST:PORT/metrics (connections
-            accepted, open, refused by reason, handshake durations, bytes, messages, reloads, seconds until the
+            METRICS: --metrics HOST:PORT serves Prometheus text on http://HOST:PORT/metrics (connections \
+            accepted, open, refused by reason, handshake durations, bytes, messages, reloads, seconds until the \
             certificate, the CA and the CRL expire) and /healthz (200 while serving, 503 while draining).
 
-            SIGNALS AND EXIT STATUS: SIGTERM or SIGINT stops accepting, lets replies in flight finish for up to
-            --drain-timeout seconds, closes the rest and exits 0. SIGHUP reloads the files. Exit status 1: the
-            server could not start or stopped on an error (one 'error:' line on stderr says why); 64: a usage
+            SIGNALS AND EXIT STATUS: SIGTERM or SIGINT stops accepting, lets replies in flight finish for up to \
+            --drain-timeout seconds, closes the rest and exits 0. SIGHUP reloads the files. Exit status 1: the \
+            server could not start or stopped on an error (one 'error:' line on stderr says why); 64: a usage \
             error (unknown flag, bad value).
 
             EXAMPLES:

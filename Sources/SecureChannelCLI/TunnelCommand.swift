@@ -100,7 +100,7 @@ struct TunnelServerCommand: AsyncParsableCommand {
         commandName: "server",
         abstract: "Terminate mTLS and forward the verified plaintext stream to --target.",
         discussion: """
-            The target must be a loopback address or unix:/path unless --unsafe-target. Files are watched and
+            The target must be a loopback address or unix:/path unless --unsafe-target. Files are watched and \
             reloaded like serve's; a revoked client's tunnels are cut.
 
             EXAMPLE:

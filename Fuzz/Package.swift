@@ -24,5 +24,10 @@ let package = Package(
         fuzzTarget("FuzzCertificates", [.product(name: "SecureChannelPKI", package: "SecureChannel")]),
         fuzzTarget("FuzzCRL", [.product(name: "SecureChannelPKI", package: "SecureChannel")]),
         fuzzTarget("FuzzConfig", [.product(name: "SecureChannelTunnel", package: "SecureChannel")]),
+        fuzzTarget("FuzzProxyHeader", [
+            .product(name: "SecureChannel", package: "SecureChannel"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        fuzzTarget("FuzzCSR", [.product(name: "SecureChannelPKI", package: "SecureChannel")]),
     ]
 )

@@ -85,7 +85,8 @@ struct TunnelPair {
     let clientPort: Int
 
     static func start(_ pki: TunnelPKI, targetPort: Int, clientName: String = "Chris", rules: AccessRules = .anyClient,
-                      proxyProtocol: Bool = false, crl: Bool = false) async throws -> TunnelPair {
+                      proxyProtocol: Bool = false, crl: Bool = false,
+                      configureServer: (inout TunnelServerConfiguration) -> Void = { _ in }) async throws -> TunnelPair {
         var logger = Logger(label: "test.tunnel")
         logger.logLevel = .critical
         var serverConfiguration = TunnelServerConfiguration(
@@ -94,6 +95,7 @@ struct TunnelPair {
                                     crls: crl ? [pki.dir.file("crl.pem")] : []),
             rules: rules, proxyProtocol: proxyProtocol, connectTimeout: .seconds(2))
         serverConfiguration.shutdownGracePeriod = .milliseconds(200)
+        configureServer(&serverConfiguration)
         let server = try TunnelServer(configuration: serverConfiguration, logger: logger)
         let serverTask = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: logger))
         let runServer = Task { try await serverTask.run() }

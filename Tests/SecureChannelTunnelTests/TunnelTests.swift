@@ -56,6 +56,30 @@ struct TunnelTests {
         await target.stop()
     }
 
+    @Test("a tunnel server with acceptProxyProtocol refuses a client that comes without a PROXY header; the same pair without it works")
+    func acceptProxyProtocolRefusesDirectClients() async throws {
+        let pki = try TunnelPKI()
+        defer { pki.cleanup() }
+        let target = try await PlainTarget(.echo)
+        let behindProxy = try await TunnelPair.start(pki, targetPort: target.port) { $0.acceptProxyProtocol = true }
+        #expect(try await PlainClient.sendAndCountReply(port: behindProxy.clientPort, "direct") == 0)
+        try await behindProxy.stop()
+        let control = try await TunnelPair.start(pki, targetPort: target.port)
+        let connection = try await PlainClient.connect(port: control.clientPort)
+        let echoed = try await connection.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "direct"))
+            var bytes = 0
+            for try await buffer in inbound {
+                bytes += buffer.readableBytes
+                if bytes >= 6 { break }
+            }
+            return bytes
+        }
+        #expect(echoed == 6)
+        try await control.stop()
+        await target.stop()
+    }
+
     @Test("when the target is down, the client is closed promptly")
     func targetDown() async throws {
         let pki = try TunnelPKI()

@@ -64,6 +64,8 @@ public final class PrometheusEndpoint: Service, Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        // A scraper that goes quiet for 30 s is closed: idle connections cannot pile up.
+                        try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: .seconds(30)))
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                         try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(registry: registry, ready: ready))
                     }
@@ -124,6 +126,14 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
                 if !keepAlive { context.close(promise: nil) }
             }
         }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     private func answer(_ head: HTTPRequestHead) -> (HTTPResponseStatus, String, [UInt8]) {

@@ -142,10 +142,12 @@ public struct ConfigFields: Sendable {
         return .nanoseconds(Int64(number * 1e9))
     }
 
-    /// A positive integer.
-    func positiveInteger(_ key: String, default fallback: Int) throws -> Int {
+    /// A positive integer (or, with `minimum: 0`, zero too).
+    func positiveInteger(_ key: String, default fallback: Int, minimum: Int = 1) throws -> Int {
         guard let text = try optionalString(key) else { return fallback }
-        guard let number = Int(text), number > 0 else { throw failure(key, "must be a positive integer (got '\(text)')") }
+        guard let number = Int(text), number >= minimum else {
+            throw failure(key, "must be \(minimum == 0 ? "0 or more" : "a positive integer") (got '\(text)')")
+        }
         return number
     }
 

@@ -31,7 +31,7 @@ public struct ServeSettings: Sendable {
         server.handshakeTimeout = try fields.seconds("handshake-timeout", default: 10)
         server.idleTimeout = try fields.seconds("idle-timeout", default: 300)
         server.maximumConnections = try fields.positiveInteger("max-connections", default: 1024)
-        server.expiryWarningDays = try fields.positiveInteger("expiry-warning-days", default: 14)
+        server.expiryWarningDays = try fields.positiveInteger("expiry-warning-days", default: 14, minimum: 0)
         server.acceptProxyProtocol = try fields.flag("accept-proxy-protocol")
         server.reusePort = try fields.flag("reuse-port")
         server.shutdownGracePeriod = try fields.seconds("drain-timeout", default: 5)

@@ -121,18 +121,17 @@ public struct ProxyProtocolHeader: Sendable, Equatable {
         let total = 16 + Int(length)
         guard view.count >= total, var body = fixed.readSlice(length: Int(length)) else { return .needMore }
         guard command == 1 else { return .header(length: total, source: nil) }  // LOCAL: keep the TCP peer
+        // TCP over IPv4 (0x11) or IPv6 (0x21): source address, destination address, source port, destination port.
+        let (size, name): (Int, String)
         switch family {
-        case 0x11:  // TCP over IPv4
-            guard let source = body.readBytes(length: 4), body.readBytes(length: 4) != nil, let port = body.readInteger(as: UInt16.self)
-            else { return .invalid("PROXY protocol v2 header too short for IPv4 addresses") }
-            return .header(length: total, source: try? SocketAddress(packedIPAddress: ByteBuffer(bytes: source), port: Int(port)))
-        case 0x21:  // TCP over IPv6
-            guard let source = body.readBytes(length: 16), body.readBytes(length: 16) != nil, let port = body.readInteger(as: UInt16.self)
-            else { return .invalid("PROXY protocol v2 header too short for IPv6 addresses") }
-            return .header(length: total, source: try? SocketAddress(packedIPAddress: ByteBuffer(bytes: source), port: Int(port)))
-        default:
-            return .header(length: total, source: nil)
+        case 0x11: (size, name) = (4, "IPv4")
+        case 0x21: (size, name) = (16, "IPv6")
+        default: return .header(length: total, source: nil)  // UNIX or unspecified: no IP address to use
         }
+        guard let source = body.readBytes(length: size), body.readBytes(length: size) != nil,
+              let port = body.readInteger(as: UInt16.self)
+        else { return .invalid("PROXY protocol v2 header too short for \(name) addresses") }
+        return .header(length: total, source: try? SocketAddress(packedIPAddress: ByteBuffer(bytes: source), port: Int(port)))
     }
 
     static func writeTLV(_ type: UInt8, _ value: [UInt8], into buffer: inout ByteBuffer) {

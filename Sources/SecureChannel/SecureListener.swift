@@ -406,7 +406,7 @@ package final class SecureListener: Sendable {
         var metadata: Logger.Metadata = [
             "event": "ended", "peer": "\(record.remote)", "reason": "\(reason)", "messages": .stringConvertible(record.messages),
             "bytes_in": .stringConvertible(received), "bytes_out": .stringConvertible(sent),
-            "duration": .stringConvertible(Double(Self.threeDecimals(seconds)) ?? seconds),
+            "duration": .stringConvertible((max(0, seconds) * 1000).rounded() / 1000),
         ]
         if let identity = record.identity {
             metadata.merge(Self.identityFields(identity, session: record.session)) { $1 }

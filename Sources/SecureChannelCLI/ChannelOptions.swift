@@ -39,9 +39,7 @@ struct Endpoint: ExpressibleByArgument, CustomStringConvertible {
     }
 
     static func display(_ address: SocketAddress) -> String {
-        let ip = address.ipAddress ?? "?"
-        let port = address.port ?? 0
-        return address.protocol == .inet6 ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+        ConnectionRecord.display(address)
     }
 
     var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }

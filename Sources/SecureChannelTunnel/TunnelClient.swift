@@ -159,11 +159,12 @@ public final class TunnelClient: Service, Sendable {
         if record.identity == nil, let refusal = record.refusal { metrics.refused[refusal]?.increment() }
         metrics.bytesReceived.increment(by: counter.toTarget)
         metrics.bytesSent.increment(by: counter.toClient)
-        let seconds = String(format: "%.3f", Date().timeIntervalSince(started))
+        let elapsed = Date().timeIntervalSince(started)
+        let seconds = String(format: "%.3f", elapsed)
         let text = "connection from \(peer) to \(target) ended: \(record.closeReason ?? "closed"); \(record.traffic ?? "nothing forwarded"), \(seconds) s"
         let metadata: Logger.Metadata = [
             "event": "ended", "peer": "\(peer)", "target": "\(target)", "reason": "\(record.closeReason ?? "closed")",
-            "duration": .stringConvertible(Double(seconds) ?? 0),
+            "duration": .stringConvertible((elapsed * 1000).rounded() / 1000),
         ]
         if record.identity == nil { logger.warning("\(text)", metadata: metadata) } else { logger.info("\(text)", metadata: metadata) }
     }

@@ -162,13 +162,30 @@ package final class SecureListener: Sendable {
         for (channel, record) in open {
             guard let certificate = record.certificate else { continue }
             if now > certificate.notValidAfter {
-                record.noteClose("client certificate expired at \(CertificateDescription.format(certificate.notValidAfter))")
+                record.noteClose(Self.expired(certificate))
                 channel.close(promise: nil)
             } else if let problem = revocation?.problem(with: certificate, now: now) {
                 record.noteClose("closed: client certificate \(problem)")
                 channel.close(promise: nil)
             }
         }
+    }
+
+    static func expired(_ certificate: Certificate) -> String {
+        "client certificate expired at \(CertificateDescription.format(certificate.notValidAfter))"
+    }
+
+    /// Closes the connection the moment its client certificate expires, on the connection's event loop. The
+    /// 0.5 s sweep stays as the backstop (resumed sessions, wall-clock changes), but it runs on Swift's shared
+    /// pool and could be late under load.
+    private func closeAtExpiry(_ channel: any Channel, _ record: ConnectionRecord) {
+        guard let certificate = record.certificate else { return }
+        let seconds = min(max(0, certificate.notValidAfter.timeIntervalSinceNow), 10 * 365 * 86_400)
+        let task = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9)) + .milliseconds(1)) {
+            record.noteClose(Self.expired(certificate))
+            channel.close(promise: nil)
+        }
+        channel.closeFuture.whenComplete { _ in task.cancel() }
     }
 
     private func warnAboutExpiry(_ material: TLSMaterial, now: Date = Date()) {
@@ -341,6 +358,7 @@ package final class SecureListener: Sendable {
         guard let record = state.withLockedValue({ $0.connections[key]?.record }) else { return }
         record.handshake?.whenSuccess {
             if let identity = record.identity { self.logConnected(record, identity: identity) }
+            self.closeAtExpiry(channel, record)
         }
         await serve(channel, record)
         logEnded(record)

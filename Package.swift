@@ -12,6 +12,9 @@ let package = Package(
         .library(name: "SecureChannelPKI", targets: ["SecureChannelPKI"]),
         .library(name: "SecureChannel", targets: ["SecureChannel"]),
         .library(name: "SecureChannelTunnel", targets: ["SecureChannelTunnel"]),
+        .library(name: "SecureChannelConfig", targets: ["SecureChannelConfig"]),
+        .library(name: "SecureChannelMetrics", targets: ["SecureChannelMetrics"]),
+        .library(name: "SecureChannelBench", targets: ["SecureChannelBench"]),
         .executable(name: "securechannel", targets: ["securechannel"]),
     ],
     dependencies: [
@@ -54,11 +57,32 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SecureChannelMetrics",
+            dependencies: [
+                "SecureChannel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SecureChannelBench",
+            dependencies: [
+                "SecureChannel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strict
         ),
@@ -66,7 +90,6 @@ let package = Package(
             name: "SecureChannelTunnel",
             dependencies: [
                 "SecureChannel", "SecureChannelPKI",
-                .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -77,16 +100,29 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "SecureChannelConfig",
+            dependencies: [
+                "SecureChannel", "SecureChannelPKI", "SecureChannelTunnel",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "SecureChannelCLI",
             dependencies: [
                 "SecureChannelPKI",
                 "SecureChannel",
                 "SecureChannelTunnel",
+                "SecureChannelConfig",
+                "SecureChannelMetrics",
+                "SecureChannelBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -97,6 +133,13 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
+            dependencies: [
+                "SecureChannel", "SecureChannelPKI",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Tests/TestSupport",
             swiftSettings: strict
         ),
@@ -108,7 +151,7 @@ let package = Package(
         .testTarget(
             name: "SecureChannelTests",
             dependencies: [
-                "SecureChannel", "SecureChannelPKI", "SecureChannelTunnel", "TestSupport",
+                "SecureChannel", "SecureChannelPKI", "SecureChannelMetrics", "SecureChannelBench", "TestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
@@ -119,7 +162,6 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict
         ),
@@ -127,17 +169,26 @@ let package = Package(
             name: "SecureChannelTunnelTests",
             dependencies: [
                 "SecureChannelTunnel", "SecureChannel", "SecureChannelPKI", "TestSupport",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict
         ),
         .testTarget(
+            name: "SecureChannelConfigTests",
+            dependencies: ["SecureChannelConfig", "SecureChannelTunnel", "SecureChannel", "SecureChannelPKI", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "SecureChannelCLITests",
-            dependencies: ["SecureChannelCLI", "SecureChannelPKI", "SecureChannel", "SecureChannelTunnel", "TestSupport"],
+            dependencies: ["SecureChannelCLI", "SecureChannelPKI", "SecureChannel", "SecureChannelTunnel", "SecureChannelConfig", "TestSupport"],
             swiftSettings: strict
         ),
     ],

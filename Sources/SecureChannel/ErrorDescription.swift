@@ -24,7 +24,8 @@ package enum ErrorDescription {
     }
 
     /// The reason for logs and errors.
-    package static func describe(_ error: any Error, record: ConnectionRecord, handshakeCompleted: Bool) -> String {
+    package static func describe(_ error: any Error, record: ConnectionRecord, handshakeCompleted: Bool,
+                                 peer: String = "the peer") -> String {
         if let error = error as? SecureChannelError { return error.message }
         if let failure = record.verificationFailure { return failure }
         let text = text(error)
@@ -47,7 +48,7 @@ package enum ErrorDescription {
             return "handshake failed: no cipher suite or group in common (\(shortCode(text)))"
         }
         for (code, meaning) in certificateAlerts where text.contains(code) {
-            return "the peer rejected our certificate: \(meaning)"
+            return "\(peer) rejected our certificate: \(meaning)"
         }
         if let error = error as? NIOSSLError, case .uncleanShutdown = error {
             return handshakeCompleted ? "closed by peer without close_notify" : "handshake failed: peer closed the connection"
@@ -61,13 +62,17 @@ package enum ErrorDescription {
         return (handshakeCompleted ? "TLS error: " : "handshake failed: ") + shortCode(text)
     }
 
+    /// Whether `error` is an alert by which the peer refused our certificate.
+    static func isCertificateAlert(_ error: any Error) -> Bool {
+        let text = text(error)
+        return certificateAlerts.contains { text.contains($0.0) }
+    }
+
     /// The error code for a handshake failure.
     static func code(_ error: any Error, record: ConnectionRecord) -> SecureChannelError.Code {
         if let error = error as? SecureChannelError { return error.code }
         if record.verificationFailure != nil { return .serverCertificateRejected }
-        let text = text(error)
-        if certificateAlerts.contains(where: { text.contains($0.0) }) { return .clientCertificateRejected }
-        return .handshakeFailed
+        return isCertificateAlert(error) ? .clientCertificateRejected : .handshakeFailed
     }
 
     /// BoringSSL's reason names, e.g. `TLSV1_ALERT_UNKNOWN_CA`, without the numeric prefixes.

@@ -12,23 +12,13 @@ public final class MessageClient: Sendable {
     public let server: PeerIdentity
     /// Negotiated TLS parameters.
     public let session: SessionInfo
-    private let channel: any Channel
-    private let replies: ReplyHandler
-    private let framing: Framing
-    private let maximumMessageBytes: Int
-    private let timeout: TimeAmount
-    private let record: ConnectionRecord
+    /// The framed request/reply exchange over the TLS channel.
+    package let exchange: FramedExchange
 
-    private init(channel: any Channel, replies: ReplyHandler, record: ConnectionRecord, framing: Framing,
-                 maximumMessageBytes: Int, timeout: TimeAmount, server: PeerIdentity) {
-        self.channel = channel
-        self.replies = replies
-        self.record = record
-        self.framing = framing
-        self.maximumMessageBytes = maximumMessageBytes
-        self.timeout = timeout
+    private init(exchange: FramedExchange, server: PeerIdentity) {
+        self.exchange = exchange
         self.server = server
-        self.session = record.session
+        self.session = exchange.record.session
     }
 
     /// Connects, completes the handshake and verifies the server. Errors are one-line ``SecureChannelError``s.
@@ -43,18 +33,63 @@ public final class MessageClient: Sendable {
         _ configuration: MessageClientConfiguration, setup: TLSClientSetup,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> MessageClient {
-        try await connect(host: configuration.host, port: configuration.port, framing: configuration.framing,
-                          maximumMessageBytes: configuration.maximumMessageBytes, timeout: configuration.timeout,
-                          setup: setup, group: group)
+        let record = ConnectionRecord(remote: nil)
+        let exchange = try await FramedExchange.connect(
+            host: configuration.host, port: configuration.port, framing: configuration.framing,
+            maximumMessageBytes: configuration.maximumMessageBytes, timeout: configuration.timeout, record: record,
+            group: group) { channel in try setup.addHandlers(to: channel, record: record) }
+        let server = try await TLSClientSetup.awaitVerifiedServer(exchange.channel, record: record)
+        return MessageClient(exchange: exchange, server: server)
     }
 
-    /// Connects with `setup`, or without TLS when it is nil: only for the load generator's `--plaintext`, which
-    /// measures the plaintext entrance of a tunnel or an echo backend. Nothing is authenticated then.
+    /// Sends one message and waits for its reply (at most the configured timeout).
+    public func send(_ message: ByteBuffer) async throws -> ByteBuffer {
+        try await exchange.send(message)
+    }
+
+    /// Sends a UTF-8 string and returns the reply as a string.
+    public func send(_ text: String) async throws -> String {
+        String(buffer: try await send(ByteBuffer(string: text)))
+    }
+
+    /// Returns once the connection is closed, by either side.
+    public func waitUntilClosed() async {
+        await exchange.waitUntilClosed()
+    }
+
+    /// Closes the connection (with TLS close_notify).
+    public func close() async {
+        await exchange.close()
+    }
+}
+
+/// Framed requests and in-order replies over a connected channel, whatever lies beneath (TLS for
+/// ``MessageClient``; the load generator also measures plaintext entrances with it).
+package final class FramedExchange: Sendable {
+    let channel: any Channel
+    let replies: ReplyHandler
+    let record: ConnectionRecord
+    private let framing: Framing
+    private let maximumMessageBytes: Int
+    private let timeout: TimeAmount
+
+    private init(channel: any Channel, replies: ReplyHandler, record: ConnectionRecord, framing: Framing,
+                 maximumMessageBytes: Int, timeout: TimeAmount) {
+        self.channel = channel
+        self.replies = replies
+        self.record = record
+        self.framing = framing
+        self.maximumMessageBytes = maximumMessageBytes
+        self.timeout = timeout
+    }
+
+    /// Connects to `host:port`; `transport` adds what lies beneath the framing (TLS) to the new channel, on its
+    /// event loop. Errors are one-line ``SecureChannelError``s.
     package static func connect(
-        host: String, port: Int, framing: Framing, maximumMessageBytes: Int, timeout: TimeAmount, setup: TLSClientSetup?,
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
-    ) async throws -> MessageClient {
-        let record = ConnectionRecord(remote: nil)
+        host: String, port: Int, framing: Framing, maximumMessageBytes: Int, timeout: TimeAmount,
+        record: ConnectionRecord, group: any EventLoopGroup,
+        transport: @escaping @Sendable (any Channel) throws -> Void = { _ in }
+    ) async throws -> FramedExchange {
         let replies = ReplyHandler(record: record)  // touched only on the channel's loop once added
         let channel: any Channel
         do {
@@ -62,7 +97,7 @@ public final class MessageClient: Sendable {
                 .connectTimeout(timeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try setup?.addHandlers(to: channel, record: record)
+                        try transport(channel)
                         let pipeline = channel.pipeline.syncOperations
                         try framing.addHandlers(to: pipeline, maximumMessageBytes: maximumMessageBytes)
                         try pipeline.addHandler(replies)
@@ -74,17 +109,17 @@ public final class MessageClient: Sendable {
                 channel = try await bootstrap.connect(host: host, port: port).get()
             }
         } catch {
-            throw SecureChannelError(.connectionFailed, "cannot connect to \(host):\(port): \(TLSClientSetup.connectText(error))")
+            throw SecureChannelError(.connectionFailed,
+                "cannot connect to \(SocketEndpoint.format(host: host, port: port)): \(TLSClientSetup.connectText(error))")
         }
-        let server = setup == nil ? PeerIdentity.unauthenticated : try await TLSClientSetup.awaitVerifiedServer(channel, record: record)
-        return MessageClient(channel: channel, replies: replies, record: record, framing: framing,
-                             maximumMessageBytes: maximumMessageBytes, timeout: timeout, server: server)
+        return FramedExchange(channel: channel, replies: replies, record: record, framing: framing,
+                              maximumMessageBytes: maximumMessageBytes, timeout: timeout)
     }
 
     /// Sends one message and waits for its reply (at most the configured timeout).
-    public func send(_ message: ByteBuffer) async throws -> ByteBuffer {
+    package func send(_ message: ByteBuffer) async throws -> ByteBuffer {
         if framing == .lines && LineFrameDecoder.newlineOffset(in: message) != nil {
-            throw SecureChannelError(.messageTooLong, "a message cannot contain a newline with --framing lines; use --framing length")
+            throw SecureChannelError(.messageTooLong, "a message cannot contain a newline with line framing; use length framing")
         }
         guard message.readableBytes <= maximumMessageBytes else {
             throw SecureChannelError(.messageTooLong, "the message is \(message.readableBytes) bytes; the limit is \(maximumMessageBytes)")
@@ -107,17 +142,17 @@ public final class MessageClient: Sendable {
     }
 
     /// Sends a UTF-8 string and returns the reply as a string.
-    public func send(_ text: String) async throws -> String {
+    package func send(_ text: String) async throws -> String {
         String(buffer: try await send(ByteBuffer(string: text)))
     }
 
     /// Returns once the connection is closed, by either side.
-    public func waitUntilClosed() async {
+    package func waitUntilClosed() async {
         try? await channel.closeFuture.get()
     }
 
     /// Closes the connection (with TLS close_notify).
-    public func close() async {
+    package func close() async {
         try? await channel.close()
     }
 
@@ -159,10 +194,9 @@ final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let reason = ErrorDescription.describe(error, record: record, handshakeCompleted: true)
-        let code: SecureChannelError.Code = reason.contains("rejected our certificate") ? .clientCertificateRejected : .connectionClosed
-        let text = code == .clientCertificateRejected ? reason.replacingOccurrences(of: "the peer rejected", with: "the server rejected") : reason
-        failAll(SecureChannelError(code, text))
+        let reason = ErrorDescription.describe(error, record: record, handshakeCompleted: true, peer: "the server")
+        let code: SecureChannelError.Code = ErrorDescription.isCertificateAlert(error) ? .clientCertificateRejected : .connectionClosed
+        failAll(SecureChannelError(code, reason))
         context.close(promise: nil)
     }
 

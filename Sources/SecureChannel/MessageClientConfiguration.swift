@@ -23,6 +23,9 @@ public struct MessageClientConfiguration: Sendable {
     public var maximumMessageBytes: Int
     /// Time allowed to connect and handshake, and to wait for each reply.
     public var timeout: TimeAmount
+    /// Refuse, before connecting, to present a certificate that is not a client certificate (a server's or a
+    /// CA's). Only tests that check how a server refuses such a certificate turn it off.
+    package var checksOwnCertificate = true
 
     /// A configuration with secure defaults.
     public init(

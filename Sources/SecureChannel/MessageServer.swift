@@ -12,11 +12,11 @@ public typealias MessageHandler = @Sendable (ByteBuffer, PeerIdentity) async thr
 ///
 /// Run it as a ServiceLifecycle `Service`: graceful shutdown stops accepting, lets in-flight replies finish
 /// (bounded by the grace period) and closes the rest.
-public final class MessageServer: Service, Sendable {
+public final class MessageServer: Service, MaterialReloading, Sendable {
     /// The configuration it was created with.
     public let configuration: MessageServerConfiguration
     private let handler: MessageHandler
-    private let listener: SecureListener
+    private let listener: Acceptor
     private var logger: Logger { listener.logger }
 
     /// Creates a server; throws a one-line ``SecureChannelError`` for an unusable configuration.
@@ -27,7 +27,8 @@ public final class MessageServer: Service, Sendable {
         try configuration.validate()
         self.configuration = configuration
         self.handler = handler
-        listener = try SecureListener(settings: configuration.listenerSettings, logger: logger, group: group)
+        listener = try Acceptor(settings: configuration.acceptorSettings, store: try configuration.makeStore(), logger: logger,
+                            group: group)
     }
 
     /// The address the server listens on, once bound (port 0 resolved to the real port).
@@ -40,6 +41,9 @@ public final class MessageServer: Service, Sendable {
 
     /// Reads the configured files again (see ``MessageServerConfiguration/reloadFiles``); on failure keeps the
     /// current material and logs why. Returns whether the new material is in use.
+    /// Whether a watched file changed since the last look (``FileWatchService`` asks).
+    public var watchedFilesChanged: Bool { listener.watchedFilesChanged }
+
     @discardableResult
     public func reload(reason: String = "reload requested") -> Bool {
         listener.reload(reason: reason)

@@ -4,6 +4,20 @@ import NIOCore
 /// Everything a ``MessageServer`` needs. A value type with secure defaults: TLS 1.3 only, client certificates
 /// required and verified against `trust` only, 64 KiB messages, bounded handshakes and idle time.
 public struct MessageServerConfiguration: Sendable {
+    /// The defaults, each written once: the initializer, the configuration file and the help text read them.
+    public enum Defaults {
+        /// Time allowed for the TLS handshake.
+        public static let handshakeTimeout: TimeAmount = .seconds(10)
+        /// A connection with no traffic for this long is closed.
+        public static let idleTimeout: TimeAmount = .seconds(300)
+        /// Connections beyond this many are refused at once.
+        public static let maximumConnections = 1024
+        /// How long in-flight replies may take to finish at shutdown.
+        public static let shutdownGracePeriod: TimeAmount = .seconds(5)
+        /// Warn when our certificate or a CA expires within this many days.
+        public static let expiryWarningDays = 14
+    }
+
     /// Address to bind, e.g. `127.0.0.1` or `::`.
     public var host: String
     /// Port to bind; 0 picks a free one (read it back from ``MessageServer/listeningAddress()``).
@@ -50,10 +64,11 @@ public struct MessageServerConfiguration: Sendable {
     /// A configuration with secure defaults.
     public init(
         host: String = "127.0.0.1", port: Int = 0, identity: TLSIdentity, trust: TrustAnchors, rules: AccessRules,
-        revocation: RevocationList? = nil, reloadFiles: TLSMaterialFiles? = nil, expiryWarningDays: Int = 14,
+        revocation: RevocationList? = nil, reloadFiles: TLSMaterialFiles? = nil, expiryWarningDays: Int = Defaults.expiryWarningDays,
         tls: TLSPolicy = .default, framing: Framing = .lines,
-        maximumMessageBytes: Int = Framing.defaultMaximumMessageBytes, handshakeTimeout: TimeAmount = .seconds(10),
-        idleTimeout: TimeAmount = .seconds(300), maximumConnections: Int = 1024, shutdownGracePeriod: TimeAmount = .seconds(5)
+        maximumMessageBytes: Int = Framing.defaultMaximumMessageBytes,
+        handshakeTimeout: TimeAmount = Defaults.handshakeTimeout, idleTimeout: TimeAmount = Defaults.idleTimeout,
+        maximumConnections: Int = Defaults.maximumConnections, shutdownGracePeriod: TimeAmount = Defaults.shutdownGracePeriod
     ) {
         self.host = host
         self.port = port
@@ -80,10 +95,9 @@ public struct MessageServerConfiguration: Sendable {
     }
 
     /// The accepting side's settings.
-    var listenerSettings: ListenerSettings {
-        var settings = ListenerSettings(
-            host: host, port: port, material: TLSMaterial(identity: identity, trust: trust, revocation: revocation),
-            reloadFiles: reloadFiles, rules: rules, tls: tls, handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout,
+    var acceptorSettings: AcceptorSettings {
+        var settings = AcceptorSettings(
+            listen: .tcp(host: host, port: port), handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout,
             maximumConnections: maximumConnections, shutdownGracePeriod: shutdownGracePeriod,
             expiryWarningDays: expiryWarningDays)
         settings.acceptProxyProtocol = acceptProxyProtocol
@@ -93,17 +107,15 @@ public struct MessageServerConfiguration: Sendable {
         return settings
     }
 
+    /// The material store: our identity, the CAs and CRLs, reloaded from ``reloadFiles`` when given.
+    func makeStore() throws -> MaterialStore {
+        try MaterialStore(material: TLSMaterial(identity: identity, trust: trust, revocation: revocation),
+                          files: reloadFiles, role: .server(rules: rules), tls: tls)
+    }
+
     /// Throws a one-line error for an unusable configuration.
     public func validate() throws {
-        guard !rules.isEmpty else {
-            throw SecureChannelError(.configuration,
-                "no client is allowed: give --allow-cn, --allow-dns or --allow-uri, or --allow-any-client to accept any client of the CA")
-        }
-        guard (0...65535).contains(port) else { throw SecureChannelError(.configuration, "port \(port) is out of range 0-65535") }
-        guard maximumMessageBytes > 0 else { throw SecureChannelError(.configuration, "--max-message-bytes must be positive") }
-        guard maximumConnections > 0 else { throw SecureChannelError(.configuration, "--max-connections must be positive") }
-        guard handshakeTimeout > .zero, idleTimeout > .zero else {
-            throw SecureChannelError(.configuration, "timeouts must be positive")
-        }
+        guard maximumMessageBytes > 0 else { throw SecureChannelError(.configuration, "the message size limit must be positive") }
+        try acceptorSettings.validate()
     }
 }

@@ -34,6 +34,7 @@ package struct TLSClientSetup: Sendable {
 
     /// The setup for a message client's configuration.
     package init(_ configuration: MessageClientConfiguration) throws {
+        if configuration.checksOwnCertificate { try configuration.identity.checkFits(.client) }
         try self.init(
             material: TLSMaterial(identity: configuration.identity, trust: configuration.trust, revocation: configuration.revocation),
             serverName: configuration.expectedServerName, tls: configuration.tls, timeout: configuration.timeout)
@@ -73,13 +74,8 @@ package struct TLSClientSetup: Sendable {
         return server
     }
 
-    /// A one-line reason for a failed connect.
+    /// A one-line reason for a failed connect, with what to check.
     package static func connectText(_ error: any Error) -> String {
-        let text = "\(error)"
-        if let error = error as? IOError, error.errnoCode == ECONNREFUSED { return "connection refused (is the server running?)" }
-        if text.contains("Connection refused") { return "connection refused (is the server running?)" }
-        if text.contains("connectTimeout") || text.contains("timed out") { return "timed out (is the address reachable?)" }
-        if text.contains("unknownHost") || text.contains("resolution") { return "cannot resolve the host name" }
-        return text
+        SocketErrorText.connect(error, hints: true)
     }
 }

@@ -9,6 +9,8 @@ public struct TLSIdentity: Sendable {
     let privateKey: Certificate.PrivateKey
     let nioChain: [NIOSSLCertificate]
     let nioKey: NIOSSLPrivateKey
+    /// Where the certificate came from (its file), for messages.
+    public let source: String
 
     /// The leaf certificate.
     public var leaf: Certificate { chain[0] }
@@ -21,6 +23,7 @@ public struct TLSIdentity: Sendable {
         }
         self.chain = chain
         self.privateKey = privateKey
+        self.source = source
         do {
             nioChain = try chain.map { try NIOSSLCertificate(bytes: CertificateIO.der($0), format: .der) }
             nioKey = try NIOSSLPrivateKey(bytes: Array(PrivateKeyIO.pem(privateKey).utf8), format: .pem)

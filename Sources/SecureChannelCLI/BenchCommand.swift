@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NIOCore
 import SecureChannel
+import SecureChannelBench
 
 /// `securechannel bench`: a load generator for any mTLS line-echo server.
 struct BenchCommand: AsyncParsableCommand {

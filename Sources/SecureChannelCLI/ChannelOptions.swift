@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import NIOCore
 import SecureChannel
-import SecureChannelTunnel
+import SecureChannelConfig
 
 /// `HOST:PORT`, with IPv6 in brackets (`[::1]:8443`).
 struct Endpoint: ExpressibleByArgument, CustomStringConvertible {
@@ -20,29 +20,17 @@ struct Endpoint: ExpressibleByArgument, CustomStringConvertible {
     }
 
     static func parse(_ text: String) throws -> Endpoint {
-        let host: Substring, portText: Substring
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
-                throw CLIError("'\(text)' is not HOST:PORT; write IPv6 as [::1]:8443")
-            }
-            host = text[text.index(after: text.startIndex)..<close]
-            portText = text[text.index(close, offsetBy: 2)...]
-        } else {
-            guard let colon = text.lastIndex(of: ":") else { throw CLIError("'\(text)' is not HOST:PORT, e.g. 127.0.0.1:8443") }
-            host = text[..<colon]
-            portText = text[text.index(after: colon)...]
+        guard case .tcp(let host, let port) = try SocketEndpoint.parse(text) else {
+            throw CLIError("'\(text)' is not HOST:PORT")
         }
-        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else {
-            throw CLIError("'\(text)' is not HOST:PORT with a port from 0 to 65535")
-        }
-        return Endpoint(host: String(host), port: port)
+        return Endpoint(host: host, port: port)
     }
 
     static func display(_ address: SocketAddress) -> String {
         ConnectionRecord.display(address)
     }
 
-    var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    var description: String { SocketEndpoint.format(host: host, port: port) }
 
     static var defaultCompletionKind: CompletionKind { .default }
 }
@@ -136,6 +124,11 @@ enum CRLExpiredPolicy: String, ExpressibleByArgument, CaseIterable {
 
 extension TLSPolicy.MinimumVersion: ExpressibleByArgument {}
 extension Framing: ExpressibleByArgument {}
+
+/// A `TimeAmount` as seconds for people: `10`, `0.5`.
+func formatSeconds(_ amount: TimeAmount) -> String {
+    (Double(amount.nanoseconds) / 1e9).formatted()
+}
 
 /// Seconds as a NIO `TimeAmount`.
 func timeAmount(seconds: Double) -> TimeAmount {

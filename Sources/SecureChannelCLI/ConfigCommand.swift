@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import SecureChannel
 import SecureChannelPKI
+import SecureChannelConfig
 import SecureChannelTunnel
 
 /// `securechannel config`: the configuration file shared by `serve --config` and `tunnel --config`.
@@ -97,7 +98,7 @@ struct ConfigCheckCommand: AsyncParsableCommand {
         case .client(let name, let configuration):
             return [
                 "tunnel '\(name)' (client): plaintext on \(configuration.listen) -> TLS to \(configuration.targetHost):\(configuration.targetPort), server name \(configuration.serverName ?? configuration.targetHost)",
-                "  TLS \(configuration.tls.minimumVersion.rawValue)+; connect timeout \(seconds(configuration.connectTimeout)) s",
+                "  TLS \(configuration.tls.minimumVersion.rawValue)+; timeouts: connect \(seconds(configuration.connectTimeout)) s, idle \(seconds(configuration.idleTimeout)) s, drain \(seconds(configuration.shutdownGracePeriod)) s; at most \(configuration.maximumConnections) connections",
             ] + material(configuration.files)
         }
     }
@@ -114,7 +115,5 @@ struct ConfigCheckCommand: AsyncParsableCommand {
         return [text]
     }
 
-    static func seconds(_ amount: TimeAmount) -> String {
-        (Double(amount.nanoseconds) / 1e9).formatted()
-    }
+    static func seconds(_ amount: TimeAmount) -> String { formatSeconds(amount) }
 }

@@ -3,7 +3,8 @@ import Foundation
 import Logging
 import NIOCore
 import SecureChannel
-import SecureChannelTunnel
+import SecureChannelConfig
+import SecureChannelMetrics
 import ServiceLifecycle
 
 /// `securechannel serve`: the mTLS echo server.
@@ -50,16 +51,16 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var framingOptions: FramingOptions
     @OptionGroup var access: AccessRuleOptions
 
-    @Option(help: ArgumentHelp("Seconds allowed for the TLS handshake (default: 10).", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Seconds allowed for the TLS handshake (default: \(formatSeconds(MessageServerConfiguration.Defaults.handshakeTimeout))).", valueName: "seconds"))
     var handshakeTimeout: Double?
 
-    @Option(help: ArgumentHelp("Close connections idle this many seconds (default: 300).", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Close connections idle this many seconds (default: \(formatSeconds(MessageServerConfiguration.Defaults.idleTimeout))).", valueName: "seconds"))
     var idleTimeout: Double?
 
-    @Option(help: ArgumentHelp("Refuse connections beyond this many (default: 1024).", valueName: "n"))
+    @Option(help: ArgumentHelp("Refuse connections beyond this many (default: \(MessageServerConfiguration.Defaults.maximumConnections)).", valueName: "n"))
     var maxConnections: Int?
 
-    @Option(help: ArgumentHelp("Warn when our certificate or the CA expires within this many days (default: 14).", valueName: "days"))
+    @Option(help: ArgumentHelp("Warn when our certificate or the CA expires within this many days (default: \(MessageServerConfiguration.Defaults.expiryWarningDays)).", valueName: "days"))
     var expiryWarningDays: Int?
 
     @Option(help: ArgumentHelp("Log format: text (default) or json (one object per line, stable field names).", valueName: "format"))
@@ -74,7 +75,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: "Set SO_REUSEPORT: several serve processes may listen on the same port; the kernel spreads connections among them.")
     var reusePort = false
 
-    @Option(help: ArgumentHelp("On SIGTERM/SIGINT, seconds replies in flight may take before the rest are closed (default: 5).", valueName: "seconds"))
+    @Option(help: ArgumentHelp("On SIGTERM/SIGINT, seconds replies in flight may take before the rest are closed (default: \(formatSeconds(MessageServerConfiguration.Defaults.shutdownGracePeriod))).", valueName: "seconds"))
     var drainTimeout: Double?
 
     /// The flags given, as configuration keys.
@@ -108,10 +109,10 @@ struct ServeCommand: AsyncParsableCommand {
         let rules = configuration.rules
         let summary = "accepting clients: \(rules.summary); TLS \(configuration.tls.minimumVersion.rawValue)+, framing \(configuration.framing.rawValue)"
             + (configuration.acceptProxyProtocol ? "; PROXY protocol v2 required" : "")
-        try await ServiceRunner.run([server], metrics: endpoint, format: format, announcements: [{
+        try await ServiceRunner.run([.init(service: server) {
             let address = try await server.listeningAddress()
             logger.info("\(summary)", metadata: ["event": "started", "address": "\(Endpoint.display(address))"])
             return "listening on \(Endpoint.display(address))"
-        }])
+        }], metrics: endpoint, format: format, logger: logger)
     }
 }

@@ -3,6 +3,8 @@ import Foundation
 import Logging
 import NIOCore
 import SecureChannel
+import SecureChannelConfig
+import SecureChannelMetrics
 import SecureChannelTunnel
 import ServiceLifecycle
 
@@ -47,19 +49,12 @@ struct TunnelCommand: AsyncParsableCommand {
     }
 }
 
-/// `host:port` or `unix:/path` for a plaintext side.
-func tunnelEndpoint(_ text: String) throws -> TunnelEndpoint {
-    if text.hasPrefix("unix:") { return .unix(path: String(text.dropFirst(5))) }
-    let endpoint = try Endpoint.parse(text)
-    return .tcp(host: endpoint.host, port: endpoint.port)
-}
-
-/// Runs tunnels until SIGINT/SIGTERM, printing one `listening on …` line per tunnel once bound.
+/// Runs tunnels until SIGINT/SIGTERM; prints one `listening on …` line per tunnel once every tunnel (and the
+/// metrics endpoint) is bound.
 func runTunnels(_ tunnels: [ConfigFile.Tunnel], format: LogFormat, metrics: (host: String, port: Int)?, named: Bool = true) async throws {
     let logger = format.makeLogger(label: "securechannel.tunnel")
     let endpoint = metrics.map { PrometheusEndpoint(host: $0.host, port: $0.port, logger: logger) }
-    var services: [any Service] = []
-    var announcements: [@Sendable () async throws -> String] = []
+    var entries: [ServiceRunner.Entry] = []
     var readiness: [@Sendable () -> Bool] = []
     for tunnel in tunnels {
         var tunnelLogger = logger
@@ -70,28 +65,26 @@ func runTunnels(_ tunnels: [ConfigFile.Tunnel], format: LogFormat, metrics: (hos
             configuration.metricsFactory = endpoint?.factory
             let server = try TunnelServer(configuration: configuration, logger: tunnelLogger)
             let target = configuration.target
-            services.append(server)
             readiness.append { server.isReady }
-            announcements.append {
+            entries.append(.init(service: server) {
                 let address = Endpoint.display(try await server.listeningAddress())
                 return named ? "listening on \(address) (\(name): server to \(target))" : "listening on \(address)"
-            }
+            })
         case .client(let name, let given):
             var configuration = given
             configuration.metricsFactory = endpoint?.factory
             let client = try TunnelClient(configuration: configuration, logger: tunnelLogger)
-            services.append(client)
             readiness.append { client.isReady }
-            announcements.append {
+            entries.append(.init(service: client) {
                 let address = try await client.listeningAddress()
                 let shown = address.port == nil ? given.listen.description : Endpoint.display(address)
-                return named ? "listening on \(shown) (\(name): client to \(given.targetHost):\(given.targetPort))" : "listening on \(shown)"
-            }
+                return named ? "listening on \(shown) (\(name): client to \(given.target))" : "listening on \(shown)"
+            })
         }
     }
     let checks = readiness
     endpoint?.reportReadiness { checks.allSatisfy { $0() } }
-    try await ServiceRunner.run(services, metrics: endpoint, format: format, announcements: announcements)
+    try await ServiceRunner.run(entries, metrics: endpoint, format: format, logger: logger)
 }
 
 /// `securechannel tunnel server`.
@@ -132,20 +125,23 @@ struct TunnelServerCommand: AsyncParsableCommand {
     @Flag(help: "Set SO_REUSEPORT: several tunnel server processes may listen on the same port.")
     var reusePort = false
 
-    @Option(help: ArgumentHelp("Refuse connections beyond this many (default: 1024).", valueName: "n"))
+    @Option(help: ArgumentHelp("Refuse connections beyond this many (default: \(TunnelServerConfiguration.Defaults.maximumConnections)).", valueName: "n"))
     var maxConnections: Int?
 
-    @Option(help: ArgumentHelp("Seconds allowed for the TLS handshake (default: 10).", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Seconds allowed for the TLS handshake (default: \(formatSeconds(TunnelServerConfiguration.Defaults.handshakeTimeout))).", valueName: "seconds"))
     var handshakeTimeout: Double?
 
-    @Option(help: ArgumentHelp("Close tunnels idle this many seconds (default: 3600).", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Close tunnels idle this many seconds (default: \(formatSeconds(TunnelServerConfiguration.Defaults.idleTimeout))).", valueName: "seconds"))
     var idleTimeout: Double?
 
-    @Option(help: ArgumentHelp("Seconds allowed to connect to the target (default: 5).", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Seconds allowed to connect to the target (default: \(formatSeconds(TunnelServerConfiguration.Defaults.connectTimeout))).", valueName: "seconds"))
     var connectTimeout: Double?
 
-    @Option(help: ArgumentHelp("On SIGTERM/SIGINT, seconds open tunnels may take before they are closed (default: 5).", valueName: "seconds"))
+    @Option(help: ArgumentHelp("On SIGTERM/SIGINT, seconds open tunnels may take before they are closed (default: \(formatSeconds(TunnelServerConfiguration.Defaults.shutdownGracePeriod))).", valueName: "seconds"))
     var drainTimeout: Double?
+
+    @Option(help: ArgumentHelp("Warn when our certificate or the CA expires within this many days (default: \(TunnelServerConfiguration.Defaults.expiryWarningDays)).", valueName: "days"))
+    var expiryWarningDays: Int?
 
     @Option(help: ArgumentHelp("Serve Prometheus metrics on http://HOST:PORT/metrics and /healthz.", valueName: "host:port"))
     var metrics: Endpoint?
@@ -167,6 +163,7 @@ struct TunnelServerCommand: AsyncParsableCommand {
         fields.set("idle-timeout", idleTimeout)
         fields.set("connect-timeout", connectTimeout)
         fields.set("drain-timeout", drainTimeout)
+        fields.set("expiry-warning-days", expiryWarningDays)
         try await runTunnels([try ConfigFile.tunnel(fields)], format: logFormat ?? .text,
                              metrics: metrics.map { ($0.host, $0.port) }, named: false)
     }
@@ -178,7 +175,9 @@ struct TunnelClientCommand: AsyncParsableCommand {
         commandName: "client",
         abstract: "Accept plaintext on --listen and originate mTLS to --target, verifying its name.",
         discussion: """
-            The listen address must be loopback or unix:/path unless --unsafe-listen.
+            The listen address must be loopback or unix:/path unless --unsafe-listen. --cert, --key, --ca and \
+            --crl are watched like serve's: a change (or SIGHUP) takes effect for new tunnels without a restart; \
+            open tunnels go on; a broken file keeps the old material.
 
             EXAMPLE:
               securechannel tunnel client --listen 127.0.0.1:8080 --target jill.example:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt
@@ -202,11 +201,20 @@ struct TunnelClientCommand: AsyncParsableCommand {
     @Flag(help: "Allow a listen address reachable from other machines.")
     var unsafeListen = false
 
-    @Option(help: ArgumentHelp("Seconds allowed to connect and handshake with the server (default: 10).", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Seconds allowed to connect and handshake with the server (default: \(formatSeconds(TunnelClientConfiguration.Defaults.connectTimeout))).", valueName: "seconds"))
     var connectTimeout: Double?
 
-    @Option(help: ArgumentHelp("On SIGTERM/SIGINT, seconds open tunnels may take before they are closed (default: 5).", valueName: "seconds"))
+    @Option(help: ArgumentHelp("On SIGTERM/SIGINT, seconds open tunnels may take before they are closed (default: \(formatSeconds(TunnelClientConfiguration.Defaults.shutdownGracePeriod))).", valueName: "seconds"))
     var drainTimeout: Double?
+
+    @Option(help: ArgumentHelp("Refuse local connections beyond this many (default: \(TunnelClientConfiguration.Defaults.maximumConnections)).", valueName: "n"))
+    var maxConnections: Int?
+
+    @Option(help: ArgumentHelp("Close tunnels idle this many seconds (default: \(formatSeconds(TunnelClientConfiguration.Defaults.idleTimeout))).", valueName: "seconds"))
+    var idleTimeout: Double?
+
+    @Option(help: ArgumentHelp("Warn when our certificate or the CA expires within this many days (default: \(TunnelClientConfiguration.Defaults.expiryWarningDays)).", valueName: "days"))
+    var expiryWarningDays: Int?
 
     @Option(help: ArgumentHelp("Serve Prometheus metrics on http://HOST:PORT/metrics and /healthz.", valueName: "host:port"))
     var metrics: Endpoint?
@@ -222,6 +230,9 @@ struct TunnelClientCommand: AsyncParsableCommand {
         fields.set("unsafe-listen", flag: unsafeListen)
         fields.set("connect-timeout", connectTimeout)
         fields.set("drain-timeout", drainTimeout)
+        fields.set("max-connections", maxConnections)
+        fields.set("idle-timeout", idleTimeout)
+        fields.set("expiry-warning-days", expiryWarningDays)
         try await runTunnels([try ConfigFile.tunnel(fields)], format: logFormat ?? .text, metrics: metrics.map { ($0.host, $0.port) },
                              named: false)
     }

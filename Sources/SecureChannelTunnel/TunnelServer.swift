@@ -8,28 +8,19 @@ import ServiceLifecycle
 
 /// The TLS-terminating end of a tunnel: every verified client connection becomes a plaintext connection to the
 /// target, bytes forwarded exactly both ways. Identities, rules, CRLs, reloads, limits and logs are the message
-/// server's (``SecureListener``); only what happens after the handshake differs.
-public final class TunnelServer: Service, Sendable {
+/// server's (``Acceptor``); only what happens after the handshake differs.
+public final class TunnelServer: Service, MaterialReloading, Sendable {
     /// The configuration.
     public let configuration: TunnelServerConfiguration
-    private let listener: SecureListener
+    private let listener: Acceptor
 
     /// Creates the server; throws a one-line error for an unusable configuration.
     public init(configuration: TunnelServerConfiguration, logger: Logger,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
         try configuration.validate()
         self.configuration = configuration
-        var settings = ListenerSettings(
-            host: configuration.host, port: configuration.port, material: try configuration.files.load(),
-            reloadFiles: configuration.files, rules: configuration.rules, tls: configuration.tls,
-            handshakeTimeout: configuration.handshakeTimeout, idleTimeout: configuration.idleTimeout,
-            maximumConnections: configuration.maximumConnections, shutdownGracePeriod: configuration.shutdownGracePeriod, expiryWarningDays: 14)
-        settings.allowHalfClosure = true
-        settings.acceptProxyProtocol = configuration.acceptProxyProtocol
-        settings.reusePort = configuration.reusePort
-        settings.metricsFactory = configuration.metricsFactory
-        settings.metricsLabel = configuration.metricsLabel
-        listener = try SecureListener(settings: settings, logger: logger, group: group)
+        let store = try MaterialStore(files: configuration.files, role: .server(rules: configuration.rules), tls: configuration.tls)
+        listener = try Acceptor(settings: configuration.acceptorSettings, store: store, logger: logger, group: group)
     }
 
     /// The TLS address, once bound.
@@ -41,6 +32,9 @@ public final class TunnelServer: Service, Sendable {
     public var isReady: Bool { listener.isReady }
 
     /// Re-reads the files; see ``MessageServer/reload(reason:)``.
+    /// Whether a watched file changed since the last look (``FileWatchService`` asks).
+    public var watchedFilesChanged: Bool { listener.watchedFilesChanged }
+
     @discardableResult
     public func reload(reason: String = "reload requested") -> Bool {
         listener.reload(reason: reason)
@@ -76,6 +70,8 @@ public final class TunnelServer: Service, Sendable {
                     clientCertificate: try record.certificate.map { try CertificateIO.der($0) }
                 ).encode()
             }
+            // A tunnel in use is busy: at shutdown it gets the drain time to finish.
+            listener.setBusy(record, true)
             try await Glue.join(client: client, target: target, preamble: preamble, counter: TransferCounter(), record: record)
         } catch let error as SecureChannelError {
             record.noteClose(error.message)

@@ -4,6 +4,22 @@ import SecureChannel
 
 /// A tunnel server: terminates mTLS on `host:port` and forwards the verified plaintext stream to `target`.
 public struct TunnelServerConfiguration: Sendable {
+    /// The defaults, each written once: the initializer, the configuration file and the help text read them.
+    public enum Defaults {
+        /// Connections beyond this many are refused at once.
+        public static let maximumConnections = 1024
+        /// Time allowed for the TLS handshake.
+        public static let handshakeTimeout: TimeAmount = .seconds(10)
+        /// A tunnel with no traffic either way for this long is closed.
+        public static let idleTimeout: TimeAmount = .seconds(3600)
+        /// Time allowed to connect to the target.
+        public static let connectTimeout: TimeAmount = .seconds(5)
+        /// At shutdown, open tunnels get this long to finish before they are closed.
+        public static let shutdownGracePeriod: TimeAmount = .seconds(5)
+        /// Warn when our certificate or a CA expires within this many days.
+        public static let expiryWarningDays = 14
+    }
+
     /// Address to listen on (TLS side).
     public var host: String
     /// Port to listen on; 0 picks a free one.
@@ -29,11 +45,13 @@ public struct TunnelServerConfiguration: Sendable {
     /// Time allowed to connect to the target.
     public var connectTimeout: TimeAmount
     /// At shutdown, open tunnels get this long to finish before they are closed.
-    public var shutdownGracePeriod: TimeAmount = .seconds(5)
+    public var shutdownGracePeriod = Defaults.shutdownGracePeriod
     /// Expect a PROXY protocol v2 header from a load balancer before TLS (see ``MessageServerConfiguration``).
     public var acceptProxyProtocol = false
     /// Set SO_REUSEPORT (see ``MessageServerConfiguration/reusePort``).
     public var reusePort = false
+    /// Warn when our certificate or a CA expires within this many days.
+    public var expiryWarningDays = Defaults.expiryWarningDays
     /// Where metrics go; nil: `MetricsSystem.factory`.
     public var metricsFactory: (any MetricsFactory)?
     /// The `listener` label of the tunnel's metrics (the tunnel's name in a config file).
@@ -42,8 +60,8 @@ public struct TunnelServerConfiguration: Sendable {
     /// A configuration with secure defaults.
     public init(host: String, port: Int, target: TunnelEndpoint, files: TLSMaterialFiles, rules: AccessRules,
                 proxyProtocol: Bool = false, allowRemoteTarget: Bool = false, tls: TLSPolicy = .default,
-                maximumConnections: Int = 1024, handshakeTimeout: TimeAmount = .seconds(10),
-                idleTimeout: TimeAmount = .seconds(3600), connectTimeout: TimeAmount = .seconds(5)) {
+                maximumConnections: Int = Defaults.maximumConnections, handshakeTimeout: TimeAmount = Defaults.handshakeTimeout,
+                idleTimeout: TimeAmount = Defaults.idleTimeout, connectTimeout: TimeAmount = Defaults.connectTimeout) {
         self.host = host
         self.port = port
         self.target = target
@@ -62,7 +80,22 @@ public struct TunnelServerConfiguration: Sendable {
     public func validate() throws {
         guard target.isLocal || allowRemoteTarget else {
             throw SecureChannelError(.configuration,
-                "target \(target) is not on this machine, so the plaintext would cross the network; use a loopback address or a UNIX socket, or pass --unsafe-target")
+                "target \(target) is not on this machine, so the plaintext would cross the network; use a loopback address or a UNIX socket, or allow a remote target explicitly")
         }
+        try acceptorSettings.validate()
+    }
+
+    /// The accepting side's settings.
+    var acceptorSettings: AcceptorSettings {
+        var settings = AcceptorSettings(
+            listen: .tcp(host: host, port: port), handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout,
+            maximumConnections: maximumConnections, shutdownGracePeriod: shutdownGracePeriod,
+            expiryWarningDays: expiryWarningDays)
+        settings.allowHalfClosure = true
+        settings.acceptProxyProtocol = acceptProxyProtocol
+        settings.reusePort = reusePort
+        settings.metricsFactory = metricsFactory
+        settings.metricsLabel = metricsLabel
+        return settings
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 import SecureChannelPKI
-import SecureChannelTunnel
+import SecureChannelConfig
 import TestSupport
 import Testing
 

@@ -32,5 +32,14 @@ struct ServerProcess {
                           + extra + messages, stdin: stdin)
     }
 
+    /// Connects with OpenSSL presenting `client`'s certificate, whatever its purpose (`send` refuses to present
+    /// a certificate that is not for clients), and sends one line; the server's verdict is in its log.
+    func presentWithOpenSSL(_ dir: String, client: String) async throws -> ProcessResult {
+        try await Tools.run(try Tools.require("openssl"), [
+            "s_client", "-connect", "127.0.0.1:\(port)", "-servername", "localhost", "-cert", "\(dir)/\(client).crt",
+            "-key", "\(dir)/\(client).key", "-CAfile", "\(dir)/ca.crt", "-quiet",
+        ], stdin: "I am not a client\n", timeout: 20)
+    }
+
     func stop() { process.stop() }
 }

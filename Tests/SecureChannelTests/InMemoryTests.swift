@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOEmbedded
 @testable import SecureChannel
+import SecureChannelBench
 import SecureChannelPKI
 import Testing
 import X509

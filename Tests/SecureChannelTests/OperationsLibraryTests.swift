@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import SecureChannel
+import SecureChannelMetrics
 import SecureChannelPKI
 import ServiceLifecycle
 import TestSupport

@@ -76,7 +76,7 @@ final class PlainTarget: @unchecked Sendable {
 
 /// A tunnel server (to `targetPort`) and a tunnel client in front of it, both in-process.
 struct TunnelPair {
-    let pki: TunnelPKI
+    let pki: TestPKI
     let server: TunnelServer
     let client: TunnelClient
     let services: ServiceGroup
@@ -84,7 +84,7 @@ struct TunnelPair {
     let serverPort: Int
     let clientPort: Int
 
-    static func start(_ pki: TunnelPKI, targetPort: Int, clientName: String = "Chris", rules: AccessRules = .anyClient,
+    static func start(_ pki: TestPKI, targetPort: Int, clientName: String = "Chris", rules: AccessRules = .anyClient,
                       proxyProtocol: Bool = false, crl: Bool = false,
                       configureServer: (inout TunnelServerConfiguration) -> Void = { _ in }) async throws -> TunnelPair {
         var logger = Logger(label: "test.tunnel")
@@ -106,7 +106,8 @@ struct TunnelPair {
                                     ca: pki.dir.file("ca.crt")))
         clientConfiguration.shutdownGracePeriod = .milliseconds(200)
         let client = try TunnelClient(configuration: clientConfiguration, logger: logger)
-        let services = ServiceGroup(configuration: .init(services: [.init(service: client)], logger: logger))
+        let services = ServiceGroup(configuration: .init(
+            services: [.init(service: client), .init(service: FileWatchService(watching: [server, client]))], logger: logger))
         let task = Task {
             try await services.run()
             await serverTask.triggerGracefulShutdown()
@@ -121,23 +122,6 @@ struct TunnelPair {
         await services.triggerGracefulShutdown()
         try await task.value
     }
-}
-
-/// Barry, Jill, Chris and Eve for tunnel tests.
-struct TunnelPKI {
-    let dir: TemporaryDirectory
-    let ca: CertificateAuthority
-
-    init() throws {
-        dir = try TemporaryDirectory()
-        ca = try CertificateAuthority.create(directory: dir.path, name: "Barry")
-        _ = try ca.issue(.server(name: "Jill", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"]))
-        _ = try ca.issue(.client(name: "Chris"))
-        _ = try ca.issue(.client(name: "Eve"))
-        _ = try ca.generateCRL()
-    }
-
-    func cleanup() { dir.cleanup() }
 }
 
 /// A plaintext client connection for tests.

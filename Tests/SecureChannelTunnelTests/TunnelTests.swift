@@ -12,7 +12,7 @@ import Testing
 struct TunnelTests {
     @Test("32 MB of random bytes come back through the pair with the same SHA-256; a half-close still gets every byte")
     func bulkEcho() async throws {
-        let pki = try TunnelPKI()
+        let pki = try TestPKI(clients: ["Eve"], crl: true)
         defer { pki.cleanup() }
         let target = try await PlainTarget(.echo)
         let pair = try await TunnelPair.start(pki, targetPort: target.port)
@@ -58,7 +58,7 @@ struct TunnelTests {
 
     @Test("a tunnel server with acceptProxyProtocol refuses a client that comes without a PROXY header; the same pair without it works")
     func acceptProxyProtocolRefusesDirectClients() async throws {
-        let pki = try TunnelPKI()
+        let pki = try TestPKI(clients: ["Eve"], crl: true)
         defer { pki.cleanup() }
         let target = try await PlainTarget(.echo)
         let behindProxy = try await TunnelPair.start(pki, targetPort: target.port) { $0.acceptProxyProtocol = true }
@@ -82,7 +82,7 @@ struct TunnelTests {
 
     @Test("when the target is down, the client is closed promptly")
     func targetDown() async throws {
-        let pki = try TunnelPKI()
+        let pki = try TestPKI(clients: ["Eve"], crl: true)
         defer { pki.cleanup() }
         let unused = try await PlainTarget(.echo)
         let port = unused.port
@@ -99,7 +99,7 @@ struct TunnelTests {
 
     @Test("a reset by the target reaches the client as a reset, not as a clean end")
     func resetPropagates() async throws {
-        let pki = try TunnelPKI()
+        let pki = try TestPKI(clients: ["Eve"], crl: true)
         defer { pki.cleanup() }
         let target = try await PlainTarget(.reset)
         let pair = try await TunnelPair.start(pki, targetPort: target.port)
@@ -122,7 +122,7 @@ struct TunnelTests {
 
     @Test("identity rules: a client the server does not allow gets nothing through")
     func rules() async throws {
-        let pki = try TunnelPKI()
+        let pki = try TestPKI(clients: ["Eve"], crl: true)
         defer { pki.cleanup() }
         let target = try await PlainTarget(.record)
         let pair = try await TunnelPair.start(pki, targetPort: target.port, clientName: "Eve", rules: AccessRules(commonNames: ["Chris"]))
@@ -135,7 +135,7 @@ struct TunnelTests {
 
     @Test("a slow reader: the tunnel stops reading instead of buffering without bound")
     func backpressure() async throws {
-        let pki = try TunnelPKI()
+        let pki = try TestPKI(clients: ["Eve"], crl: true)
         defer { pki.cleanup() }
         let target = try await PlainTarget(.silent)  // accepts, never reads
         let pair = try await TunnelPair.start(pki, targetPort: target.port)
@@ -179,7 +179,7 @@ struct TunnelTests {
 
     @Test("PROXY v2: the target gets a header with the client address, TLS version, CN and certificate")
     func proxyProtocol() async throws {
-        let pki = try TunnelPKI()
+        let pki = try TestPKI(clients: ["Eve"], crl: true)
         defer { pki.cleanup() }
         let target = try await PlainTarget(.record)
         let pair = try await TunnelPair.start(pki, targetPort: target.port, proxyProtocol: true)
@@ -208,7 +208,7 @@ struct TunnelTests {
 
     @Test("revoking a client cuts its open tunnel")
     func revocationCuts() async throws {
-        let pki = try TunnelPKI()
+        let pki = try TestPKI(clients: ["Eve"], crl: true)
         defer { pki.cleanup() }
         let target = try await PlainTarget(.echo)
         let pair = try await TunnelPair.start(pki, targetPort: target.port, crl: true)

@@ -13,6 +13,12 @@ public struct TemporaryDirectory: Sendable {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
 
+    /// An existing directory (created if missing), e.g. one a CLI test works in.
+    public init(existing path: String) throws {
+        self.path = path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
     /// A path inside the directory.
     public func file(_ name: String) -> String { "\(path)/\(name)" }
 

@@ -18,26 +18,27 @@ public struct ServeSettings: Sendable {
         "expiry-warning-days", "log-format", "metrics", "accept-proxy-protocol", "drain-timeout", "reuse-port",
     ]
 
-    /// Checks every value, loads the files, and builds the configuration.
+    /// Checks every value, loads the files, and builds the configuration. A key that is absent keeps the default
+    /// of ``MessageServerConfiguration``.
     public init(fields: ConfigFields) throws {
         try fields.checkKeys(Self.keys, what: "serve")
-        guard case .tcp(let host, let port) = try fields.endpoint("listen", hint: "the address to listen on (HOST:PORT)") else {
+        guard case .tcp(let host, let port) = try fields.endpoint("listen", hint: "the address to listen on (HOST:PORT)", allowUnix: false) else {
             throw fields.failure("listen", "must be HOST:PORT")
         }
         var server = try MessageServerConfiguration(host: host, port: port, files: try fields.materialFiles(), rules: try fields.accessRules())
         server.tls = try fields.tlsPolicy()
-        server.framing = Framing(rawValue: try fields.choice("framing", ["lines", "length"], default: "lines")) ?? .lines
-        server.maximumMessageBytes = try fields.positiveInteger("max-message-bytes", default: Framing.defaultMaximumMessageBytes)
-        server.handshakeTimeout = try fields.seconds("handshake-timeout", default: 10)
-        server.idleTimeout = try fields.seconds("idle-timeout", default: 300)
-        server.maximumConnections = try fields.positiveInteger("max-connections", default: 1024)
-        server.expiryWarningDays = try fields.positiveInteger("expiry-warning-days", default: 14, minimum: 0)
+        if let framing = try fields.choice("framing", Framing.allCases.map(\.rawValue)) { server.framing = Framing(rawValue: framing) ?? .lines }
+        if let value = try fields.integer("max-message-bytes") { server.maximumMessageBytes = value }
+        if let value = try fields.seconds("handshake-timeout") { server.handshakeTimeout = value }
+        if let value = try fields.seconds("idle-timeout") { server.idleTimeout = value }
+        if let value = try fields.integer("max-connections") { server.maximumConnections = value }
+        if let value = try fields.integer("expiry-warning-days", minimum: 0) { server.expiryWarningDays = value }
+        if let value = try fields.seconds("drain-timeout") { server.shutdownGracePeriod = value }
         server.acceptProxyProtocol = try fields.flag("accept-proxy-protocol")
         server.reusePort = try fields.flag("reuse-port")
-        server.shutdownGracePeriod = try fields.seconds("drain-timeout", default: 5)
         try server.validate()
         self.server = server
-        logFormat = try fields.choice("log-format", ["text", "json"], default: "text")
+        logFormat = try fields.choice("log-format", ["text", "json"]) ?? "text"
         metrics = try fields.hostPort("metrics")
     }
 }

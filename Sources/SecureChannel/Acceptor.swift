@@ -7,18 +7,13 @@ import NIOPosix
 import NIOSSL
 import SecureChannelPKI
 import ServiceLifecycle
-import UnixSignals
 import X509
 
-/// What a ``SecureListener`` needs: where to listen, limits, rules, and the material (with the files to reload
-/// it from). Shared by the message server and the tunnel.
-package struct ListenerSettings: Sendable {
-    package var host: String
-    package var port: Int
-    package var material: TLSMaterial
-    package var reloadFiles: TLSMaterialFiles?
-    package var rules: AccessRules
-    package var tls: TLSPolicy
+/// What an ``Acceptor`` needs besides its material: where to listen, limits, timeouts and labels. Shared by
+/// `serve`, `tunnel server` and `tunnel client`; each default is the one named in the library configuration
+/// that fills it (``MessageServerConfiguration``, the tunnel configurations).
+package struct AcceptorSettings: Sendable {
+    package var listen: SocketEndpoint
     package var handshakeTimeout: TimeAmount
     package var idleTimeout: TimeAmount
     package var maximumConnections: Int
@@ -34,47 +29,56 @@ package struct ListenerSettings: Sendable {
     package var metricsLabel = "serve"
     /// Where metrics go; nil: `MetricsSystem.factory`.
     package var metricsFactory: (any MetricsFactory)?
+    /// Where accepted connections are forwarded (`HOST:PORT`), for the log lines of a tunnel client.
+    package var destination: String?
 
-    package init(host: String, port: Int, material: TLSMaterial, reloadFiles: TLSMaterialFiles?, rules: AccessRules,
-                 tls: TLSPolicy, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount, maximumConnections: Int,
+    package init(listen: SocketEndpoint, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount, maximumConnections: Int,
                  shutdownGracePeriod: TimeAmount, expiryWarningDays: Int) {
-        self.host = host
-        self.port = port
-        self.material = material
-        self.reloadFiles = reloadFiles
-        self.rules = rules
-        self.tls = tls
+        self.listen = listen
         self.handshakeTimeout = handshakeTimeout
         self.idleTimeout = idleTimeout
         self.maximumConnections = maximumConnections
         self.shutdownGracePeriod = shutdownGracePeriod
         self.expiryWarningDays = expiryWarningDays
     }
+
+    /// Throws a one-line error for a limit or timeout out of range.
+    package func validate() throws {
+        guard maximumConnections > 0 else { throw SecureChannelError(.configuration, "the connection limit must be positive") }
+        guard handshakeTimeout > .zero, idleTimeout > .zero, shutdownGracePeriod >= .zero else {
+            throw SecureChannelError(.configuration, "timeouts must be positive")
+        }
+        guard expiryWarningDays >= 0 else { throw SecureChannelError(.configuration, "the expiry warning must be 0 days or more") }
+        if case .tcp(_, let port) = listen, !(0...65535).contains(port) {
+            throw SecureChannelError(.configuration, "port \(port) is out of range 0-65535")
+        }
+    }
 }
 
-/// The mTLS accepting side shared by ``MessageServer`` and the tunnel: binding, the TLS pipeline with timeouts,
-/// client verification with rules and CRLs, the connection cap, reloads (files and SIGHUP), the sweep that closes
-/// revoked or expired clients, graceful shutdown, and one log line per connection and per end.
+/// The one accepting core of every listening side (`serve`, `tunnel server`, `tunnel client`): binding (TCP or a
+/// UNIX socket, SO_REUSEPORT, PROXY v2 receiving), admission and the connection cap, handshake and idle timeouts,
+/// the close discipline of fatal TLS errors, reloads from the ``MaterialStore``, the sweep that closes peers whose
+/// certificate expired or became revoked, graceful drain, and one log line and the metrics per connection.
 ///
-/// What happens on a verified connection is the caller's: `run(configure:serve:)` adds its handlers to each
-/// pipeline and serves each channel (autoRead off until the caller turns it on).
-package final class SecureListener: Sendable {
-    package let settings: ListenerSettings
+/// With a ``MaterialStore/Role/server(rules:)`` store it terminates TLS and verifies clients; with a
+/// ``MaterialStore/Role/client(serverName:timeout:)`` store it accepts plaintext and its body originates TLS with
+/// ``MaterialStore/active``'s client setup. What happens on a connection is the caller's:
+/// `run(configure:serve:)` adds its handlers to each pipeline and serves each channel (autoRead off until the
+/// caller turns it on). Signals are the application's: it calls ``reload(reason:)``.
+package final class Acceptor: Sendable {
+    package let settings: AcceptorSettings
     package let logger: Logger
+    /// The material new connections use.
+    package let store: MaterialStore
     private let group: any EventLoopGroup
-    /// The TLS context and verifier new connections use; replaced by a successful reload.
-    private let current: NIOLockedValueBox<Active>
     private let bound: EventLoopPromise<SocketAddress>
     private let state = NIOLockedValueBox(State())
     /// Counters, gauges and histograms (``ListenerMetrics``).
     package let metrics: ListenerMetrics
-
-    /// Material in use: built once per (re)load.
-    private struct Active: Sendable {
-        var material: TLSMaterial
-        var context: NIOSSLContext
-        var verifier: PeerVerifier
-    }
+    /// Whether TLS is terminated here (server role) or originated by the body (client role).
+    private let terminatesTLS: Bool
+    /// `client` or `server`: whose certificate the peer presents, for messages.
+    private let peerWord: String
 
     private struct State {
         /// Accepted connections being served.
@@ -85,18 +89,27 @@ package final class SecureListener: Sendable {
         var bound = false
     }
 
-    package init(settings: ListenerSettings, logger: Logger, group: any EventLoopGroup) throws {
-        guard !settings.rules.isEmpty else {
+    package init(settings: AcceptorSettings, store: MaterialStore, logger: Logger, group: any EventLoopGroup) throws {
+        try settings.validate()
+        if case .server(let rules) = store.role, rules.isEmpty {
             throw SecureChannelError(.configuration,
-                "no client is allowed: give --allow-cn, --allow-dns or --allow-uri, or --allow-any-client to accept any client of the CA")
+                "no client is allowed: give at least one allow rule (common name, DNS or URI name), or allow any client of the CA")
         }
         self.settings = settings
+        self.store = store
         self.logger = logger
         self.group = group
-        current = NIOLockedValueBox(try Self.activate(settings.material, settings: settings))
+        if case .server = store.role { terminatesTLS = true } else { terminatesTLS = false }
+        peerWord = terminatesTLS ? "client" : "server"
         bound = group.any().makePromise(of: SocketAddress.self)
-        metrics = ListenerMetrics(listener: settings.metricsLabel, factory: settings.metricsFactory)
-        metrics.noteExpiry(settings.material)
+        metrics = ListenerMetrics(listener: settings.metricsLabel, factory: settings.metricsFactory,
+                                  role: terminatesTLS ? "server" : "client")
+        metrics.noteExpiry(store.material)
+    }
+
+    deinit {
+        // An acceptor made but never run leaves no one waiting (a completed promise ignores this).
+        bound.fail(SecureChannelError(.configuration, "the listener was never started"))
     }
 
     /// Bound and not shutting down: what `/healthz` reports.
@@ -112,40 +125,19 @@ package final class SecureListener: Sendable {
         try await bound.futureResult.get()
     }
 
-    /// Builds the TLS context and verifier for `material`.
-    private static func activate(_ material: TLSMaterial, settings: ListenerSettings) throws -> Active {
-        var tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: material.identity.nioChain.map { .certificate($0) },
-            privateKey: .privateKey(material.identity.nioKey))
-        settings.tls.apply(to: &tls)
-        tls.certificateVerification = .noHostnameVerification  // client certificate required; checked by PeerVerifier
-        tls.trustRoots = .certificates(material.trust.nioCertificates)  // never the system roots
-        tls.sendCANameList = true
-        let context: NIOSSLContext
-        do {
-            context = try NIOSSLContext(configuration: tls)
-        } catch {
-            throw SecureChannelError(.configuration, "the TLS stack refused the server configuration: \(error)")
-        }
-        let verifier = PeerVerifier(trust: material.trust, purpose: .client, serverName: nil, rules: settings.rules,
-                                    revocation: material.revocation)
-        return Active(material: material, context: context, verifier: verifier)
-    }
-
     /// Reads the configured files again and, if everything loads, uses them for new connections and closes open
     /// connections whose client is now revoked. On any failure the current material stays and the reason is
     /// logged. Returns whether the new material is in use.
     @discardableResult
     package func reload(reason: String = "reload requested") -> Bool {
-        guard let files = settings.reloadFiles else { return false }
+        guard store.files != nil else { return false }
         do {
-            let active = try Self.activate(try files.load(), settings: settings)
-            current.withLockedValue { $0 = active }
+            let material = try store.reload()
             metrics.reloads.increment()
-            metrics.noteExpiry(active.material)
+            metrics.noteExpiry(material)
             logger.info("reloaded certificate, key, CA and CRLs (\(reason)); new connections use them",
                         metadata: ["event": "reloaded"])
-            warnAboutExpiry(active.material)
+            warnAboutExpiry(material)
             sweep()
             return true
         } catch {
@@ -155,24 +147,24 @@ package final class SecureListener: Sendable {
         }
     }
 
-    /// Closes connections whose client certificate expired or is now revoked; each gets a log line.
+    /// Closes connections whose peer's certificate expired or is now revoked; each gets a log line.
     func sweep(now: Date = Date()) {
-        let revocation = current.withLockedValue { $0.material.revocation }
+        let revocation = store.material.revocation
         let open = state.withLockedValue { $0.connections.values.map { ($0.channel, $0.record) } }
         for (channel, record) in open {
             guard let certificate = record.certificate else { continue }
             if now > certificate.notValidAfter {
-                record.noteClose(Self.expired(certificate))
+                record.noteClose(expired(certificate))
                 channel.close(promise: nil)
             } else if let problem = revocation?.problem(with: certificate, now: now) {
-                record.noteClose("closed: client certificate \(problem)")
+                record.noteClose("closed: \(peerWord) certificate \(problem)")
                 channel.close(promise: nil)
             }
         }
     }
 
-    static func expired(_ certificate: Certificate) -> String {
-        "client certificate expired at \(CertificateDescription.format(certificate.notValidAfter))"
+    private func expired(_ certificate: Certificate) -> String {
+        "\(peerWord) certificate expired at \(CertificateDescription.format(certificate.notValidAfter))"
     }
 
     /// Closes the connection the moment its client certificate expires, on the connection's event loop. The
@@ -181,8 +173,9 @@ package final class SecureListener: Sendable {
     private func closeAtExpiry(_ channel: any Channel, _ record: ConnectionRecord) {
         guard let certificate = record.certificate else { return }
         let seconds = min(max(0, certificate.notValidAfter.timeIntervalSinceNow), 10 * 365 * 86_400)
+        let text = expired(certificate)
         let task = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9)) + .milliseconds(1)) {
-            record.noteClose(Self.expired(certificate))
+            record.noteClose(text)
             channel.close(promise: nil)
         }
         channel.closeFuture.whenComplete { _ in task.cancel() }
@@ -190,7 +183,7 @@ package final class SecureListener: Sendable {
 
     private func warnAboutExpiry(_ material: TLSMaterial, now: Date = Date()) {
         let horizon = now + TimeInterval(settings.expiryWarningDays) * 86_400
-        let mine = [("the server certificate", material.identity.leaf)] + material.trust.certificates.map { ("CA \($0.subject)", $0) }
+        let mine = [("the \(terminatesTLS ? "server" : "client") certificate", material.identity.leaf)] + material.trust.certificates.map { ("CA \($0.subject)", $0) }
         for (what, certificate) in mine where certificate.notValidAfter < horizon {
             let date = CertificateDescription.format(certificate.notValidAfter)
             if certificate.notValidAfter < now {
@@ -202,10 +195,12 @@ package final class SecureListener: Sendable {
         }
     }
 
-    /// Watches the files (and SIGHUP) and sweeps open connections, until cancelled.
+    /// Whether a file of the store changed since the last look (``FileWatchService`` asks).
+    package var watchedFilesChanged: Bool { store.filesChanged() }
+
+    /// Sweeps open connections, updates the expiry gauges and gives memory back, until cancelled. File changes are
+    /// watched beside the listeners (``FileWatchService``).
     private func maintain() async {
-        let watcher = settings.reloadFiles.map { FileWatcher(paths: $0.paths) }
-        var seen = watcher?.stamps()
         var peak = 0, ticks = 0
         while !Task.isCancelled {
             do {
@@ -213,15 +208,8 @@ package final class SecureListener: Sendable {
             } catch {
                 return
             }
-            if let watcher {
-                let now = watcher.stamps()
-                if now != seen {
-                    seen = now
-                    reload(reason: "files changed")
-                }
-            }
             sweep()
-            metrics.noteExpiry(current.withLockedValue { $0.material })
+            metrics.noteExpiry(store.material)
             // Every 5 s: if connections ended since the last look, give the freed memory back.
             let open = state.withLockedValue { $0.connections.count }
             peak = max(peak, open)
@@ -230,13 +218,6 @@ package final class SecureListener: Sendable {
                 if open < peak { MemoryRelease.returnFreedMemory() }
                 peak = open
             }
-        }
-    }
-
-    private func reloadOnHangup() async {
-        guard settings.reloadFiles != nil else { return }
-        for await _ in await UnixSignalsSequence(trapping: .sighup) {
-            reload(reason: "SIGHUP")
         }
     }
 
@@ -249,20 +230,28 @@ package final class SecureListener: Sendable {
         let settings = self.settings
         let serverChannel: NIOAsyncChannel<any Channel, Never>
         do {
-            serverChannel = try await ServerBootstrap(group: group)
+            let bootstrap = ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .serverChannelOption(.socket(SocketOptionLevel(SOL_SOCKET), SocketOptionName(SO_REUSEPORT)), value: settings.reusePort ? 1 : 0)
                 .childChannelOption(.autoRead, value: false)
                 .childChannelOption(.allowRemoteHalfClosure, value: settings.allowHalfClosure)
-                .bind(host: settings.host, port: settings.port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try self.initialize(channel, configure: configure)
-                        return channel
-                    }
+            let initializer: @Sendable (any Channel) -> EventLoopFuture<any Channel> = { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try self.initialize(channel, configure: configure)
+                    return channel
                 }
+            }
+            switch settings.listen {
+            case .tcp(let host, let port):
+                serverChannel = try await bootstrap
+                    .serverChannelOption(.socket(SocketOptionLevel(SOL_SOCKET), SocketOptionName(SO_REUSEPORT)), value: settings.reusePort ? 1 : 0)
+                    .bind(host: host, port: port, childChannelInitializer: initializer)
+            case .unix(let path):
+                serverChannel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true,
+                                                         childChannelInitializer: initializer)
+            }
         } catch {
-            let failure = SecureChannelError(.configuration, "cannot listen on \(settings.host):\(settings.port): \(error)")
+            let failure = SecureChannelError(.configuration, "cannot listen on \(settings.listen): \(SocketErrorText.bind(error))")
             bound.fail(failure)
             throw failure
         }
@@ -272,11 +261,10 @@ package final class SecureListener: Sendable {
         }
         state.withLockedValue { $0.bound = true }
         bound.succeed(address)
-        warnAboutExpiry(current.withLockedValue { $0.material })
+        warnAboutExpiry(store.material)
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { background in
                 background.addTask { await self.maintain() }
-                background.addTask { await self.reloadOnHangup() }
                 defer { background.cancelAll() }
                 try await serverChannel.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { tasks in
@@ -305,19 +293,32 @@ package final class SecureListener: Sendable {
         state.withLockedValue { $0.initialized[ObjectIdentifier(channel)] = record }
         let pipeline = channel.pipeline.syncOperations
         try pipeline.addHandler(WireByteCounter(record: record, metrics: metrics))
+        guard terminatesTLS else {
+            // Plaintext in, TLS out (a tunnel client): the body originates TLS; idle time counts from the accept.
+            if settings.acceptProxyProtocol { try pipeline.addHandler(ProxyProtocolReceiver(record: record)) }
+            let seconds = Double(settings.idleTimeout.nanoseconds) / 1e9
+            try pipeline.addHandlers([IdleStateHandler(allTimeout: settings.idleTimeout),
+                                      IdleCloseHandler(record: record, seconds: seconds)])
+            try configure(pipeline, record)
+            return
+        }
         let handshake = channel.eventLoop.makePromise(of: Void.self)
         record.handshake = handshake.futureResult
         if settings.allowHalfClosure {
             try pipeline.addHandler(AbortHandler())
             try pipeline.addHandler(DeferredEndOfInputHandler(handshake: handshake.futureResult))
         }
-        let active = current.withLockedValue { $0 }
-        let tlsHandler = NIOSSLServerHandler(context: active.context, customVerificationCallback: active.verifier.callback(record: record))
+        let active = store.active
+        guard let context = active.serverContext, let verifier = active.verifier else {
+            throw SecureChannelError(.configuration, "the material store holds no server context")
+        }
+        let tlsHandler = NIOSSLServerHandler(context: context, customVerificationCallback: verifier.callback(record: record))
         if settings.acceptProxyProtocol {
             try pipeline.addHandler(ProxyProtocolReceiver(record: record))
         }
         try pipeline.addHandler(QuickAckHandler(handshake: handshake.futureResult))
         try pipeline.addHandler(HandshakeObserver(side: .server, record: record))
+        try pipeline.addHandler(FatalCloseHandler())
         try pipeline.addHandler(tlsHandler)
 
         try pipeline.addHandler(HandshakeEventsHandler(record: record, handshake: handshake, idleTimeout: settings.idleTimeout))
@@ -340,7 +341,7 @@ package final class SecureListener: Sendable {
         if !admitted {
             metrics.refused[.limit]?.increment()
             let peer = ConnectionRecord(remote: channel.remoteAddress).remote
-            let why = draining ? "server shutting down" : "over --max-connections (\(count) open)"
+            let why = draining ? "server shutting down" : "over the connection limit (\(count) open)"
             logger.warning("connection from \(peer) refused: \(why)", metadata: ["peer": "\(peer)", "event": "refused", "refusal": "\(RefusalReason.limit.rawValue)", "reason": "\(why)"])
             channel.close(promise: nil)
         }
@@ -378,7 +379,7 @@ package final class SecureListener: Sendable {
     /// A resumed TLS session skips the verification callback: verify the certificate it carries now, against
     /// today's CAs, CRLs and rules, so resumption can never let a revoked or expired client back in.
     package func verifyResumedSession(channel: any Channel, record: ConnectionRecord) async throws {
-        let verifier = current.withLockedValue { $0.verifier }
+        guard let verifier = store.active.verifier else { return }
         if let peer = try await channel.nioSSL_peerCertificate().get(),
            await verifier.verify([try peer.toDERBytes()], record: record), let identity = record.identity {
             logConnected(record, identity: identity, resumed: true)
@@ -403,36 +404,49 @@ package final class SecureListener: Sendable {
         }
     }
 
-    private func logConnected(_ record: ConnectionRecord, identity: PeerIdentity, resumed: Bool = false) {
+    /// The peer as log lines name it: `1.2.3.4:5`, with ` to HOST:PORT` on a tunnel client.
+    private func peerText(_ record: ConnectionRecord) -> String {
+        guard let destination = settings.destination else { return record.remote }
+        return "\(record.remote == "unknown" ? "a local client" : record.remote) to \(destination)"
+    }
+
+    /// Logs and counts a verified peer (the server verified by a tunnel client's body, or a client here).
+    package func logConnected(_ record: ConnectionRecord, identity: PeerIdentity, resumed: Bool = false) {
         let session = record.session
         let handshakeNanoseconds = (NIODeadline.now() - record.acceptedAt).nanoseconds
         metrics.verified.increment()
         metrics.handshakeDuration.recordNanoseconds(handshakeNanoseconds)
+        var metadata = Self.identityFields(identity, session: session).merging(
+            ["event": "connected", "peer": "\(record.remote)",
+             "handshake_duration": .stringConvertible(Double(handshakeNanoseconds) / 1e9)]) { $1 }
+        if let destination = settings.destination { metadata["target"] = "\(destination)" }
         logger.info(
-            "connection from \(record.remote): verified \(identity), \(session.summary)\(resumed ? " (resumed session)" : "")",
-            metadata: Self.identityFields(identity, session: session).merging(
-                ["event": "connected", "peer": "\(record.remote)",
-                 "handshake_duration": .stringConvertible(Double(handshakeNanoseconds) / 1e9)]) { $1 })
+            "connection from \(peerText(record)): verified \(identity), \(session.summary)\(resumed ? " (resumed session)" : "")",
+            metadata: metadata)
     }
 
     package func logEnded(_ record: ConnectionRecord) {
         let reason = record.closeReason ?? "closed"
         let seconds = Date().timeIntervalSince(record.started)
-        let who = record.identity.map { " (\($0.subject))" } ?? ""
-        let text = "connection from \(record.remote)\(who) ended: \(reason); \(record.traffic ?? "\(record.messages) message(s)"), \(Self.threeDecimals(seconds)) s"
+        let who = terminatesTLS ? record.identity.map { " (\($0.subject))" } ?? "" : ""
+        let traffic = record.traffic ?? (settings.destination == nil ? "\(record.messages) message(s)" : "nothing forwarded")
+        let text = "connection from \(peerText(record))\(who) ended: \(reason); \(traffic), \(Self.threeDecimals(seconds)) s"
         let (received, sent) = record.wireBytes
         var metadata: Logger.Metadata = [
             "event": "ended", "peer": "\(record.remote)", "reason": "\(reason)", "messages": .stringConvertible(record.messages),
             "bytes_in": .stringConvertible(received), "bytes_out": .stringConvertible(sent),
             "duration": .stringConvertible((max(0, seconds) * 1000).rounded() / 1000),
         ]
+        if let destination = settings.destination { metadata["target"] = "\(destination)" }
         if let identity = record.identity {
             metadata.merge(Self.identityFields(identity, session: record.session)) { $1 }
             logger.info("\(text)", metadata: metadata)
         } else {
-            let refusal = record.refusal ?? .handshakeFailed
-            metrics.refused[refusal]?.increment()
-            metadata["refusal"] = "\(refusal.rawValue)"
+            // A client we refused always has a reason; a tunnel client that could not reach its server may not.
+            if let refusal = record.refusal ?? (terminatesTLS ? .handshakeFailed : nil) {
+                metrics.refused[refusal]?.increment()
+                metadata["refusal"] = "\(refusal.rawValue)"
+            }
             logger.warning("\(text)", metadata: metadata)
         }
     }

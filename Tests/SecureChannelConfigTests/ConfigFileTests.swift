@@ -1,6 +1,7 @@
 import Foundation
 import SecureChannel
 import SecureChannelPKI
+import SecureChannelConfig
 import SecureChannelTunnel
 import TestSupport
 import Testing
@@ -9,7 +10,7 @@ import Testing
 struct ConfigFileLibraryTests {
     @Test("a flag's relative path is relative to the current directory, the file's to the file's directory")
     func relativePaths() throws {
-        let pki = try TunnelPKI()
+        let pki = try TestPKI(clients: ["Eve"], crl: true)
         defer { pki.cleanup() }
         let elsewhere = try TemporaryDirectory()
         defer { elsewhere.cleanup() }

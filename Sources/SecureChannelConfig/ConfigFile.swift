@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import SecureChannel
 import SecureChannelPKI
+import SecureChannelTunnel
 import Yams
 
 /// The one configuration file format of `securechannel serve --config` and `securechannel tunnel --config`
@@ -57,11 +58,14 @@ public struct ConfigFile: Sendable {
     let tunnelEntries: [(line: Int, fields: ConfigFields)]
 
     static let topLevelKeys: Set<String> = ["serve", "tunnels", "log-format", "metrics"]
-    static let commonTunnelKeys: Set<String> = ["name", "mode", "listen", "target", "cert", "key", "ca", "crl", "crl-expired", "tls-min", "connect-timeout", "drain-timeout"]
+    static let commonTunnelKeys: Set<String> = [
+        "name", "mode", "listen", "target", "cert", "key", "ca", "crl", "crl-expired", "tls-min", "connect-timeout",
+        "drain-timeout", "max-connections", "idle-timeout", "expiry-warning-days",
+    ]
     /// The keys of a `mode: server` tunnel (the `tunnel server` flags).
     public static let serverKeys: Set<String> = commonTunnelKeys.union([
-        "allow-cn", "allow-dns", "allow-uri", "allow-any-client", "proxy-protocol", "unsafe-target", "max-connections",
-        "handshake-timeout", "idle-timeout", "accept-proxy-protocol", "reuse-port",
+        "allow-cn", "allow-dns", "allow-uri", "allow-any-client", "proxy-protocol", "unsafe-target",
+        "handshake-timeout", "accept-proxy-protocol", "reuse-port",
     ])
     /// The keys of a `mode: client` tunnel (the `tunnel client` flags).
     public static let clientKeys: Set<String> = commonTunnelKeys.union(["server-name", "unsafe-listen"])
@@ -128,9 +132,9 @@ public struct ConfigFile: Sendable {
         do {
             return try body()
         } catch let error as SecureChannelError {
-            throw SecureChannelError(.configuration, "\(source): \(section): \(error.message)")
+            throw SecureChannelError(error.code, "\(source): \(section): \(error.message)")  // the code beneath stays
         } catch let error as PKIError {
-            throw SecureChannelError(.configuration, "\(source): \(section): \(error.message)")
+            throw PKIError(error.code, "\(source): \(section): \(error.message)")
         }
     }
 
@@ -155,7 +159,7 @@ public struct ConfigFile: Sendable {
     public func tunnelProcessOptions(overriddenBy overrides: ConfigFields) throws -> (logFormat: String, metrics: (host: String, port: Int)?) {
         let fields = topLevel.overridden(by: overrides)
         return try Self.wrap(source, "top level") {
-            (try fields.choice("log-format", ["text", "json"], default: "text"), try fields.hostPort("metrics"))
+            (try fields.choice("log-format", ["text", "json"]) ?? "text", try fields.hostPort("metrics"))
         }
     }
 
@@ -166,41 +170,57 @@ public struct ConfigFile: Sendable {
     }
 
     /// One tunnel from its keys (a `tunnels:` entry, or the flags of `tunnel server` / `tunnel client`), checked.
+    /// A key that is absent keeps the default of the tunnel's library configuration.
     public static func tunnel(_ fields: ConfigFields) throws -> Tunnel {
         let name = try fields.string("name", hint: "the tunnel's name")
-        let mode = try fields.choice("mode", ["server", "client"], default: "")
-        guard !mode.isEmpty else { throw SecureChannelError(.configuration, "missing 'mode': server or client") }
+        guard let mode = try fields.choice("mode", ["server", "client"]) else {
+            throw SecureChannelError(.configuration, "missing 'mode': server or client")
+        }
         try fields.checkKeys(mode == "server" ? serverKeys : clientKeys, what: "a \(mode) tunnel")
         let files = try fields.materialFiles()
         let tls = try fields.tlsPolicy()
-        let drain = try fields.seconds("drain-timeout", default: 5)
         if mode == "server" {
-            guard case .tcp(let host, let port) = try fields.endpoint("listen", hint: "the TLS address to listen on") else {
+            guard case .tcp(let host, let port) = try fields.endpoint("listen", hint: "the TLS address to listen on", allowUnix: false) else {
                 throw SecureChannelError(.configuration, "a server tunnel listens on HOST:PORT")
             }
+            let target = try fields.endpoint("target", hint: "the plaintext service")
+            let allowRemote = try fields.flag("unsafe-target")
+            guard target.isLocal || allowRemote else {
+                throw fields.failure("target",
+                    "\(target) is not on this machine, so the plaintext would cross the network; use a loopback address or a UNIX socket, or pass --unsafe-target (in a file: unsafe-target: true)")
+            }
             var configuration = TunnelServerConfiguration(
-                host: host, port: port, target: try fields.endpoint("target", hint: "the plaintext service"), files: files,
-                rules: try fields.accessRules(), proxyProtocol: try fields.flag("proxy-protocol"),
-                allowRemoteTarget: try fields.flag("unsafe-target"), tls: tls,
-                maximumConnections: try fields.positiveInteger("max-connections", default: 1024),
-                handshakeTimeout: try fields.seconds("handshake-timeout", default: 10),
-                idleTimeout: try fields.seconds("idle-timeout", default: 3600),
-                connectTimeout: try fields.seconds("connect-timeout", default: 5))
+                host: host, port: port, target: target, files: files, rules: try fields.accessRules(),
+                proxyProtocol: try fields.flag("proxy-protocol"), allowRemoteTarget: allowRemote, tls: tls)
+            if let value = try fields.integer("max-connections") { configuration.maximumConnections = value }
+            if let value = try fields.seconds("handshake-timeout") { configuration.handshakeTimeout = value }
+            if let value = try fields.seconds("idle-timeout") { configuration.idleTimeout = value }
+            if let value = try fields.seconds("connect-timeout") { configuration.connectTimeout = value }
+            if let value = try fields.seconds("drain-timeout") { configuration.shutdownGracePeriod = value }
+            if let value = try fields.integer("expiry-warning-days", minimum: 0) { configuration.expiryWarningDays = value }
             configuration.acceptProxyProtocol = try fields.flag("accept-proxy-protocol")
             configuration.reusePort = try fields.flag("reuse-port")
-            configuration.shutdownGracePeriod = drain
             configuration.metricsLabel = name
             try configuration.validate()
             return .server(name: name, configuration)
         }
-        guard case .tcp(let host, let port) = try fields.endpoint("target", hint: "the tunnel server's HOST:PORT") else {
+        guard case .tcp(let host, let port) = try fields.endpoint("target", hint: "the tunnel server's HOST:PORT", allowUnix: false) else {
             throw SecureChannelError(.configuration, "a client tunnel's target is the tunnel server's HOST:PORT")
         }
+        let listen = try fields.endpoint("listen", hint: "the plaintext address to listen on")
+        let allowRemote = try fields.flag("unsafe-listen")
+        guard listen.isLocal || allowRemote else {
+            throw fields.failure("listen",
+                "\(listen) is reachable from other machines, which could then use this tunnel's identity; listen on a loopback address or a UNIX socket, or pass --unsafe-listen (in a file: unsafe-listen: true)")
+        }
         var configuration = TunnelClientConfiguration(
-            listen: try fields.endpoint("listen", hint: "the plaintext address to listen on"), targetHost: host, targetPort: port,
-            serverName: try fields.optionalString("server-name"), files: files, allowRemoteListen: try fields.flag("unsafe-listen"),
-            tls: tls, connectTimeout: try fields.seconds("connect-timeout", default: 10))
-        configuration.shutdownGracePeriod = drain
+            listen: listen, targetHost: host, targetPort: port, serverName: try fields.optionalString("server-name"),
+            files: files, allowRemoteListen: allowRemote, tls: tls)
+        if let value = try fields.seconds("connect-timeout") { configuration.connectTimeout = value }
+        if let value = try fields.integer("max-connections") { configuration.maximumConnections = value }
+        if let value = try fields.seconds("idle-timeout") { configuration.idleTimeout = value }
+        if let value = try fields.seconds("drain-timeout") { configuration.shutdownGracePeriod = value }
+        if let value = try fields.integer("expiry-warning-days", minimum: 0) { configuration.expiryWarningDays = value }
         configuration.metricsLabel = name
         try configuration.validate()
         return .client(name: name, configuration)

@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Prometheus
+import SecureChannel
 import ServiceLifecycle
 
 /// A small plaintext HTTP server for operators: `GET /metrics` (Prometheus text format) and `GET /healthz`
@@ -72,7 +73,7 @@ public final class PrometheusEndpoint: Service, Sendable {
                 }
                 .bind(host: host, port: port).get()
         } catch {
-            let failure = SecureChannelError(.configuration, "cannot listen for metrics on \(host):\(port): \(error)")
+            let failure = SecureChannelError(.configuration, "cannot listen for metrics on \(SocketEndpoint.format(host: host, port: port)): \(SocketErrorText.bind(error))")
             bound.fail(failure)
             throw failure
         }

@@ -3,6 +3,7 @@ import Histogram
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import SecureChannel
 
 /// The `bench` load generator: drives any mTLS line-echo server with ``MessageClient``s and measures.
 public struct LoadGenerator: Sendable {
@@ -190,7 +191,7 @@ public struct LoadGenerator: Sendable {
         let started = ContinuousClock.now
         let deadline = options.messages == nil ? started + .milliseconds(Int64(options.duration * 1000)) : nil
         let payload = String(repeating: "x", count: options.size)
-        let connectOn: @Sendable (any EventLoop) async throws -> MessageClient
+        let connectOn: @Sendable (any EventLoop) async throws -> any BenchConnection
         switch target {
         case .tls(var configuration):
             configuration.maximumMessageBytes = max(configuration.maximumMessageBytes, options.size)
@@ -199,8 +200,8 @@ public struct LoadGenerator: Sendable {
         case .plaintext(let host, let port):
             let limit = max(Framing.defaultMaximumMessageBytes, options.size)
             connectOn = { loop in
-                try await MessageClient.connect(host: host, port: port, framing: .lines, maximumMessageBytes: limit,
-                                                timeout: .seconds(30), setup: nil, group: loop)
+                try await PlaintextClient.connect(host: host, port: port, maximumMessageBytes: limit, timeout: .seconds(30),
+                                                  group: loop)
             }
         }
         let results = try await withThrowingTaskGroup(of: WorkerResult.self) { group in
@@ -208,7 +209,7 @@ public struct LoadGenerator: Sendable {
                 // Each worker runs on the event loop of its connections: the load generator measures the server,
                 // not hops between threads on the client side.
                 let loop = MultiThreadedEventLoopGroup.singleton.next()
-                let connect: @Sendable () async throws -> MessageClient = { try await connectOn(loop) }
+                let connect: @Sendable () async throws -> any BenchConnection = { try await connectOn(loop) }
                 group.addTask(executorPreference: EventLoopTaskExecutor(loop)) { [options] in
                     switch options.mode {
                     case .handshake: return await Self.handshakes(connect, payload: payload, count: options.messages, deadline: deadline, progress: progress)
@@ -261,7 +262,7 @@ public struct LoadGenerator: Sendable {
         return UInt64(max(0, duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000))
     }
 
-    private static func handshakes(_ connect: @Sendable () async throws -> MessageClient, payload: String, count: Int?,
+    private static func handshakes(_ connect: @Sendable () async throws -> any BenchConnection, payload: String, count: Int?,
                                    deadline: ContinuousClock.Instant?, progress: Progress) async -> WorkerResult {
         var result = WorkerResult()
         var done = 0
@@ -270,7 +271,7 @@ public struct LoadGenerator: Sendable {
             let start = ContinuousClock.now
             do {
                 let client = try await connect()
-                if result.session == nil { result.session = client.session }
+                if result.session == nil { result.session = client.tlsSession }
                 _ = try await client.send(payload)
                 await client.close()
                 _ = result.histogram.record(micros(since: start))
@@ -287,11 +288,11 @@ public struct LoadGenerator: Sendable {
 
     /// Connects once for a persistent-connection mode; a failure is counted and ends the worker.
     private static func persistentConnection(
-        _ connect: @Sendable () async throws -> MessageClient, result: inout WorkerResult, progress: Progress
-    ) async -> MessageClient? {
+        _ connect: @Sendable () async throws -> any BenchConnection, result: inout WorkerResult, progress: Progress
+    ) async -> (any BenchConnection)? {
         do {
             let client = try await connect()
-            result.session = client.session
+            result.session = client.tlsSession
             return client
         } catch {
             result.fail(error)
@@ -300,7 +301,7 @@ public struct LoadGenerator: Sendable {
         }
     }
 
-    private static func echo(_ connect: @Sendable () async throws -> MessageClient, worker: Int, size: Int, count: Int?,
+    private static func echo(_ connect: @Sendable () async throws -> any BenchConnection, worker: Int, size: Int, count: Int?,
                              deadline: ContinuousClock.Instant?, progress: Progress) async -> WorkerResult {
         var result = WorkerResult()
         guard let client = await persistentConnection(connect, result: &result, progress: progress) else { return result }
@@ -335,7 +336,7 @@ public struct LoadGenerator: Sendable {
         return result
     }
 
-    private static func bulk(_ connect: @Sendable () async throws -> MessageClient, payload: String, count: Int?,
+    private static func bulk(_ connect: @Sendable () async throws -> any BenchConnection, payload: String, count: Int?,
                              deadline: ContinuousClock.Instant?, window: Int, progress: Progress) async -> WorkerResult {
         var result = WorkerResult()
         guard let client = await persistentConnection(connect, result: &result, progress: progress) else { return result }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import SecureChannel
+import SecureChannelPKI
 import Yams
 
 /// The keys of one section of a configuration file (or the flags given on a command line), each named like its
@@ -133,53 +134,54 @@ public struct ConfigFields: Sendable {
         }
     }
 
-    /// A positive number of seconds.
-    func seconds(_ key: String, default fallback: Double) throws -> TimeAmount {
-        guard let text = try optionalString(key) else { return .nanoseconds(Int64(fallback * 1e9)) }
-        guard let number = Double(text), number > 0, number.isFinite else {
+    /// A positive number of seconds, or nil when absent (the library configuration's default then holds).
+    func seconds(_ key: String) throws -> TimeAmount? {
+        guard let text = try optionalString(key) else { return nil }
+        guard let number = Double(text), number > 0, number.isFinite, number < 1e9 else {
             throw failure(key, "must be a positive number of seconds (got '\(text)')")
         }
         return .nanoseconds(Int64(number * 1e9))
     }
 
-    /// A positive integer (or, with `minimum: 0`, zero too).
-    func positiveInteger(_ key: String, default fallback: Int, minimum: Int = 1) throws -> Int {
-        guard let text = try optionalString(key) else { return fallback }
+    /// A positive integer (or, with `minimum: 0`, zero too), or nil when absent.
+    func integer(_ key: String, minimum: Int = 1) throws -> Int? {
+        guard let text = try optionalString(key) else { return nil }
         guard let number = Int(text), number >= minimum else {
             throw failure(key, "must be \(minimum == 0 ? "0 or more" : "a positive integer") (got '\(text)')")
         }
         return number
     }
 
-    /// One of `choices`.
-    func choice(_ key: String, _ choices: [String], default fallback: String) throws -> String {
-        guard let text = try optionalString(key) else { return fallback }
+    /// One of `choices`, or nil when absent.
+    func choice(_ key: String, _ choices: [String]) throws -> String? {
+        guard let text = try optionalString(key) else { return nil }
         guard choices.contains(text) else { throw failure(key, "must be \(choices.joined(separator: " or ")) (got '\(text)')") }
         return text
     }
 
-    /// `HOST:PORT` (IPv6 in brackets) or `unix:/path`.
-    func endpoint(_ key: String, hint: String) throws -> TunnelEndpoint {
+    /// `HOST:PORT` (IPv6 in brackets) or, with `allowUnix`, `unix:/path` (relative paths resolved like files).
+    func endpoint(_ key: String, hint: String, allowUnix: Bool = true) throws -> SocketEndpoint {
         let text = try string(key, hint: hint)
-        if text.hasPrefix("unix:") { return .unix(path: absolute(String(text.dropFirst(5)), key: key)) }
-        guard let (host, port) = Self.hostPort(text) else { throw failure(key, "must be HOST:PORT or unix:/path (got '\(text)')") }
-        return .tcp(host: host, port: port)
+        let parsed: SocketEndpoint
+        do {
+            parsed = try SocketEndpoint.parse(text, allowUnix: allowUnix)
+        } catch let error as SecureChannelError {
+            throw failure(key, "is not usable: \(error.message)")
+        }
+        if case .unix(let path) = parsed { return .unix(path: absolute(path, key: key)) }
+        return parsed
     }
 
     /// `HOST:PORT`, or nil when absent.
     func hostPort(_ key: String) throws -> (host: String, port: Int)? {
-        guard let text = try optionalString(key) else { return nil }
-        guard let parsed = Self.hostPort(text) else { throw failure(key, "must be HOST:PORT, e.g. 127.0.0.1:9090 (got '\(text)')") }
-        return parsed
+        guard has(key) else { return nil }
+        guard case .tcp(let host, let port) = try endpoint(key, hint: "HOST:PORT", allowUnix: false) else { return nil }
+        return (host, port)
     }
 
-    static func hostPort(_ text: String) -> (String, Int)? {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
-        else { return nil }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else { return nil }
-        return (host, port)
+    /// The name of `key` as its origin spells it: `--key` on the command line, `key: true` in a file.
+    func spelled(_ key: String, value: String = "true") -> String {
+        values[key]?.origin == "the command line" || values[key] == nil ? "--\(key)" : "\(key): \(value)"
     }
 
     /// `--cert`, `--key`, `--ca`, `--crl`, `--crl-expired`: loaded once here so that a bad file is reported now.
@@ -187,15 +189,17 @@ public struct ConfigFields: Sendable {
         let files = TLSMaterialFiles(
             certificate: try path("cert", hint: "our certificate"), key: try path("key", hint: "our private key"),
             ca: try path("ca", hint: "the CA certificate"), crls: list("crl").map { absolute($0, key: "crl") },
-            allowExpiredCRL: try choice("crl-expired", ["deny", "allow"], default: "deny") == "allow")
+            allowExpiredCRL: try choice("crl-expired", ["deny", "allow"]) == "allow")
         _ = try files.load()
         return files
     }
 
     /// `--tls-min`.
     func tlsPolicy() throws -> TLSPolicy {
-        let text = try choice("tls-min", ["1.3", "1.2"], default: "1.3")
-        return TLSPolicy(minimumVersion: TLSPolicy.MinimumVersion(rawValue: text) ?? .tls13)
+        guard let text = try choice("tls-min", ["1.3", "1.2"]), let version = TLSPolicy.MinimumVersion(rawValue: text) else {
+            return .default
+        }
+        return TLSPolicy(minimumVersion: version)
     }
 
     /// `--allow-cn`, `--allow-dns`, `--allow-uri`, `--allow-any-client`; at least one.

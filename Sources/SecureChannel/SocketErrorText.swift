@@ -15,7 +15,7 @@ package enum SocketErrorText {
         if let host = unknownHost(error) { return "unknown host '\(host)': not an address of this machine, nor a name that resolves" }
         if let error = error as? IOError {
             switch error.errnoCode {
-            case EADDRINUSE: return "address already in use (another process listens there; pick another port or stop it)"
+            case EADDRINUSE: return "address already in use"
             case EACCES: return "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
             case EADDRNOTAVAIL: return "that address is not on this machine"
             default: return String(cString: strerror(error.errnoCode)).lowercased()

@@ -22,8 +22,21 @@ struct TunnelCommand: AsyncParsableCommand {
               securechannel tunnel client --listen 127.0.0.1:6379 --target db.example:6380 \\
                   --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt
               redis-cli -p 6379 ping
+
+            Several tunnels from one YAML file: securechannel tunnel --config tunnels.yaml [--log-format json] [--metrics HOST:PORT]
             """,
-        subcommands: [TunnelServerCommand.self, TunnelClientCommand.self]
+        subcommands: [TunnelConfigCommand.self, TunnelServerCommand.self, TunnelClientCommand.self],
+        defaultSubcommand: TunnelConfigCommand.self
+    )
+}
+
+/// `securechannel tunnel --config FILE` (the default subcommand, also `tunnel run`). Its options live here, not on
+/// `tunnel` itself: ArgumentParser hands a parent's option to the parent even after a subcommand's name, so a
+/// `--metrics` or `--log-format` declared on `tunnel` swallowed those of `tunnel server` and `tunnel client`.
+struct TunnelConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the tunnels of a configuration file: 'securechannel tunnel --config FILE' (the default)."
     )
 
     @Option(help: ArgumentHelp("Run every tunnel in the 'tunnels:' list of this YAML file (see 'securechannel config --help'); nothing starts if one entry is bad.",

@@ -23,7 +23,7 @@ let package = Package(
         fuzzTarget("FuzzKeys", [.product(name: "SecureChannelPKI", package: "SecureChannel")]),
         fuzzTarget("FuzzCertificates", [.product(name: "SecureChannelPKI", package: "SecureChannel")]),
         fuzzTarget("FuzzCRL", [.product(name: "SecureChannelPKI", package: "SecureChannel")]),
-        fuzzTarget("FuzzConfig", [.product(name: "SecureChannelTunnel", package: "SecureChannel")]),
+        fuzzTarget("FuzzConfig", [.product(name: "SecureChannelConfig", package: "SecureChannel")]),
         fuzzTarget("FuzzProxyHeader", [
             .product(name: "SecureChannel", package: "SecureChannel"),
             .product(name: "NIOCore", package: "swift-nio"),

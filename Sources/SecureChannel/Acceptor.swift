@@ -32,8 +32,10 @@ package struct AcceptorSettings: Sendable {
     /// Where accepted connections are forwarded (`HOST:PORT`), for the log lines of a tunnel client.
     package var destination: String?
 
-    package init(listen: SocketEndpoint, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount, maximumConnections: Int,
-                 shutdownGracePeriod: TimeAmount, expiryWarningDays: Int) {
+    package init(
+        listen: SocketEndpoint, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount, maximumConnections: Int,
+        shutdownGracePeriod: TimeAmount, expiryWarningDays: Int
+    ) {
         self.listen = listen
         self.handshakeTimeout = handshakeTimeout
         self.idleTimeout = idleTimeout
@@ -44,11 +46,15 @@ package struct AcceptorSettings: Sendable {
 
     /// Throws a one-line error for a limit or timeout out of range.
     package func validate() throws {
-        guard maximumConnections > 0 else { throw SecureChannelError(.configuration, "the connection limit must be positive") }
+        guard maximumConnections > 0 else {
+            throw SecureChannelError(.configuration, "the connection limit must be positive")
+        }
         guard handshakeTimeout > .zero, idleTimeout > .zero, shutdownGracePeriod >= .zero else {
             throw SecureChannelError(.configuration, "timeouts must be positive")
         }
-        guard expiryWarningDays >= 0 else { throw SecureChannelError(.configuration, "the expiry warning must be 0 days or more") }
+        guard expiryWarningDays >= 0 else {
+            throw SecureChannelError(.configuration, "the expiry warning must be 0 days or more")
+        }
         if case .tcp(_, let port) = listen, !(0...65535).contains(port) {
             throw SecureChannelError(.configuration, "port \(port) is out of range 0-65535")
         }
@@ -92,8 +98,10 @@ package final class Acceptor: Sendable {
     package init(settings: AcceptorSettings, store: MaterialStore, logger: Logger, group: any EventLoopGroup) throws {
         try settings.validate()
         if case .server(let rules) = store.role, rules.isEmpty {
-            throw SecureChannelError(.configuration,
-                "no client is allowed: give at least one allow rule (common name, DNS or URI name), or allow any client of the CA")
+            throw SecureChannelError(
+                .configuration,
+                "no client is allowed: give at least one allow rule (common name, DNS or URI name), or allow any client of the CA"
+            )
         }
         self.settings = settings
         self.store = store
@@ -102,8 +110,9 @@ package final class Acceptor: Sendable {
         if case .server = store.role { terminatesTLS = true } else { terminatesTLS = false }
         peerWord = terminatesTLS ? "client" : "server"
         bound = group.any().makePromise(of: SocketAddress.self)
-        metrics = ListenerMetrics(listener: settings.metricsLabel, factory: settings.metricsFactory,
-                                  role: terminatesTLS ? "server" : "client")
+        metrics = ListenerMetrics(
+            listener: settings.metricsLabel, factory: settings.metricsFactory,
+            role: terminatesTLS ? "server" : "client")
         metrics.noteExpiry(store.material)
     }
 
@@ -135,14 +144,17 @@ package final class Acceptor: Sendable {
             let material = try store.reload()
             metrics.reloads.increment()
             metrics.noteExpiry(material)
-            logger.info("reloaded certificate, key, CA and CRLs (\(reason)); new connections use them",
-                        metadata: ["event": "reloaded"])
+            logger.info(
+                "reloaded certificate, key, CA and CRLs (\(reason)); new connections use them",
+                metadata: ["event": "reloaded"])
             warnAboutExpiry(material)
             sweep()
             return true
         } catch {
             metrics.reloadFailures.increment()
-            logger.error("reload failed (\(reason)), keeping the current material: \(error)", metadata: ["event": "reload-failed"])
+            logger.error(
+                "reload failed (\(reason)), keeping the current material: \(error)",
+                metadata: ["event": "reload-failed"])
             return false
         }
     }
@@ -183,14 +195,18 @@ package final class Acceptor: Sendable {
 
     private func warnAboutExpiry(_ material: TLSMaterial, now: Date = Date()) {
         let horizon = now + TimeInterval(settings.expiryWarningDays) * 86_400
-        let mine = [("the \(terminatesTLS ? "server" : "client") certificate", material.identity.leaf)] + material.trust.certificates.map { ("CA \($0.subject)", $0) }
+        let mine =
+            [("the \(terminatesTLS ? "server" : "client") certificate", material.identity.leaf)]
+            + material.trust.certificates.map { ("CA \($0.subject)", $0) }
         for (what, certificate) in mine where certificate.notValidAfter < horizon {
             let date = CertificateDescription.format(certificate.notValidAfter)
             if certificate.notValidAfter < now {
-                logger.warning("\(what) EXPIRED on \(date): renew it ('securechannel ca renew')", metadata: ["event": "expiry"])
+                logger.warning(
+                    "\(what) EXPIRED on \(date): renew it ('securechannel ca renew')", metadata: ["event": "expiry"])
             } else {
                 let days = Int(certificate.notValidAfter.timeIntervalSince(now) / 86_400)
-                logger.warning("\(what) expires on \(date) (in \(days) days): renew it soon", metadata: ["event": "expiry"])
+                logger.warning(
+                    "\(what) expires on \(date) (in \(days) days): renew it soon", metadata: ["event": "expiry"])
             }
         }
     }
@@ -201,7 +217,8 @@ package final class Acceptor: Sendable {
     /// Sweeps open connections, updates the expiry gauges and gives memory back, until cancelled. File changes are
     /// watched beside the listeners (``FileWatchService``).
     private func maintain() async {
-        var peak = 0, ticks = 0
+        var peak = 0
+        var ticks = 0
         while !Task.isCancelled {
             do {
                 try await Task.sleep(for: .milliseconds(500))
@@ -243,15 +260,21 @@ package final class Acceptor: Sendable {
             }
             switch settings.listen {
             case .tcp(let host, let port):
-                serverChannel = try await bootstrap
-                    .serverChannelOption(.socket(SocketOptionLevel(SOL_SOCKET), SocketOptionName(SO_REUSEPORT)), value: settings.reusePort ? 1 : 0)
+                serverChannel =
+                    try await bootstrap
+                    .serverChannelOption(
+                        .socket(SocketOptionLevel(SOL_SOCKET), SocketOptionName(SO_REUSEPORT)),
+                        value: settings.reusePort ? 1 : 0
+                    )
                     .bind(host: host, port: port, childChannelInitializer: initializer)
             case .unix(let path):
-                serverChannel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true,
-                                                         childChannelInitializer: initializer)
+                serverChannel = try await bootstrap.bind(
+                    unixDomainSocketPath: path, cleanupExistingSocketFile: true,
+                    childChannelInitializer: initializer)
             }
         } catch {
-            let failure = SecureChannelError(.configuration, "cannot listen on \(settings.listen): \(SocketErrorText.bind(error))")
+            let failure = SecureChannelError(
+                .configuration, "cannot listen on \(settings.listen): \(SocketErrorText.bind(error))")
             bound.fail(failure)
             throw failure
         }
@@ -297,8 +320,10 @@ package final class Acceptor: Sendable {
             // Plaintext in, TLS out (a tunnel client): the body originates TLS; idle time counts from the accept.
             if settings.acceptProxyProtocol { try pipeline.addHandler(ProxyProtocolReceiver(record: record)) }
             let seconds = Double(settings.idleTimeout.nanoseconds) / 1e9
-            try pipeline.addHandlers([IdleStateHandler(allTimeout: settings.idleTimeout),
-                                      IdleCloseHandler(record: record, seconds: seconds)])
+            try pipeline.addHandlers([
+                IdleStateHandler(allTimeout: settings.idleTimeout),
+                IdleCloseHandler(record: record, seconds: seconds),
+            ])
             try configure(pipeline, record)
             return
         }
@@ -312,7 +337,8 @@ package final class Acceptor: Sendable {
         guard let context = active.serverContext, let verifier = active.verifier else {
             throw SecureChannelError(.configuration, "the material store holds no server context")
         }
-        let tlsHandler = NIOSSLServerHandler(context: context, customVerificationCallback: verifier.callback(record: record))
+        let tlsHandler = NIOSSLServerHandler(
+            context: context, customVerificationCallback: verifier.callback(record: record))
         if settings.acceptProxyProtocol {
             try pipeline.addHandler(ProxyProtocolReceiver(record: record))
         }
@@ -321,7 +347,8 @@ package final class Acceptor: Sendable {
         try pipeline.addHandler(FatalCloseHandler())
         try pipeline.addHandler(tlsHandler)
 
-        try pipeline.addHandler(HandshakeEventsHandler(record: record, handshake: handshake, idleTimeout: settings.idleTimeout))
+        try pipeline.addHandler(
+            HandshakeEventsHandler(record: record, handshake: handshake, idleTimeout: settings.idleTimeout))
         try pipeline.addHandler(HandshakeTimeoutHandler(timeout: settings.handshakeTimeout, record: record))
         try configure(pipeline, record)
     }
@@ -342,7 +369,12 @@ package final class Acceptor: Sendable {
             metrics.refused[.limit]?.increment()
             let peer = ConnectionRecord(remote: channel.remoteAddress).remote
             let why = draining ? "server shutting down" : "over the connection limit (\(count) open)"
-            logger.warning("connection from \(peer) refused: \(why)", metadata: ["peer": "\(peer)", "event": "refused", "refusal": "\(RefusalReason.limit.rawValue)", "reason": "\(why)"])
+            logger.warning(
+                "connection from \(peer) refused: \(why)",
+                metadata: [
+                    "peer": "\(peer)", "event": "refused", "refusal": "\(RefusalReason.limit.rawValue)",
+                    "reason": "\(why)",
+                ])
             channel.close(promise: nil)
         }
         return admitted
@@ -381,7 +413,8 @@ package final class Acceptor: Sendable {
     package func verifyResumedSession(channel: any Channel, record: ConnectionRecord) async throws {
         guard let verifier = store.active.verifier else { return }
         if let peer = try await channel.nioSSL_peerCertificate().get(),
-           await verifier.verify([try peer.toDERBytes()], record: record), let identity = record.identity {
+            await verifier.verify([try peer.toDERBytes()], record: record), let identity = record.identity
+        {
             logConnected(record, identity: identity, resumed: true)
         } else {
             record.noteClose("resumed session refused: " + (record.verificationFailure ?? "no client certificate"))
@@ -393,8 +426,9 @@ package final class Acceptor: Sendable {
             state.draining = true
             return state.connections.values.filter { !$0.record.busy }.map(\.channel)
         }
-        logger.info("shutting down: no new connections; \(idle.count) idle connection(s) closed, in-flight replies may finish",
-                    metadata: ["event": "draining"])
+        logger.info(
+            "shutting down: no new connections; \(idle.count) idle connection(s) closed, in-flight replies may finish",
+            metadata: ["event": "draining"])
         serverChannel.close(promise: nil)
         for channel in idle { channel.close(promise: nil) }
         let grace = settings.shutdownGracePeriod
@@ -417,8 +451,10 @@ package final class Acceptor: Sendable {
         metrics.verified.increment()
         metrics.handshakeDuration.recordNanoseconds(handshakeNanoseconds)
         var metadata = Self.identityFields(identity, session: session).merging(
-            ["event": "connected", "peer": "\(record.remote)",
-             "handshake_duration": .stringConvertible(Double(handshakeNanoseconds) / 1e9)]) { $1 }
+            [
+                "event": "connected", "peer": "\(record.remote)",
+                "handshake_duration": .stringConvertible(Double(handshakeNanoseconds) / 1e9),
+            ]) { $1 }
         if let destination = settings.destination { metadata["target"] = "\(destination)" }
         logger.info(
             "connection from \(peerText(record)): verified \(identity), \(session.summary)\(resumed ? " (resumed session)" : "")",
@@ -429,11 +465,14 @@ package final class Acceptor: Sendable {
         let reason = record.closeReason ?? "closed"
         let seconds = Date().timeIntervalSince(record.started)
         let who = terminatesTLS ? record.identity.map { " (\($0.subject))" } ?? "" : ""
-        let traffic = record.traffic ?? (settings.destination == nil ? "\(record.messages) message(s)" : "nothing forwarded")
-        let text = "connection from \(peerText(record))\(who) ended: \(reason); \(traffic), \(Self.threeDecimals(seconds)) s"
+        let traffic =
+            record.traffic ?? (settings.destination == nil ? "\(record.messages) message(s)" : "nothing forwarded")
+        let text =
+            "connection from \(peerText(record))\(who) ended: \(reason); \(traffic), \(Self.threeDecimals(seconds)) s"
         let (received, sent) = record.wireBytes
         var metadata: Logger.Metadata = [
-            "event": "ended", "peer": "\(record.remote)", "reason": "\(reason)", "messages": .stringConvertible(record.messages),
+            "event": "ended", "peer": "\(record.remote)", "reason": "\(reason)",
+            "messages": .stringConvertible(record.messages),
             "bytes_in": .stringConvertible(received), "bytes_out": .stringConvertible(sent),
             "duration": .stringConvertible((max(0, seconds) * 1000).rounded() / 1000),
         ]

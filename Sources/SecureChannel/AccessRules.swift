@@ -13,7 +13,9 @@ public struct AccessRules: Sendable, Hashable {
     public var allowAnyClient: Bool
 
     /// Creates rules.
-    public init(commonNames: Set<String> = [], dnsNames: Set<String> = [], uris: Set<String> = [], allowAnyClient: Bool = false) {
+    public init(
+        commonNames: Set<String> = [], dnsNames: Set<String> = [], uris: Set<String> = [], allowAnyClient: Bool = false
+    ) {
         self.commonNames = commonNames
         self.dnsNames = Set(dnsNames.map { $0.lowercased() })
         self.uris = uris

@@ -27,7 +27,8 @@ final class HandshakeTimeoutHandler: ChannelInboundHandler, RemovableChannelHand
 
     private func arm(_ context: ChannelHandlerContext) {
         guard task == nil else { return }
-        let record = self.record, seconds = Double(timeout.nanoseconds) / 1e9
+        let record = self.record
+        let seconds = Double(timeout.nanoseconds) / 1e9
         let channel = context.channel
         task = context.eventLoop.scheduleTask(in: timeout) {
             record.noteRefusal(.handshakeTimeout)
@@ -119,7 +120,8 @@ final class HandshakeEventsHandler: ChannelInboundHandler {
         // A channel that never became active (connect failed) removes its handlers without channelInactive.
         if !completed {
             completed = true
-            handshake.fail(SecureChannelError(.connectionClosed, record.closeReason ?? "connection closed before the handshake"))
+            handshake.fail(
+                SecureChannelError(.connectionClosed, record.closeReason ?? "connection closed before the handshake"))
         }
     }
 

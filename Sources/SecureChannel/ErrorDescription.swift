@@ -24,8 +24,10 @@ package enum ErrorDescription {
     }
 
     /// The reason for logs and errors.
-    package static func describe(_ error: any Error, record: ConnectionRecord, handshakeCompleted: Bool,
-                                 peer: String = "the peer") -> String {
+    package static func describe(
+        _ error: any Error, record: ConnectionRecord, handshakeCompleted: Bool,
+        peer: String = "the peer"
+    ) -> String {
         if let error = error as? SecureChannelError { return error.message }
         if let failure = record.verificationFailure { return failure }
         let text = text(error)
@@ -36,12 +38,15 @@ package enum ErrorDescription {
             return "TLS renegotiation refused: this server never renegotiates (\(shortCode(text)))"
         }
         if text.contains("KEY_USAGE_BIT_INCORRECT") {
-            return "handshake failed: the peer's certificate may not sign TLS handshakes (its keyUsage lacks digitalSignature; a CA certificate used as a client or server certificate?)"
+            return
+                "handshake failed: the peer's certificate may not sign TLS handshakes (its keyUsage lacks digitalSignature; a CA certificate used as a client or server certificate?)"
         }
         if text.contains("HTTP_REQUEST") || text.contains("HTTPS_PROXY_REQUEST") {
             return "handshake failed: plaintext HTTP on the TLS port"
         }
-        if text.contains("WRONG_VERSION_NUMBER") || text.contains("UNSUPPORTED_PROTOCOL") || text.contains("PROTOCOL_VERSION") {
+        if text.contains("WRONG_VERSION_NUMBER") || text.contains("UNSUPPORTED_PROTOCOL")
+            || text.contains("PROTOCOL_VERSION")
+        {
             return "handshake failed: unsupported TLS version or not TLS at all (\(shortCode(text)))"
         }
         if text.contains("NO_SHARED_CIPHER") || text.contains("NO_SHARED_GROUP") || text.contains("HANDSHAKE_FAILURE") {
@@ -51,12 +56,16 @@ package enum ErrorDescription {
             return "\(peer) rejected our certificate: \(meaning)"
         }
         if let error = error as? NIOSSLError, case .uncleanShutdown = error {
-            return handshakeCompleted ? "closed by peer without close_notify" : "handshake failed: peer closed the connection"
+            return handshakeCompleted
+                ? "closed by peer without close_notify" : "handshake failed: peer closed the connection"
         }
         if let error = error as? IOError {
             return "connection error: \(error.description)"
         }
-        if ["BAD_PACKET_LENGTH", "RECORD_TOO_LARGE", "DECODE_ERROR", "ENCRYPTED_LENGTH_TOO_LONG", "DATA_LENGTH_TOO_LONG"].contains(where: text.contains) {
+        if [
+            "BAD_PACKET_LENGTH", "RECORD_TOO_LARGE", "DECODE_ERROR", "ENCRYPTED_LENGTH_TOO_LONG",
+            "DATA_LENGTH_TOO_LONG",
+        ].contains(where: text.contains) {
             return "handshake failed: garbage instead of TLS (\(shortCode(text)))"
         }
         return (handshakeCompleted ? "TLS error: " : "handshake failed: ") + shortCode(text)

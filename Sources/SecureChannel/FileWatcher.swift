@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Notices changes to a set of files by comparing inode, size and modification time: portable (Linux and macOS),
@@ -22,11 +22,13 @@ struct FileWatcher: Sendable {
             var info = stat()
             guard stat(path, &info) == 0 else { return nil }
             #if canImport(Darwin)
-            return Stamp(inode: UInt64(info.st_ino), size: Int64(info.st_size), seconds: info.st_mtimespec.tv_sec,
-                         nanoseconds: info.st_mtimespec.tv_nsec)
+                return Stamp(
+                    inode: UInt64(info.st_ino), size: Int64(info.st_size), seconds: info.st_mtimespec.tv_sec,
+                    nanoseconds: info.st_mtimespec.tv_nsec)
             #else
-            return Stamp(inode: UInt64(info.st_ino), size: Int64(info.st_size), seconds: info.st_mtim.tv_sec,
-                         nanoseconds: info.st_mtim.tv_nsec)
+                return Stamp(
+                    inode: UInt64(info.st_ino), size: Int64(info.st_size), seconds: info.st_mtim.tv_sec,
+                    nanoseconds: info.st_mtim.tv_nsec)
             #endif
         }
     }

@@ -17,11 +17,13 @@ public enum Framing: String, Sendable, CaseIterable, Codable {
         switch self {
         case .lines:
             // +2 for CRLF: a line of exactly the maximum still fits.
-            try pipeline.addHandler(ByteToMessageHandler(LineFrameDecoder(), maximumBufferSize: maximumMessageBytes + 2))
+            try pipeline.addHandler(
+                ByteToMessageHandler(LineFrameDecoder(), maximumBufferSize: maximumMessageBytes + 2))
         case .length:
             try pipeline.addHandler(
-                ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldBitLength: .fourBytes),
-                                     maximumBufferSize: maximumMessageBytes + 4))
+                ByteToMessageHandler(
+                    LengthFieldBasedFrameDecoder(lengthFieldBitLength: .fourBytes),
+                    maximumBufferSize: maximumMessageBytes + 4))
             try pipeline.addHandler(LengthFieldPrepender(lengthFieldBitLength: .fourBytes))
         }
         try pipeline.addHandler(FrameLimitHandler(maximumMessageBytes: maximumMessageBytes))

@@ -57,7 +57,11 @@ final class HandshakeObserver: ChannelDuplexHandler {
         buffer = ByteBuffer()
     }
 
-    enum ParseResult: Equatable { case needMore, found(Result), gaveUp }
+    enum ParseResult: Equatable {
+        case needMore
+        case found(Result)
+        case gaveUp
+    }
 
     /// The HelloRetryRequest "random" value (RFC 8446 §4.1.3).
     static let helloRetryRandom: [UInt8] = [
@@ -82,7 +86,8 @@ final class HandshakeObserver: ChannelDuplexHandler {
             // Walk complete handshake messages gathered so far.
             var messages = handshake
             while let messageType = messages.readInteger(as: UInt8.self) {
-                guard let high = messages.readInteger(as: UInt8.self), let low = messages.readInteger(as: UInt16.self) else {
+                guard let high = messages.readInteger(as: UInt8.self), let low = messages.readInteger(as: UInt16.self)
+                else {
                     break
                 }
                 let messageLength = Int(high) << 16 | Int(low)
@@ -98,13 +103,17 @@ final class HandshakeObserver: ChannelDuplexHandler {
 
     private static func serverHello(_ message: inout ByteBuffer) -> (result: Result, isRetry: Bool)? {
         guard messageSkip(&message, 2), let random = message.readBytes(length: 32),
-              let sessionIDLength = message.readInteger(as: UInt8.self), messageSkip(&message, Int(sessionIDLength)),
-              let cipher = message.readInteger(as: UInt16.self), messageSkip(&message, 1)
+            let sessionIDLength = message.readInteger(as: UInt8.self), messageSkip(&message, Int(sessionIDLength)),
+            let cipher = message.readInteger(as: UInt16.self), messageSkip(&message, 1)
         else { return nil }
         var group: UInt16?
-        if let extensionsLength = message.readInteger(as: UInt16.self), var extensions = message.readSlice(length: Int(extensionsLength)) {
-            while let type = extensions.readInteger(as: UInt16.self), let length = extensions.readInteger(as: UInt16.self),
-                  var data = extensions.readSlice(length: Int(length)) {
+        if let extensionsLength = message.readInteger(as: UInt16.self),
+            var extensions = message.readSlice(length: Int(extensionsLength))
+        {
+            while let type = extensions.readInteger(as: UInt16.self),
+                let length = extensions.readInteger(as: UInt16.self),
+                var data = extensions.readSlice(length: Int(length))
+            {
                 if type == 0x0033 { group = data.readInteger(as: UInt16.self) }  // key_share
             }
         }

@@ -1,9 +1,9 @@
 import NIOCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Splits a byte stream into lines ending in LF (a CR before the LF is dropped too), like NIOExtras'
@@ -39,7 +39,9 @@ final class LineFrameDecoder: NIOSingleStepByteToMessageDecoder {
     func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> ByteBuffer? {
         if let line = try decode(buffer: &buffer) { return line }
         if buffer.readableBytes > 0 {
-            throw SecureChannelError(.connectionClosed, "the connection ended inside a message (\(buffer.readableBytes) bytes without a final newline)")
+            throw SecureChannelError(
+                .connectionClosed,
+                "the connection ended inside a message (\(buffer.readableBytes) bytes without a final newline)")
         }
         return nil
     }

@@ -45,9 +45,10 @@ package final class ListenerMetrics: Sendable {
         accepted = counter("connections_accepted_total")
         verified = counter("connections_verified_total")
         open = Meter(label: "securechannel_connections_open", dimensions: labels, factory: factory)
-        refused = Dictionary(uniqueKeysWithValues: RefusalReason.allCases.map {
-            ($0, counter("connections_refused_total", [("reason", $0.rawValue)]))
-        })
+        refused = Dictionary(
+            uniqueKeysWithValues: RefusalReason.allCases.map {
+                ($0, counter("connections_refused_total", [("reason", $0.rawValue)]))
+            })
         handshakeDuration = CoreMetrics.Timer(label: Self.handshakeLabel, dimensions: labels, factory: factory)
         bytesReceived = counter("bytes_received_total")
         bytesSent = counter("bytes_sent_total")
@@ -75,7 +76,9 @@ package final class ListenerMetrics: Sendable {
         guard let nextUpdate else { return }
         let gauge = crlNextUpdate.withLockedValue { gauge in
             if gauge == nil {
-                gauge = Gauge(label: "securechannel_crl_next_update_seconds", dimensions: [("listener", listener)], factory: factory)
+                gauge = Gauge(
+                    label: "securechannel_crl_next_update_seconds", dimensions: [("listener", listener)],
+                    factory: factory)
             }
             return gauge!
         }

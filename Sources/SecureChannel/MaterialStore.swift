@@ -101,7 +101,8 @@ package final class MaterialStore: Sendable {
                 certificateChain: material.identity.nioChain.map { .certificate($0) },
                 privateKey: .privateKey(material.identity.nioKey))
             policy.apply(to: &tls)
-            tls.certificateVerification = .noHostnameVerification  // client certificate required; PeerVerifier checks it
+            // A client certificate is required; PeerVerifier checks it.
+            tls.certificateVerification = .noHostnameVerification
             tls.trustRoots = .certificates(material.trust.nioCertificates)  // never the system roots
             tls.sendCANameList = true
             let context: NIOSSLContext
@@ -110,8 +111,9 @@ package final class MaterialStore: Sendable {
             } catch {
                 throw SecureChannelError(.configuration, "the TLS stack refused the server configuration: \(error)")
             }
-            let verifier = PeerVerifier(trust: material.trust, purpose: .client, serverName: nil, rules: rules,
-                                        revocation: material.revocation)
+            let verifier = PeerVerifier(
+                trust: material.trust, purpose: .client, serverName: nil, rules: rules,
+                revocation: material.revocation)
             return Active(material: material, serverContext: context, verifier: verifier, clientSetup: nil)
         case .client(let serverName, let timeout):
             let setup = try TLSClientSetup(material: material, serverName: serverName, tls: policy, timeout: timeout)
@@ -127,8 +129,10 @@ extension TLSIdentity {
         let wanted = purpose == .server ? "a server certificate (serverAuth)" : "a client certificate (clientAuth)"
         let side = purpose == .server ? "a listening side presents" : "a connecting side presents"
         if case .isCertificateAuthority = try? leaf.extensions.basicConstraints {
-            throw SecureChannelError(.configuration,
-                "\(source) is a CA certificate, not \(wanted): \(side) its own certificate issued by the CA, not ca.crt")
+            throw SecureChannelError(
+                .configuration,
+                "\(source) is a CA certificate, not \(wanted): \(side) its own certificate issued by the CA, not ca.crt"
+            )
         }
         if let problem = purpose.problem(with: leaf) {
             throw SecureChannelError(.configuration, "\(source) cannot be used here: \(problem); \(side) \(wanted)")

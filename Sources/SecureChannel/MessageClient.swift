@@ -37,7 +37,8 @@ public final class MessageClient: Sendable {
         let exchange = try await FramedExchange.connect(
             host: configuration.host, port: configuration.port, framing: configuration.framing,
             maximumMessageBytes: configuration.maximumMessageBytes, timeout: configuration.timeout, record: record,
-            group: group) { channel in try setup.addHandlers(to: channel, record: record) }
+            group: group
+        ) { channel in try setup.addHandlers(to: channel, record: record) }
         let server = try await TLSClientSetup.awaitVerifiedServer(exchange.channel, record: record)
         return MessageClient(exchange: exchange, server: server)
     }
@@ -73,8 +74,10 @@ package final class FramedExchange: Sendable {
     private let maximumMessageBytes: Int
     private let timeout: TimeAmount
 
-    private init(channel: any Channel, replies: ReplyHandler, record: ConnectionRecord, framing: Framing,
-                 maximumMessageBytes: Int, timeout: TimeAmount) {
+    private init(
+        channel: any Channel, replies: ReplyHandler, record: ConnectionRecord, framing: Framing,
+        maximumMessageBytes: Int, timeout: TimeAmount
+    ) {
         self.channel = channel
         self.replies = replies
         self.record = record
@@ -109,24 +112,31 @@ package final class FramedExchange: Sendable {
                 channel = try await bootstrap.connect(host: host, port: port).get()
             }
         } catch {
-            throw SecureChannelError(.connectionFailed,
-                "cannot connect to \(SocketEndpoint.format(host: host, port: port)): \(TLSClientSetup.connectText(error))")
+            throw SecureChannelError(
+                .connectionFailed,
+                "cannot connect to \(SocketEndpoint.format(host: host, port: port)): \(TLSClientSetup.connectText(error))"
+            )
         }
-        return FramedExchange(channel: channel, replies: replies, record: record, framing: framing,
-                              maximumMessageBytes: maximumMessageBytes, timeout: timeout)
+        return FramedExchange(
+            channel: channel, replies: replies, record: record, framing: framing,
+            maximumMessageBytes: maximumMessageBytes, timeout: timeout)
     }
 
     /// Sends one message and waits for its reply (at most the configured timeout).
     package func send(_ message: ByteBuffer) async throws -> ByteBuffer {
         if framing == .lines && LineFrameDecoder.newlineOffset(in: message) != nil {
-            throw SecureChannelError(.messageTooLong, "a message cannot contain a newline with line framing; use length framing")
+            throw SecureChannelError(
+                .messageTooLong, "a message cannot contain a newline with line framing; use length framing")
         }
         guard message.readableBytes <= maximumMessageBytes else {
-            throw SecureChannelError(.messageTooLong, "the message is \(message.readableBytes) bytes; the limit is \(maximumMessageBytes)")
+            throw SecureChannelError(
+                .messageTooLong, "the message is \(message.readableBytes) bytes; the limit is \(maximumMessageBytes)")
         }
         let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
         let framed = framing.frame(message, allocator: channel.allocator)
-        let channel = self.channel, replies = self.replies, record = self.record
+        let channel = self.channel
+        let replies = self.replies
+        let record = self.record
         channel.eventLoop.execute {
             replies.enqueue(promise)
             channel.writeAndFlush(framed, promise: nil)
@@ -134,7 +144,9 @@ package final class FramedExchange: Sendable {
         let timeout = self.timeout
         let timer = channel.eventLoop.scheduleTask(in: timeout) {
             record.noteClose("no reply within \(Double(timeout.nanoseconds) / 1e9) s")
-            replies.failAll(SecureChannelError(.timeout, "no reply within \(Double(timeout.nanoseconds) / 1e9) s; is the server overloaded?"))
+            replies.failAll(
+                SecureChannelError(
+                    .timeout, "no reply within \(Double(timeout.nanoseconds) / 1e9) s; is the server overloaded?"))
             channel.close(promise: nil)
         }
         defer { timer.cancel() }
@@ -195,7 +207,8 @@ final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         let reason = ErrorDescription.describe(error, record: record, handshakeCompleted: true, peer: "the server")
-        let code: SecureChannelError.Code = ErrorDescription.isCertificateAlert(error) ? .clientCertificateRejected : .connectionClosed
+        let code: SecureChannelError.Code =
+            ErrorDescription.isCertificateAlert(error) ? .clientCertificateRejected : .connectionClosed
         failAll(SecureChannelError(code, reason))
         context.close(promise: nil)
     }

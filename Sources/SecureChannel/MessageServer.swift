@@ -27,8 +27,9 @@ public final class MessageServer: Service, MaterialReloading, Sendable {
         try configuration.validate()
         self.configuration = configuration
         self.handler = handler
-        listener = try Acceptor(settings: configuration.acceptorSettings, store: try configuration.makeStore(), logger: logger,
-                            group: group)
+        listener = try Acceptor(
+            settings: configuration.acceptorSettings, store: try configuration.makeStore(), logger: logger,
+            group: group)
     }
 
     /// The address the server listens on, once bound (port 0 resolved to the real port).
@@ -51,7 +52,8 @@ public final class MessageServer: Service, MaterialReloading, Sendable {
 
     /// Binds, accepts and serves until graceful shutdown or cancellation.
     public func run() async throws {
-        let framing = configuration.framing, limit = configuration.maximumMessageBytes
+        let framing = configuration.framing
+        let limit = configuration.maximumMessageBytes
         try await listener.run(
             configure: { pipeline, _ in try framing.addHandlers(to: pipeline, maximumMessageBytes: limit) },
             serve: { channel, record in await self.serve(channel, record: record) })
@@ -78,7 +80,8 @@ public final class MessageServer: Service, MaterialReloading, Sendable {
                 try await self.exchange(inbound: inbound, outbound: outbound, channel: channel, record: record)
             }
         } catch {
-            record.noteClose(ErrorDescription.describe(error, record: record, handshakeCompleted: record.identity != nil))
+            record.noteClose(
+                ErrorDescription.describe(error, record: record, handshakeCompleted: record.identity != nil))
         }
     }
 
@@ -86,7 +89,8 @@ public final class MessageServer: Service, MaterialReloading, Sendable {
         inbound: NIOAsyncChannelInboundStream<ByteBuffer>, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
         channel: any Channel, record: ConnectionRecord
     ) async throws {
-        let framing = configuration.framing, limit = configuration.maximumMessageBytes
+        let framing = configuration.framing
+        let limit = configuration.maximumMessageBytes
         do {
             for try await message in inbound {
                 if record.identity == nil {
@@ -102,7 +106,9 @@ public final class MessageServer: Service, MaterialReloading, Sendable {
                 do {
                     reply = try await handler(message, identity)
                 } catch {
-                    logger.error("handler failed for \(record.remote): \(error)", metadata: ["event": "handler-failed", "peer": "\(record.remote)"])
+                    logger.error(
+                        "handler failed for \(record.remote): \(error)",
+                        metadata: ["event": "handler-failed", "peer": "\(record.remote)"])
                     reply = ByteBuffer(string: "ERR internal error")
                 }
                 try await outbound.write(framing.frame(reply, allocator: channel.allocator))

@@ -64,11 +64,13 @@ public struct MessageServerConfiguration: Sendable {
     /// A configuration with secure defaults.
     public init(
         host: String = "127.0.0.1", port: Int = 0, identity: TLSIdentity, trust: TrustAnchors, rules: AccessRules,
-        revocation: RevocationList? = nil, reloadFiles: TLSMaterialFiles? = nil, expiryWarningDays: Int = Defaults.expiryWarningDays,
+        revocation: RevocationList? = nil, reloadFiles: TLSMaterialFiles? = nil,
+        expiryWarningDays: Int = Defaults.expiryWarningDays,
         tls: TLSPolicy = .default, framing: Framing = .lines,
         maximumMessageBytes: Int = Framing.defaultMaximumMessageBytes,
         handshakeTimeout: TimeAmount = Defaults.handshakeTimeout, idleTimeout: TimeAmount = Defaults.idleTimeout,
-        maximumConnections: Int = Defaults.maximumConnections, shutdownGracePeriod: TimeAmount = Defaults.shutdownGracePeriod
+        maximumConnections: Int = Defaults.maximumConnections,
+        shutdownGracePeriod: TimeAmount = Defaults.shutdownGracePeriod
     ) {
         self.host = host
         self.port = port
@@ -90,8 +92,9 @@ public struct MessageServerConfiguration: Sendable {
     /// A configuration from files that are watched and reloaded.
     public init(host: String, port: Int, files: TLSMaterialFiles, rules: AccessRules) throws {
         let material = try files.load()
-        self.init(host: host, port: port, identity: material.identity, trust: material.trust, rules: rules,
-                  revocation: material.revocation, reloadFiles: files)
+        self.init(
+            host: host, port: port, identity: material.identity, trust: material.trust, rules: rules,
+            revocation: material.revocation, reloadFiles: files)
     }
 
     /// The accepting side's settings.
@@ -109,13 +112,16 @@ public struct MessageServerConfiguration: Sendable {
 
     /// The material store: our identity, the CAs and CRLs, reloaded from ``reloadFiles`` when given.
     func makeStore() throws -> MaterialStore {
-        try MaterialStore(material: TLSMaterial(identity: identity, trust: trust, revocation: revocation),
-                          files: reloadFiles, role: .server(rules: rules), tls: tls)
+        try MaterialStore(
+            material: TLSMaterial(identity: identity, trust: trust, revocation: revocation),
+            files: reloadFiles, role: .server(rules: rules), tls: tls)
     }
 
     /// Throws a one-line error for an unusable configuration.
     public func validate() throws {
-        guard maximumMessageBytes > 0 else { throw SecureChannelError(.configuration, "the message size limit must be positive") }
+        guard maximumMessageBytes > 0 else {
+            throw SecureChannelError(.configuration, "the message size limit must be positive")
+        }
         try acceptorSettings.validate()
     }
 }

@@ -48,7 +48,10 @@ public struct PeerIdentity: Sendable, Hashable, CustomStringConvertible, Codable
             .map { attribute in
                 String(describing: attribute.value)
             }
-        var dns: [String] = [], ips: [String] = [], mails: [String] = [], links: [String] = []
+        var dns: [String] = []
+        var ips: [String] = []
+        var mails: [String] = []
+        var links: [String] = []
         for name in CertificateDescription.alternativeNames(of: certificate) {
             if name.hasPrefix("DNS:") { dns.append(String(name.dropFirst(4))) }
             if name.hasPrefix("IP:") { ips.append(String(name.dropFirst(3))) }
@@ -63,7 +66,8 @@ public struct PeerIdentity: Sendable, Hashable, CustomStringConvertible, Codable
 
     /// Subject alternative names in `DNS:`/`IP:`/`email:`/`URI:` form.
     public var alternativeNames: [String] {
-        dnsNames.map { "DNS:\($0)" } + ipAddresses.map { "IP:\($0)" } + emails.map { "email:\($0)" } + uris.map { "URI:\($0)" }
+        dnsNames.map { "DNS:\($0)" } + ipAddresses.map { "IP:\($0)" } + emails.map { "email:\($0)" }
+            + uris.map { "URI:\($0)" }
     }
 
     /// `CN=Chris serial=… sans=[…]`.

@@ -26,7 +26,8 @@ struct PeerVerifier: Sendable {
             guard certificates.count <= Self.maximumChainLength else {
                 let whose = purpose == .client ? "client" : "server"
                 record.noteRefusal(.badCertificate)
-                record.verificationFailure = "\(whose) certificate rejected: chain too long (\(certificates.count) certificates; at most \(Self.maximumChainLength))"
+                record.verificationFailure =
+                    "\(whose) certificate rejected: chain too long (\(certificates.count) certificates; at most \(Self.maximumChainLength))"
                 promise.succeed(.failed)
                 return
             }
@@ -65,10 +66,12 @@ struct PeerVerifier: Sendable {
         }
         let identity = PeerIdentity(certificate: leaf)
         do {
-            try await CertificateVerification.verify(chain: chain, roots: trust.certificates, purpose: purpose, host: serverName)
+            try await CertificateVerification.verify(
+                chain: chain, roots: trust.certificates, purpose: purpose, host: serverName)
         } catch {
             record.noteRefusal(Self.refusal(for: error.reason))
-            record.verificationFailure = "\(whose) certificate rejected (\(identity.subject), serial \(identity.serial)): \(error.message)"
+            record.verificationFailure =
+                "\(whose) certificate rejected (\(identity.subject), serial \(identity.serial)): \(error.message)"
             return false
         }
         if let problem = revocation?.problem(with: leaf) {

@@ -38,8 +38,10 @@ public struct ProxyProtocolHeader: Sendable, Equatable {
     public var clientCertificate: [UInt8]?
 
     /// Creates a header.
-    public init(source: SocketAddress, destination: SocketAddress, tlsVersion: String, commonName: String?, cipher: String?,
-                clientCertificate: [UInt8]?) {
+    public init(
+        source: SocketAddress, destination: SocketAddress, tlsVersion: String, commonName: String?, cipher: String?,
+        clientCertificate: [UInt8]?
+    ) {
         self.source = source
         self.destination = destination
         self.tlsVersion = tlsVersion
@@ -105,17 +107,22 @@ public struct ProxyProtocolHeader: Sendable, Equatable {
         let prefix = view.prefix(signature.count)
         guard prefix.elementsEqual(signature.prefix(prefix.count)) else {
             if view.starts(with: Array("PROXY ".utf8)) {
-                return .invalid("a PROXY protocol v1 (text) header: configure the proxy to send v2 (HAProxy: send-proxy-v2)")
+                return .invalid(
+                    "a PROXY protocol v1 (text) header: configure the proxy to send v2 (HAProxy: send-proxy-v2)")
             }
-            return .invalid("no PROXY protocol v2 header: with --accept-proxy-protocol every connection must come through the proxy")
+            return .invalid(
+                "no PROXY protocol v2 header: with --accept-proxy-protocol every connection must come through the proxy"
+            )
         }
         guard view.count >= 16 else { return .needMore }
         var fixed = bytes
         fixed.moveReaderIndex(forwardBy: signature.count)
         guard let versionCommand = fixed.readInteger(as: UInt8.self), let family = fixed.readInteger(as: UInt8.self),
-              let length = fixed.readInteger(as: UInt16.self)
+            let length = fixed.readInteger(as: UInt16.self)
         else { return .needMore }
-        guard versionCommand >> 4 == 2 else { return .invalid("PROXY protocol version \(versionCommand >> 4) is not supported (only 2)") }
+        guard versionCommand >> 4 == 2 else {
+            return .invalid("PROXY protocol version \(versionCommand >> 4) is not supported (only 2)")
+        }
         let command = versionCommand & 0x0F
         guard command <= 1 else { return .invalid("unknown PROXY protocol command \(command)") }
         let total = 16 + Int(length)
@@ -129,9 +136,10 @@ public struct ProxyProtocolHeader: Sendable, Equatable {
         default: return .header(length: total, source: nil)  // UNIX or unspecified: no IP address to use
         }
         guard let source = body.readBytes(length: size), body.readBytes(length: size) != nil,
-              let port = body.readInteger(as: UInt16.self)
+            let port = body.readInteger(as: UInt16.self)
         else { return .invalid("PROXY protocol v2 header too short for \(name) addresses") }
-        return .header(length: total, source: try? SocketAddress(packedIPAddress: ByteBuffer(bytes: source), port: Int(port)))
+        return .header(
+            length: total, source: try? SocketAddress(packedIPAddress: ByteBuffer(bytes: source), port: Int(port)))
     }
 
     static func writeTLV(_ type: UInt8, _ value: [UInt8], into buffer: inout ByteBuffer) {

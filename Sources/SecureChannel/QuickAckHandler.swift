@@ -1,7 +1,7 @@
 import NIOCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Acknowledges the client's handshake flight at once (Linux `TCP_QUICKACK`) until the handshake is done.
@@ -28,10 +28,11 @@ final class QuickAckHandler: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         #if os(Linux)
-        if !handshakeDone {
-            // Linux re-arms delayed ACKs by itself, so this is set after each read of the handshake.
-            try? context.channel.syncOptions?.setOption(.socket(SocketOptionLevel(IPPROTO_TCP), SocketOptionName(TCP_QUICKACK)), value: 1)
-        }
+            if !handshakeDone {
+                // Linux re-arms delayed ACKs by itself, so this is set after each read of the handshake.
+                try? context.channel.syncOptions?.setOption(
+                    .socket(SocketOptionLevel(IPPROTO_TCP), SocketOptionName(TCP_QUICKACK)), value: 1)
+            }
         #endif
         context.fireChannelReadComplete()
     }

@@ -13,16 +13,23 @@ public struct RevocationList: Sendable {
     public let allowExpired: Bool
 
     /// Checks each CRL's signature against `trust` and its expiry.
-    public init(crls: [CertificateRevocationList], trust: TrustAnchors, allowExpired: Bool = false, now: Date = Date(),
-                sources: [String]? = nil) throws {
+    public init(
+        crls: [CertificateRevocationList], trust: TrustAnchors, allowExpired: Bool = false, now: Date = Date(),
+        sources: [String]? = nil
+    ) throws {
         for (index, crl) in crls.enumerated() {
             let source = sources?[index] ?? "CRL \(index + 1)"
             guard trust.certificates.contains(where: { crl.isSigned(by: $0) }) else {
-                throw SecureChannelError(.configuration, "\(source): its signature does not verify against the CA (\(crl.issuer)); use the CRL this CA published")
+                throw SecureChannelError(
+                    .configuration,
+                    "\(source): its signature does not verify against the CA (\(crl.issuer)); use the CRL this CA published"
+                )
             }
             if crl.isExpired(at: now) && !allowExpired {
-                throw SecureChannelError(.configuration,
-                    "\(source) expired on \(crl.nextUpdate.map(CertificateDescription.format) ?? "?"); publish a fresh one ('securechannel ca crl') or pass --crl-expired allow")
+                throw SecureChannelError(
+                    .configuration,
+                    "\(source) expired on \(crl.nextUpdate.map(CertificateDescription.format) ?? "?"); publish a fresh one ('securechannel ca crl') or pass --crl-expired allow"
+                )
             }
         }
         self.crls = crls
@@ -39,10 +46,12 @@ public struct RevocationList: Sendable {
     public func problem(with certificate: Certificate, now: Date = Date()) -> String? {
         for crl in crls where crl.issuer == certificate.issuer {
             if crl.isExpired(at: now) && !allowExpired {
-                return "the CRL expired on \(crl.nextUpdate.map(CertificateDescription.format) ?? "?"); refusing until a fresh one is loaded"
+                return
+                    "the CRL expired on \(crl.nextUpdate.map(CertificateDescription.format) ?? "?"); refusing until a fresh one is loaded"
             }
             if let entry = crl.entry(for: certificate) {
-                return "revoked: serial \(entry.serial), reason \(entry.reason?.name ?? "unspecified"), on \(CertificateDescription.format(entry.revocationDate))"
+                return
+                    "revoked: serial \(entry.serial), reason \(entry.reason?.name ?? "unspecified"), on \(CertificateDescription.format(entry.revocationDate))"
             }
         }
         return nil

@@ -4,10 +4,13 @@ public struct SecureChannelError: Error, Sendable, Hashable, CustomStringConvert
     /// A stable identifier for the kind of failure.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         enum Backing: String, Sendable {
-            case configuration, connectionFailed = "connection-failed", timeout
+            case configuration
+            case connectionFailed = "connection-failed"
+            case timeout
             case serverCertificateRejected = "server-certificate-rejected"
             case clientCertificateRejected = "client-certificate-rejected"
-            case handshakeFailed = "handshake-failed", connectionClosed = "connection-closed"
+            case handshakeFailed = "handshake-failed"
+            case connectionClosed = "connection-closed"
             case messageTooLong = "message-too-long"
         }
         let backing: Backing

@@ -13,11 +13,14 @@ public enum SocketEndpoint: Sendable, Hashable, CustomStringConvertible {
     public static func parse(_ text: String, allowUnix: Bool = false) throws -> SocketEndpoint {
         if allowUnix, text.hasPrefix("unix:") {
             let path = String(text.dropFirst(5))
-            guard !path.isEmpty else { throw SecureChannelError(.configuration, "'\(text)' names no socket path; write unix:/path/to.sock") }
+            guard !path.isEmpty else {
+                throw SecureChannelError(.configuration, "'\(text)' names no socket path; write unix:/path/to.sock")
+            }
             return .unix(path: path)
         }
         let form = allowUnix ? "HOST:PORT or unix:/path" : "HOST:PORT"
-        let host: Substring, portText: Substring
+        let host: Substring
+        let portText: Substring
         if text.hasPrefix("[") {
             guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
                 throw SecureChannelError(.configuration, "'\(text)' is not \(form); write IPv6 as [::1]:8443")
@@ -31,10 +34,14 @@ public enum SocketEndpoint: Sendable, Hashable, CustomStringConvertible {
             host = text[..<colon]
             portText = text[text.index(after: colon)...]
             if host.contains(":") {
-                throw SecureChannelError(.configuration, "'\(text)' is not \(form); write IPv6 in brackets, e.g. [::1]:8443")
+                throw SecureChannelError(
+                    .configuration, "'\(text)' is not \(form); write IPv6 in brackets, e.g. [::1]:8443")
             }
         }
-        guard !host.isEmpty else { throw SecureChannelError(.configuration, "'\(text)' is not \(form): the host is missing, e.g. 127.0.0.1:8443") }
+        guard !host.isEmpty else {
+            throw SecureChannelError(
+                .configuration, "'\(text)' is not \(form): the host is missing, e.g. 127.0.0.1:8443")
+        }
         guard let port = Int(portText), (0...65535).contains(port) else {
             throw SecureChannelError(.configuration, "'\(text)' is not \(form) with a port from 0 to 65535")
         }

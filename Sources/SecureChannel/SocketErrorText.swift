@@ -2,9 +2,9 @@ import NIOCore
 import NIOPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Turns socket, resolver and bind errors into a few words people can act on, by the error's type and errno,
@@ -12,7 +12,9 @@ import Darwin
 package enum SocketErrorText {
     /// Why a bind failed: `address already in use`, `unknown host 'x'`, ...
     package static func bind(_ error: any Error) -> String {
-        if let host = unknownHost(error) { return "unknown host '\(host)': not an address of this machine, nor a name that resolves" }
+        if let host = unknownHost(error) {
+            return "unknown host '\(host)': not an address of this machine, nor a name that resolves"
+        }
         if let error = error as? IOError {
             switch error.errnoCode {
             case EADDRINUSE: return "address already in use"
@@ -32,7 +34,9 @@ package enum SocketErrorText {
         if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
             return connect(first.error, hints: hints)
         }
-        if case ChannelError.connectTimeout = error { return "timed out" + (hints ? " (is the address reachable?)" : "") }
+        if case ChannelError.connectTimeout = error {
+            return "timed out" + (hints ? " (is the address reachable?)" : "")
+        }
         if let error = error as? IOError {
             switch error.errnoCode {
             case ECONNREFUSED: return "connection refused" + (hints ? " (is the server running?)" : "")
@@ -48,7 +52,8 @@ package enum SocketErrorText {
     private static func unknownHost(_ error: any Error) -> String? {
         if let error = error as? SocketAddressError.UnknownHost { return error.host }
         if let error = error as? NIOConnectionError, error.dnsAError != nil || error.dnsAAAAError != nil,
-           error.connectionErrors.isEmpty {
+            error.connectionErrors.isEmpty
+        {
             return error.host
         }
         return nil

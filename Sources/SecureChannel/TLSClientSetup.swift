@@ -26,8 +26,9 @@ package struct TLSClientSetup: Sendable {
         } catch {
             throw SecureChannelError(.configuration, "the TLS stack refused the client configuration: \(error)")
         }
-        verifier = PeerVerifier(trust: material.trust, purpose: .server, serverName: serverName, rules: nil,
-                                revocation: material.revocation)
+        verifier = PeerVerifier(
+            trust: material.trust, purpose: .server, serverName: serverName, rules: nil,
+            revocation: material.revocation)
         self.serverName = serverName
         self.timeout = timeout
     }
@@ -36,7 +37,8 @@ package struct TLSClientSetup: Sendable {
     package init(_ configuration: MessageClientConfiguration) throws {
         if configuration.checksOwnCertificate { try configuration.identity.checkFits(.client) }
         try self.init(
-            material: TLSMaterial(identity: configuration.identity, trust: configuration.trust, revocation: configuration.revocation),
+            material: TLSMaterial(
+                identity: configuration.identity, trust: configuration.trust, revocation: configuration.revocation),
             serverName: configuration.expectedServerName, tls: configuration.tls, timeout: configuration.timeout)
     }
 
@@ -57,7 +59,9 @@ package struct TLSClientSetup: Sendable {
 
     /// Waits for the handshake of a channel set up by ``addHandlers(to:record:)``; closes it and throws a
     /// one-line error if the server was not verified.
-    package static func awaitVerifiedServer(_ channel: any Channel, record: ConnectionRecord) async throws -> PeerIdentity {
+    package static func awaitVerifiedServer(_ channel: any Channel, record: ConnectionRecord) async throws
+        -> PeerIdentity
+    {
         do {
             try await record.handshake?.get()
         } catch let error as SecureChannelError {
@@ -69,7 +73,8 @@ package struct TLSClientSetup: Sendable {
         }
         guard let server = record.identity else {
             channel.close(promise: nil)
-            throw SecureChannelError(.serverCertificateRejected, record.verificationFailure ?? "server certificate not verified")
+            throw SecureChannelError(
+                .serverCertificateRejected, record.verificationFailure ?? "server certificate not verified")
         }
         return server
     }

@@ -19,7 +19,8 @@ public struct TLSIdentity: Sendable {
     public init(chain: [Certificate], privateKey: Certificate.PrivateKey, source: String = "certificate") throws {
         guard let leaf = chain.first else { throw SecureChannelError(.configuration, "\(source) holds no certificate") }
         guard privateKey.publicKey == leaf.publicKey else {
-            throw SecureChannelError(.configuration, "the key does not belong to \(source); pass the key issued with this certificate")
+            throw SecureChannelError(
+                .configuration, "the key does not belong to \(source); pass the key issued with this certificate")
         }
         self.chain = chain
         self.privateKey = privateKey
@@ -33,11 +34,14 @@ public struct TLSIdentity: Sendable {
     }
 
     /// Reads `--cert` and `--key` files (PEM or DER; keys PKCS#8, encrypted PKCS#8, PKCS#1 or SEC1).
-    public static func load(certificateFile: String, keyFile: String, passphrase: [UInt8]? = nil) throws -> TLSIdentity {
+    public static func load(certificateFile: String, keyFile: String, passphrase: [UInt8]? = nil) throws -> TLSIdentity
+    {
         let chain = try CertificateIO.parseCertificates(try SecureFile.read(certificateFile), source: certificateFile)
         let key = try PrivateKeyIO.parse(try SecureFile.read(keyFile), passphrase: passphrase, source: keyFile)
         guard key.publicKey == chain[0].publicKey else {
-            throw SecureChannelError(.configuration, "\(keyFile) does not belong to \(certificateFile); pass the key issued with this certificate")
+            throw SecureChannelError(
+                .configuration,
+                "\(keyFile) does not belong to \(certificateFile); pass the key issued with this certificate")
         }
         return try TLSIdentity(chain: chain, privateKey: key, source: certificateFile)
     }
@@ -51,11 +55,15 @@ public struct TrustAnchors: Sendable {
 
     /// Trusts exactly `certificates`, which must be CA certificates.
     public init(_ certificates: [Certificate], source: String = "--ca") throws {
-        guard !certificates.isEmpty else { throw SecureChannelError(.configuration, "no CA certificate given; pass --ca FILE") }
+        guard !certificates.isEmpty else {
+            throw SecureChannelError(.configuration, "no CA certificate given; pass --ca FILE")
+        }
         for certificate in certificates {
             if case .notCertificateAuthority = try? certificate.extensions.basicConstraints {
-                throw SecureChannelError(.configuration,
-                    "\(source) holds \(certificate.subject), which is not a CA certificate (CA:FALSE); pass the CA's certificate (ca.crt)")
+                throw SecureChannelError(
+                    .configuration,
+                    "\(source) holds \(certificate.subject), which is not a CA certificate (CA:FALSE); pass the CA's certificate (ca.crt)"
+                )
             }
         }
         self.certificates = certificates

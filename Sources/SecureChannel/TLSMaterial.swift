@@ -47,7 +47,8 @@ public struct TLSMaterialFiles: Sendable, Hashable {
     public func load() throws -> TLSMaterial {
         let identity = try TLSIdentity.load(certificateFile: certificate, keyFile: key)
         let trust = try TrustAnchors.load(file: ca)
-        let revocation = crls.isEmpty ? nil : try RevocationList.load(files: crls, trust: trust, allowExpired: allowExpiredCRL)
+        let revocation =
+            crls.isEmpty ? nil : try RevocationList.load(files: crls, trust: trust, allowExpired: allowExpiredCRL)
         return TLSMaterial(identity: identity, trust: trust, revocation: revocation)
     }
 }

@@ -33,7 +33,10 @@ public struct LoadGenerator: Sendable {
         public var window: Int
 
         /// Options with the defaults.
-        public init(mode: Mode, connections: Int? = nil, messages: Int? = nil, size: Int? = nil, duration: Double = 10, window: Int = 32) {
+        public init(
+            mode: Mode, connections: Int? = nil, messages: Int? = nil, size: Int? = nil, duration: Double = 10,
+            window: Int = 32
+        ) {
             self.mode = mode
             self.connections = connections ?? (mode == .bulk ? 1 : 10)
             self.messages = messages
@@ -195,13 +198,17 @@ public struct LoadGenerator: Sendable {
         switch target {
         case .tls(var configuration):
             configuration.maximumMessageBytes = max(configuration.maximumMessageBytes, options.size)
-            let setup = try TLSClientSetup(configuration)  // one TLS context for every connection, as a real client would
-            connectOn = { [configuration] loop in try await MessageClient.connect(configuration, setup: setup, group: loop) }
+            // One TLS context for every connection, as a real client would.
+            let setup = try TLSClientSetup(configuration)
+            connectOn = { [configuration] loop in
+                try await MessageClient.connect(configuration, setup: setup, group: loop)
+            }
         case .plaintext(let host, let port):
             let limit = max(Framing.defaultMaximumMessageBytes, options.size)
             connectOn = { loop in
-                try await PlaintextClient.connect(host: host, port: port, maximumMessageBytes: limit, timeout: .seconds(30),
-                                                  group: loop)
+                try await PlaintextClient.connect(
+                    host: host, port: port, maximumMessageBytes: limit, timeout: .seconds(30),
+                    group: loop)
             }
         }
         let results = try await withThrowingTaskGroup(of: WorkerResult.self) { group in
@@ -212,11 +219,17 @@ public struct LoadGenerator: Sendable {
                 let connect: @Sendable () async throws -> any BenchConnection = { try await connectOn(loop) }
                 group.addTask(executorPreference: EventLoopTaskExecutor(loop)) { [options] in
                     switch options.mode {
-                    case .handshake: return await Self.handshakes(connect, payload: payload, count: options.messages, deadline: deadline, progress: progress)
-                    case .echo: return await Self.echo(connect, worker: worker, size: options.size, count: options.messages, deadline: deadline,
-                                                       progress: progress)
-                    case .bulk: return await Self.bulk(connect, payload: payload, count: options.messages, deadline: deadline,
-                                                       window: options.window, progress: progress)
+                    case .handshake:
+                        return await Self.handshakes(
+                            connect, payload: payload, count: options.messages, deadline: deadline, progress: progress)
+                    case .echo:
+                        return await Self.echo(
+                            connect, worker: worker, size: options.size, count: options.messages, deadline: deadline,
+                            progress: progress)
+                    case .bulk:
+                        return await Self.bulk(
+                            connect, payload: payload, count: options.messages, deadline: deadline,
+                            window: options.window, progress: progress)
                     }
                 }
             }
@@ -228,10 +241,15 @@ public struct LoadGenerator: Sendable {
         for result in results { histogram.add(result.histogram) }
         let messages = results.map(\.messages).reduce(0, +)
         let handshakes = results.map(\.handshakes).reduce(0, +)
-        let latency: Report.Latency? = options.mode == .bulk || histogram.totalCount == 0 ? nil : Report.Latency(
-            p50: Double(histogram.valueAtPercentile(50)) / 1000, p90: Double(histogram.valueAtPercentile(90)) / 1000,
-            p99: Double(histogram.valueAtPercentile(99)) / 1000, p999: Double(histogram.valueAtPercentile(99.9)) / 1000,
-            max: Double(histogram.max) / 1000)
+        let latency: Report.Latency? =
+            options.mode == .bulk || histogram.totalCount == 0
+            ? nil
+            : Report.Latency(
+                p50: Double(histogram.valueAtPercentile(50)) / 1000,
+                p90: Double(histogram.valueAtPercentile(90)) / 1000,
+                p99: Double(histogram.valueAtPercentile(99)) / 1000,
+                p999: Double(histogram.valueAtPercentile(99.9)) / 1000,
+                max: Double(histogram.max) / 1000)
         var integrity: Report.Integrity?
         if options.mode == .echo {
             integrity = Report.Integrity(lost: 0, corrupted: 0, outOfOrder: 0)
@@ -259,11 +277,14 @@ public struct LoadGenerator: Sendable {
 
     private static func micros(since start: ContinuousClock.Instant) -> UInt64 {
         let duration = start.duration(to: .now)
-        return UInt64(max(0, duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000))
+        return UInt64(
+            max(0, duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000))
     }
 
-    private static func handshakes(_ connect: @Sendable () async throws -> any BenchConnection, payload: String, count: Int?,
-                                   deadline: ContinuousClock.Instant?, progress: Progress) async -> WorkerResult {
+    private static func handshakes(
+        _ connect: @Sendable () async throws -> any BenchConnection, payload: String, count: Int?,
+        deadline: ContinuousClock.Instant?, progress: Progress
+    ) async -> WorkerResult {
         var result = WorkerResult()
         var done = 0
         while more(done, count, deadline) {
@@ -301,10 +322,14 @@ public struct LoadGenerator: Sendable {
         }
     }
 
-    private static func echo(_ connect: @Sendable () async throws -> any BenchConnection, worker: Int, size: Int, count: Int?,
-                             deadline: ContinuousClock.Instant?, progress: Progress) async -> WorkerResult {
+    private static func echo(
+        _ connect: @Sendable () async throws -> any BenchConnection, worker: Int, size: Int, count: Int?,
+        deadline: ContinuousClock.Instant?, progress: Progress
+    ) async -> WorkerResult {
         var result = WorkerResult()
-        guard let client = await persistentConnection(connect, result: &result, progress: progress) else { return result }
+        guard let client = await persistentConnection(connect, result: &result, progress: progress) else {
+            return result
+        }
         var done = 0
         while more(done, count, deadline) {
             done += 1
@@ -324,7 +349,10 @@ public struct LoadGenerator: Sendable {
                 case .corrupted: result.integrity.corrupted += 1
                 case .intact: result.integrity.outOfOrder += 1
                 }
-                result.fail(SecureChannelError(.connectionClosed, "reply to message \(done) of connection \(worker) differs: \(reply.prefix(40))"))
+                result.fail(
+                    SecureChannelError(
+                        .connectionClosed,
+                        "reply to message \(done) of connection \(worker) differs: \(reply.prefix(40))"))
                 progress.add(errors: 1)
                 break
             }
@@ -336,14 +364,19 @@ public struct LoadGenerator: Sendable {
         return result
     }
 
-    private static func bulk(_ connect: @Sendable () async throws -> any BenchConnection, payload: String, count: Int?,
-                             deadline: ContinuousClock.Instant?, window: Int, progress: Progress) async -> WorkerResult {
+    private static func bulk(
+        _ connect: @Sendable () async throws -> any BenchConnection, payload: String, count: Int?,
+        deadline: ContinuousClock.Instant?, window: Int, progress: Progress
+    ) async -> WorkerResult {
         var result = WorkerResult()
-        guard let client = await persistentConnection(connect, result: &result, progress: progress) else { return result }
+        guard let client = await persistentConnection(connect, result: &result, progress: progress) else {
+            return result
+        }
         let message = ByteBuffer(string: payload)
         let failures = NIOLockedValueBox<[String]>([])
         let sent = await withTaskGroup(of: Bool.self) { group -> Int in
-            var started = 0, completed = 0
+            var started = 0
+            var completed = 0
             func launch() {
                 started += 1
                 group.addTask {
@@ -391,7 +424,9 @@ package enum EchoMessage {
     package static func check(_ reply: String, worker: Int) -> Check {
         guard let space = reply.lastIndex(of: " ") else { return .corrupted }
         let body = String(reply[..<space])
-        guard checksum(body) == reply[reply.index(after: space)...], body.hasPrefix("w\(worker) n") else { return .corrupted }
+        guard checksum(body) == reply[reply.index(after: space)...], body.hasPrefix("w\(worker) n") else {
+            return .corrupted
+        }
         return .intact
     }
 

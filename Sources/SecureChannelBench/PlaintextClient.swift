@@ -26,11 +26,14 @@ struct PlaintextClient: BenchConnection {
 
     var tlsSession: SessionInfo? { nil }
 
-    static func connect(host: String, port: Int, maximumMessageBytes: Int, timeout: TimeAmount,
-                        group: any EventLoopGroup) async throws -> PlaintextClient {
-        PlaintextClient(exchange: try await FramedExchange.connect(
-            host: host, port: port, framing: .lines, maximumMessageBytes: maximumMessageBytes, timeout: timeout,
-            record: ConnectionRecord(remote: nil), group: group))
+    static func connect(
+        host: String, port: Int, maximumMessageBytes: Int, timeout: TimeAmount,
+        group: any EventLoopGroup
+    ) async throws -> PlaintextClient {
+        PlaintextClient(
+            exchange: try await FramedExchange.connect(
+                host: host, port: port, framing: .lines, maximumMessageBytes: maximumMessageBytes, timeout: timeout,
+                record: ConnectionRecord(remote: nil), group: group))
     }
 
     func send(_ message: ByteBuffer) async throws -> ByteBuffer { try await exchange.send(message) }

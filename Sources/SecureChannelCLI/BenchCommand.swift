@@ -36,19 +36,30 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Our private key (PKCS#8, PKCS#1 or SEC1; PEM or DER).", valueName: "file"))
     var key: String?
 
-    @Option(help: ArgumentHelp("The CA certificate(s) the server must chain to. Only these are trusted.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("The CA certificate(s) the server must chain to. Only these are trusted.", valueName: "file")
+    )
     var ca: String?
 
-    @Option(name: .customLong("crl"), help: ArgumentHelp("A CRL from the CA (repeatable); a revoked server is refused.", valueName: "file"))
+    @Option(
+        name: .customLong("crl"),
+        help: ArgumentHelp("A CRL from the CA (repeatable); a revoked server is refused.", valueName: "file"))
     var crls: [String] = []
 
-    @Option(name: .customLong("tls-min"), help: ArgumentHelp("Oldest TLS version: 1.3 (default) or 1.2.", valueName: "version"))
+    @Option(
+        name: .customLong("tls-min"),
+        help: ArgumentHelp("Oldest TLS version: 1.3 (default) or 1.2.", valueName: "version"))
     var tlsMinimum: TLSPolicy.MinimumVersion = .tls13
 
-    @Flag(help: "Plain TCP, no TLS, nothing verified: to measure the plaintext entrance of a tunnel client or an echo backend (then --cert/--key/--ca are not used).")
+    @Flag(
+        help:
+            "Plain TCP, no TLS, nothing verified: to measure the plaintext entrance of a tunnel client or an echo backend (then --cert/--key/--ca are not used)."
+    )
     var plaintext = false
 
-    @Option(help: ArgumentHelp("Name the server certificate must carry (default: the host of --connect).", valueName: "name"))
+    @Option(
+        help: ArgumentHelp(
+            "Name the server certificate must carry (default: the host of --connect).", valueName: "name"))
     var serverName: String?
 
     @Option(help: "handshake, echo or bulk.")
@@ -78,40 +89,51 @@ struct BenchCommand: AsyncParsableCommand {
                 throw ValidationError("--plaintext uses no TLS: leave out --cert, --key, --ca and --crl")
             }
         } else if cert == nil || key == nil || ca == nil {
-            throw ValidationError("--cert, --key and --ca are required (or --plaintext to measure a plaintext endpoint)")
+            throw ValidationError(
+                "--cert, --key and --ca are required (or --plaintext to measure a plaintext endpoint)")
         }
         if let connections, connections <= 0 { throw ValidationError("--connections must be positive") }
         if let messages, messages <= 0 { throw ValidationError("--messages must be positive") }
-        if let size, size <= 0 || size > 16 * 1024 * 1024 { throw ValidationError("--size must be between 1 and 16777216") }
+        if let size, size <= 0 || size > 16 * 1024 * 1024 {
+            throw ValidationError("--size must be between 1 and 16777216")
+        }
         guard duration > 0 else { throw ValidationError("--duration must be positive") }
     }
 
     func run() async throws {
         let target: LoadGenerator.Target
         if let cert, let key, let ca, !plaintext {
-            let material = try TLSMaterialFiles(certificate: cert, key: key, ca: ca, crls: crls, allowExpiredCRL: false).load()
-            target = .tls(MessageClientConfiguration(
-                host: connect.host, port: connect.port, serverName: serverName, identity: material.identity, trust: material.trust,
-                revocation: material.revocation, tls: TLSPolicy(minimumVersion: tlsMinimum), timeout: .seconds(30)))
+            let material = try TLSMaterialFiles(certificate: cert, key: key, ca: ca, crls: crls, allowExpiredCRL: false)
+                .load()
+            target = .tls(
+                MessageClientConfiguration(
+                    host: connect.host, port: connect.port, serverName: serverName, identity: material.identity,
+                    trust: material.trust,
+                    revocation: material.revocation, tls: TLSPolicy(minimumVersion: tlsMinimum), timeout: .seconds(30)))
         } else {
             target = .plaintext(host: connect.host, port: connect.port)
         }
-        let generator = LoadGenerator(target: target, options: .init(
-            mode: mode, connections: connections, messages: messages, size: size, duration: duration))
+        let generator = LoadGenerator(
+            target: target,
+            options: .init(
+                mode: mode, connections: connections, messages: messages, size: size, duration: duration))
         if resume && !json {
             Console.error("note: --resume: swift-nio-ssl has no client session cache; every handshake is a full one")
         }
         let progress = LoadGenerator.Progress()
-        let ticker = isatty(STDERR_FILENO) == 1 ? Task {
-            let start = Date()
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(1))
-                let now = progress.snapshot
-                let line = String(format: "\r%5.1f s: %d messages, %d handshakes, %d errors   ",
-                                  Date().timeIntervalSince(start), now.messages, now.handshakes, now.errors)
-                FileHandle.standardError.write(Data(line.utf8))
-            }
-        } : nil
+        let ticker =
+            isatty(STDERR_FILENO) == 1
+            ? Task {
+                let start = Date()
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    let now = progress.snapshot
+                    let line = String(
+                        format: "\r%5.1f s: %d messages, %d handshakes, %d errors   ",
+                        Date().timeIntervalSince(start), now.messages, now.handshakes, now.errors)
+                    FileHandle.standardError.write(Data(line.utf8))
+                }
+            } : nil
         let report = try await generator.run(progress: progress)
         ticker?.cancel()
         if ticker != nil { FileHandle.standardError.write(Data("\n".utf8)) }
@@ -128,7 +150,9 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     static func table(_ report: LoadGenerator.Report) -> String {
-        func number(_ value: Double?, _ digits: Int = 1) -> String { value.map { String(format: "%.\(digits)f", $0) } ?? "-" }
+        func number(_ value: Double?, _ digits: Int = 1) -> String {
+            value.map { String(format: "%.\(digits)f", $0) } ?? "-"
+        }
         var rows = [
             ["mode", report.mode.rawValue],
             ["connections", "\(report.connections)"],
@@ -140,11 +164,17 @@ struct BenchCommand: AsyncParsableCommand {
             ["messages", "\(report.messages)"],
         ]
         if let integrity = report.integrity {
-            rows.append(["lost / corrupted / out of order", "\(integrity.lost) / \(integrity.corrupted) / \(integrity.outOfOrder)"])
+            rows.append([
+                "lost / corrupted / out of order",
+                "\(integrity.lost) / \(integrity.corrupted) / \(integrity.outOfOrder)",
+            ])
         }
         if let latency = report.latencyMs {
-            rows.append(["latency ms p50/p90/p99/p99.9/max",
-                         [latency.p50, latency.p90, latency.p99, latency.p999, latency.max].map { String(format: "%.3f", $0) }.joined(separator: " / ")])
+            rows.append([
+                "latency ms p50/p90/p99/p99.9/max",
+                [latency.p50, latency.p90, latency.p99, latency.p999, latency.max].map { String(format: "%.3f", $0) }
+                    .joined(separator: " / "),
+            ])
         }
         rows.append(["TLS", report.session?.summary ?? "-"])
         rows.append(["resumed", "\(report.resumed)"])

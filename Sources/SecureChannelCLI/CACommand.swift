@@ -7,8 +7,10 @@ struct CACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ca",
         abstract: "Create a certificate authority and issue server and client certificates.",
-        subcommands: [CAInitCommand.self, CAIssueCommand.self, CASignCommand.self, CAListCommand.self, CARevokeCommand.self,
-                      CACRLCommand.self, CARenewCommand.self]
+        subcommands: [
+            CAInitCommand.self, CAIssueCommand.self, CASignCommand.self, CAListCommand.self, CARevokeCommand.self,
+            CACRLCommand.self, CARenewCommand.self,
+        ]
     )
 }
 
@@ -17,9 +19,10 @@ struct CAOptions: ParsableArguments {
     @Option(help: "The CA directory (holds ca.crt, ca.key, index.json).")
     var dir: String
 
-    @Option(help: ArgumentHelp(
-        "File whose first line is the CA key's passphrase (or set SECURECHANNEL_CA_PASSPHRASE).",
-        valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "File whose first line is the CA key's passphrase (or set SECURECHANNEL_CA_PASSPHRASE).",
+            valueName: "file"))
     var passphraseFile: String?
 
     /// The passphrase from --passphrase-file, else the environment, else nil.
@@ -38,13 +41,15 @@ enum Passphrase {
             let firstLine = bytes.split(separator: 0x0A, maxSplits: 1, omittingEmptySubsequences: false).first ?? []
             let line = firstLine.last == 0x0D ? firstLine.dropLast() : firstLine
             guard !line.isEmpty else {
-                throw PKIError(.invalidArgument, "passphrase file \(file) is empty; put the passphrase on its first line")
+                throw PKIError(
+                    .invalidArgument, "passphrase file \(file) is empty; put the passphrase on its first line")
             }
             return Array(line)
         }
         if let value = ProcessInfo.processInfo.environment[environmentVariable] {
             guard !value.isEmpty else {
-                throw PKIError(.invalidArgument, "\(environmentVariable) is set but empty; set the passphrase or unset it")
+                throw PKIError(
+                    .invalidArgument, "\(environmentVariable) is set but empty; set the passphrase or unset it")
             }
             return Array(value.utf8)
         }
@@ -72,7 +77,8 @@ struct CAInitCommand: AsyncParsableCommand {
     @Option(help: "The CA's name (its CN).")
     var name: String = CertificateAuthority.defaultName
 
-    @Option(help: ArgumentHelp("Key type: \(KeyType.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "type"))
+    @Option(
+        help: ArgumentHelp("Key type: \(KeyType.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "type"))
     var keyType: String = KeyType.default.rawValue
 
     @Option(help: "Validity in days.")
@@ -85,8 +91,12 @@ struct CAInitCommand: AsyncParsableCommand {
             directory: ca.dir, name: name, keyType: type, days: days, passphrase: passphrase)
         let description = try CertificateDescription(authority.certificate)
         Console.out("created CA \"\(name)\" in \(ca.dir)")
-        Console.out("  certificate: \(ca.dir)/\(CertificateAuthority.Files.certificate) (valid until \(CertificateDescription.format(description.notAfter)))")
-        Console.out("  private key: \(ca.dir)/\(CertificateAuthority.Files.key) (mode 0600\(passphrase == nil ? ", not encrypted" : ", encrypted"))")
+        Console.out(
+            "  certificate: \(ca.dir)/\(CertificateAuthority.Files.certificate) (valid until \(CertificateDescription.format(description.notAfter)))"
+        )
+        Console.out(
+            "  private key: \(ca.dir)/\(CertificateAuthority.Files.key) (mode 0600\(passphrase == nil ? ", not encrypted" : ", encrypted"))"
+        )
         Console.out("  SHA-256 fingerprint: \(description.sha256Fingerprint)")
     }
 }
@@ -108,7 +118,8 @@ struct LeafOptions: ParsableArguments {
     @Option(help: "Validity in days (clamped to the CA's own expiry).")
     var days: Int = IssuanceRequest.defaultDays
 
-    @Option(help: ArgumentHelp("Key type: \(KeyType.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "type"))
+    @Option(
+        help: ArgumentHelp("Key type: \(KeyType.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "type"))
     var keyType: String = KeyType.default.rawValue
 
     @Option(help: ArgumentHelp("Write PREFIX.crt and PREFIX.key (default: DIR/NAME).", valueName: "prefix"))
@@ -119,7 +130,9 @@ struct LeafOptions: ParsableArguments {
         let authority = try CertificateAuthority.open(directory: options.dir, passphrase: try options.passphrase())
         let issued = try authority.issue(request, outPrefix: out)
         let notAfter = CertificateDescription.format(issued.certificate.notValidAfter)
-        Console.out("issued \(request.kind.rawValue) certificate for \(request.name) (serial \(issued.serial), valid until \(notAfter))")
+        Console.out(
+            "issued \(request.kind.rawValue) certificate for \(request.name) (serial \(issued.serial), valid until \(notAfter))"
+        )
         Console.out("  certificate: \(issued.certificatePath)")
         Console.out("  private key: \(issued.keyPath) (mode 0600)")
         for warning in issued.warnings { Console.error("warning: \(warning)") }
@@ -150,7 +163,8 @@ struct CAIssueServerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let request = IssuanceRequest.server(
-            name: leaf.name, dnsNames: dns, ipAddresses: ip, days: leaf.days, keyType: try KeyType(parsing: leaf.keyType))
+            name: leaf.name, dnsNames: dns, ipAddresses: ip, days: leaf.days,
+            keyType: try KeyType(parsing: leaf.keyType))
         try leaf.issue(request, ca: ca)
     }
 }
@@ -212,14 +226,17 @@ struct CAListCommand: AsyncParsableCommand {
             return
         }
         guard !rows.isEmpty else {
-            Console.out("no certificates issued yet; issue one with 'securechannel ca issue server|client --dir \(dir) ...'")
+            Console.out(
+                "no certificates issued yet; issue one with 'securechannel ca issue server|client --dir \(dir) ...'")
             return
         }
         var table = [["SERIAL", "KIND", "SUBJECT", "NAMES", "NOT AFTER", "STATUS", "DAYS LEFT"]]
         for row in rows {
-            table.append([row.serial, row.kind.rawValue, row.subject,
-                          row.subjectAlternativeNames.isEmpty ? "-" : row.subjectAlternativeNames.joined(separator: ","),
-                          CertificateDescription.format(row.notAfter), row.status.rawValue, String(row.daysLeft)])
+            table.append([
+                row.serial, row.kind.rawValue, row.subject,
+                row.subjectAlternativeNames.isEmpty ? "-" : row.subjectAlternativeNames.joined(separator: ","),
+                CertificateDescription.format(row.notAfter), row.status.rawValue, String(row.daysLeft),
+            ])
         }
         Console.out(TextTable.render(table))
     }

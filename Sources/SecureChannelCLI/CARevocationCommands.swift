@@ -26,11 +26,15 @@ struct CARevokeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Revoke the certificate with this serial (hex).", valueName: "hex"))
     var serial: String?
 
-    @Option(help: ArgumentHelp("RFC 5280 reason: \(RevocationReason.allCases.map(\.name).joined(separator: ", ")).", valueName: "reason"))
+    @Option(
+        help: ArgumentHelp(
+            "RFC 5280 reason: \(RevocationReason.allCases.map(\.name).joined(separator: ", ")).", valueName: "reason"))
     var reason: String = RevocationReason.unspecified.name
 
     func validate() throws {
-        guard (name == nil) != (serial == nil) else { throw ValidationError("give exactly one of --name NAME or --serial HEX") }
+        guard (name == nil) != (serial == nil) else {
+            throw ValidationError("give exactly one of --name NAME or --serial HEX")
+        }
     }
 
     func run() async throws {
@@ -38,7 +42,9 @@ struct CARevokeCommand: AsyncParsableCommand {
         let authority = try CertificateAuthority.open(directory: ca.dir, passphrase: try ca.passphrase())
         let revoked = try authority.revoke(name: name, serial: serial, reason: why)
         for entry in revoked {
-            Console.out("revoked \(entry.kind.rawValue) certificate \(entry.subject) (serial \(entry.serial), reason \(why.name))")
+            Console.out(
+                "revoked \(entry.kind.rawValue) certificate \(entry.subject) (serial \(entry.serial), reason \(why.name))"
+            )
         }
         Console.out("wrote \(ca.dir)/\(CertificateAuthority.crlFileName)")
     }
@@ -73,7 +79,9 @@ struct CACRLCommand: AsyncParsableCommand {
         let authority = try CertificateAuthority.open(directory: ca.dir, passphrase: try ca.passphrase())
         let crl = try authority.generateCRL(out: out, der: der, days: days)
         let path = out ?? "\(ca.dir)/\(CertificateAuthority.crlFileName)"
-        Console.out("wrote \(path): CRL number \(crl.number ?? "?"), \(crl.entries.count) revoked, next update \(crl.nextUpdate.map(CertificateDescription.format) ?? "-")")
+        Console.out(
+            "wrote \(path): CRL number \(crl.number ?? "?"), \(crl.entries.count) revoked, next update \(crl.nextUpdate.map(CertificateDescription.format) ?? "-")"
+        )
     }
 }
 
@@ -110,7 +118,9 @@ struct CARenewCommand: AsyncParsableCommand {
     func run() async throws {
         let authority = try CertificateAuthority.open(directory: ca.dir, passphrase: try ca.passphrase())
         let issued = try authority.renew(name: name, reuseKey: reuseKey, days: days, outPrefix: out)
-        Console.out("renewed \(name): serial \(issued.serial), valid until \(CertificateDescription.format(issued.certificate.notValidAfter))\(reuseKey ? " (same key)" : " (new key)")")
+        Console.out(
+            "renewed \(name): serial \(issued.serial), valid until \(CertificateDescription.format(issued.certificate.notValidAfter))\(reuseKey ? " (same key)" : " (new key)")"
+        )
         Console.out("  certificate: \(issued.certificatePath)")
         Console.out("  private key: \(issued.keyPath) (mode 0600)")
         for warning in issued.warnings { Console.error("warning: \(warning)") }

@@ -6,7 +6,8 @@ import SecureChannelPKI
 struct CertRequestCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "request",
-        abstract: "Make a private key and a certificate signing request (CSR) for the CA; the key never leaves this machine.",
+        abstract:
+            "Make a private key and a certificate signing request (CSR) for the CA; the key never leaves this machine.",
         discussion: """
             Writes the key (mode 0600) and the CSR (PEM); refuses to overwrite either. Send the CSR to the CA's \
             machine and sign it there with 'securechannel ca sign', which decides server or client and checks \
@@ -40,25 +41,30 @@ struct CertRequestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A URI (e.g. a SPIFFE ID) for a client certificate (repeatable).", valueName: "uri"))
     var uri: [String] = []
 
-    @Option(help: ArgumentHelp("Key type: \(KeyType.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "type"))
+    @Option(
+        help: ArgumentHelp("Key type: \(KeyType.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "type"))
     var keyType: String = KeyType.default.rawValue
 
     func run() async throws {
         for path in [keyOut, csrOut] where SecureFile.exists(path) {
             throw PKIError(.fileExists, "\(path) already exists; choose another path or remove the old file")
         }
-        let (key, csr) = try CertificateRequest.make(name: name, dnsNames: dns, ipAddresses: ip, emails: email, uris: uri,
-                                                     keyType: try KeyType(parsing: keyType))
+        let (key, csr) = try CertificateRequest.make(
+            name: name, dnsNames: dns, ipAddresses: ip, emails: email, uris: uri,
+            keyType: try KeyType(parsing: keyType))
         try SecureFile.write(try PrivateKeyIO.pem(key), to: keyOut, mode: SecureFile.privateMode, overwrite: false)
         do {
-            try SecureFile.write(try CertificateRequest.pem(csr), to: csrOut, mode: SecureFile.publicMode, overwrite: false)
+            try SecureFile.write(
+                try CertificateRequest.pem(csr), to: csrOut, mode: SecureFile.publicMode, overwrite: false)
         } catch {
             unlink(keyOut)  // all or nothing
             throw error
         }
         Console.out("made a key and a certificate request for \(name)")
         Console.out("  private key: \(keyOut) (mode 0600; keep it on this machine)")
-        Console.out("  request: \(csrOut) (sign it with 'securechannel ca sign --dir DIR --csr \(csrOut) --kind server|client')")
+        Console.out(
+            "  request: \(csrOut) (sign it with 'securechannel ca sign --dir DIR --csr \(csrOut) --kind server|client')"
+        )
     }
 }
 
@@ -82,7 +88,9 @@ struct CASignCommand: AsyncParsableCommand {
 
     @OptionGroup var ca: CAOptions
 
-    @Option(help: ArgumentHelp("The CSR (PEM or DER), e.g. from 'securechannel cert request' or 'openssl req'.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "The CSR (PEM or DER), e.g. from 'securechannel cert request' or 'openssl req'.", valueName: "file"))
     var csr: String
 
     @Option(help: "server or client.")
@@ -99,7 +107,9 @@ struct CASignCommand: AsyncParsableCommand {
         let issued = try authority.sign(csrFile: csr, kind: kind, days: days, outPrefix: out)
         let notAfter = CertificateDescription.format(issued.certificate.notValidAfter)
         let names = CertificateDescription.alternativeNames(of: issued.certificate)
-        Console.out("signed \(kind.rawValue) certificate for \(issued.certificate.subject) (serial \(issued.serial), valid until \(notAfter))")
+        Console.out(
+            "signed \(kind.rawValue) certificate for \(issued.certificate.subject) (serial \(issued.serial), valid until \(notAfter))"
+        )
         Console.out("  certificate: \(issued.certificatePath)")
         Console.out("  names: \(names.isEmpty ? "none" : names.joined(separator: ", "))")
         Console.out("  private key: not here (it stays where the request was made)")

@@ -43,7 +43,8 @@ struct CertInspectCommand: AsyncParsableCommand {
             return
         }
         let certificates = description.certificates
-        let blocks = certificates.enumerated().map { $1.text(index: $0 + 1, of: certificates.count) }
+        let blocks =
+            certificates.enumerated().map { $1.text(index: $0 + 1, of: certificates.count) }
             + description.keys.map { $0.text() } + description.crls.map { $0.text() }
         Console.out(blocks.joined(separator: "\n\n"))
     }

@@ -38,22 +38,31 @@ struct Endpoint: ExpressibleByArgument, CustomStringConvertible {
 /// `--cert`, `--key`, `--ca`, `--crl` and `--tls-min`: shared by `serve`, `send` and both tunnel ends. Optional
 /// here because `serve --config` may give them in a file; a command that needs one says so when it is missing.
 struct TLSFileOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Our certificate (PEM or DER; intermediates after the leaf). Required.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("Our certificate (PEM or DER; intermediates after the leaf). Required.", valueName: "file"))
     var cert: String?
 
     @Option(help: ArgumentHelp("Our private key (PKCS#8, PKCS#1 or SEC1; PEM or DER). Required.", valueName: "file"))
     var key: String?
 
-    @Option(help: ArgumentHelp("The CA certificate(s) the peer must chain to. Only these are trusted. Required.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "The CA certificate(s) the peer must chain to. Only these are trusted. Required.", valueName: "file"))
     var ca: String?
 
-    @Option(name: .customLong("crl"), help: ArgumentHelp("A CRL from the CA (PEM or DER, repeatable); revoked peers are refused.", valueName: "file"))
+    @Option(
+        name: .customLong("crl"),
+        help: ArgumentHelp("A CRL from the CA (PEM or DER, repeatable); revoked peers are refused.", valueName: "file"))
     var crls: [String] = []
 
-    @Option(help: ArgumentHelp("What to do with an expired CRL: deny (default, fail closed) or allow.", valueName: "policy"))
+    @Option(
+        help: ArgumentHelp("What to do with an expired CRL: deny (default, fail closed) or allow.", valueName: "policy")
+    )
     var crlExpired: CRLExpiredPolicy?
 
-    @Option(name: .customLong("tls-min"), help: ArgumentHelp("Oldest TLS version: 1.3 (default) or 1.2 (ECDHE AEAD suites only).", valueName: "version"))
+    @Option(
+        name: .customLong("tls-min"),
+        help: ArgumentHelp("Oldest TLS version: 1.3 (default) or 1.2 (ECDHE AEAD suites only).", valueName: "version"))
     var tlsMinimum: TLSPolicy.MinimumVersion?
 
     /// The flags given, as configuration keys.
@@ -72,8 +81,10 @@ struct TLSFileOptions: ParsableArguments {
             guard let value else { throw CLIError("missing \(flag) FILE (\(what))") }
             return value
         }
-        return TLSMaterialFiles(certificate: try required(cert, "--cert", "our certificate"), key: try required(key, "--key", "our private key"),
-                                ca: try required(ca, "--ca", "the CA certificate"), crls: crls, allowExpiredCRL: crlExpired == .allow)
+        return TLSMaterialFiles(
+            certificate: try required(cert, "--cert", "our certificate"),
+            key: try required(key, "--key", "our private key"),
+            ca: try required(ca, "--ca", "the CA certificate"), crls: crls, allowExpiredCRL: crlExpired == .allow)
     }
 }
 
@@ -82,11 +93,15 @@ struct FramingOptions: ParsableArguments {
     @Option(help: "Message framing: lines (default) or length (4-byte big-endian length prefix).")
     var framing: Framing?
 
-    @Option(help: ArgumentHelp("Largest message in bytes (default: \(Framing.defaultMaximumMessageBytes)).", valueName: "n"))
+    @Option(
+        help: ArgumentHelp("Largest message in bytes (default: \(Framing.defaultMaximumMessageBytes)).", valueName: "n")
+    )
     var maxMessageBytes: Int?
 
     func validate() throws {
-        if let maxMessageBytes, maxMessageBytes <= 0 { throw ValidationError("--max-message-bytes must be a positive number of bytes") }
+        if let maxMessageBytes, maxMessageBytes <= 0 {
+            throw ValidationError("--max-message-bytes must be a positive number of bytes")
+        }
     }
 
     func apply(to fields: inout ConfigFields) {
@@ -97,13 +112,19 @@ struct FramingOptions: ParsableArguments {
 
 /// `--allow-cn`, `--allow-dns`, `--allow-uri`, `--allow-any-client`: shared by `serve` and `tunnel server`.
 struct AccessRuleOptions: ParsableArguments {
-    @Option(name: .customLong("allow-cn"), help: ArgumentHelp("Allow clients with this common name (repeatable).", valueName: "name"))
+    @Option(
+        name: .customLong("allow-cn"),
+        help: ArgumentHelp("Allow clients with this common name (repeatable).", valueName: "name"))
     var allowCN: [String] = []
 
-    @Option(name: .customLong("allow-dns"), help: ArgumentHelp("Allow clients with this DNS SAN (repeatable).", valueName: "name"))
+    @Option(
+        name: .customLong("allow-dns"),
+        help: ArgumentHelp("Allow clients with this DNS SAN (repeatable).", valueName: "name"))
     var allowDNS: [String] = []
 
-    @Option(name: .customLong("allow-uri"), help: ArgumentHelp("Allow clients with this URI SAN (repeatable).", valueName: "uri"))
+    @Option(
+        name: .customLong("allow-uri"),
+        help: ArgumentHelp("Allow clients with this URI SAN (repeatable).", valueName: "uri"))
     var allowURI: [String] = []
 
     @Flag(help: "Allow any client whose certificate the CA issued.")

@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 import NIOCore
 import SecureChannel
-import SecureChannelPKI
 import SecureChannelConfig
+import SecureChannelPKI
 import SecureChannelTunnel
 
 /// `securechannel config`: the configuration file shared by `serve --config` and `tunnel --config`.
@@ -69,7 +69,9 @@ struct ConfigCheckCommand: AsyncParsableCommand {
         }
         if config.hasTunnels {
             let options = try config.tunnelProcessOptions(overriddenBy: ConfigFields())
-            lines.append("tunnel --config: log format \(options.logFormat); metrics \(options.metrics.map { "on http://\(Endpoint(host: $0.host, port: $0.port))/metrics" } ?? "off")")
+            lines.append(
+                "tunnel --config: log format \(options.logFormat); metrics \(options.metrics.map { "on http://\(Endpoint(host: $0.host, port: $0.port))/metrics" } ?? "off")"
+            )
             for tunnel in try config.tunnels() { lines += Self.explain(tunnel) }
         }
         Console.out("\(file): OK")
@@ -107,7 +109,8 @@ struct ConfigCheckCommand: AsyncParsableCommand {
     static func material(_ files: TLSMaterialFiles) -> [String] {
         guard let material = try? files.load() else { return [] }
         let leaf = material.identity.leaf
-        var text = "  certificate \(files.certificate) (\(PeerIdentity(certificate: leaf).subject), expires \(CertificateDescription.format(leaf.notValidAfter))); CA \(files.ca)"
+        var text =
+            "  certificate \(files.certificate) (\(PeerIdentity(certificate: leaf).subject), expires \(CertificateDescription.format(leaf.notValidAfter))); CA \(files.ca)"
         if let crls = material.revocation?.crls, !crls.isEmpty {
             let next = crls.compactMap(\.nextUpdate).min().map(CertificateDescription.format) ?? "?"
             text += "; \(crls.count) CRL(s), next update \(next)"

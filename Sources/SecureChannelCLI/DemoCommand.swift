@@ -22,7 +22,10 @@ struct DemoCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("Folder for the CA and certificates (must not hold a CA yet; default: a temporary folder).", valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "Folder for the CA and certificates (must not hold a CA yet; default: a temporary folder).",
+            valueName: "dir"))
     var dir: String?
 
     @Option(help: "The message Chris sends.")
@@ -30,7 +33,11 @@ struct DemoCommand: AsyncParsableCommand {
 
     func run() async throws {
         let temporary = dir == nil
-        let directory = dir ?? FileManager.default.temporaryDirectory.appendingPathComponent("securechannel-demo-\(UUID().uuidString.prefix(8))").path
+        let directory =
+            dir
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent(
+                "securechannel-demo-\(UUID().uuidString.prefix(8))"
+            ).path
         defer { if temporary { try? FileManager.default.removeItem(atPath: directory) } }
 
         let barry = try CertificateAuthority.create(directory: directory, name: "Barry")
@@ -58,23 +65,31 @@ struct DemoCommand: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await services.run() }
             let address = try await server.listeningAddress()
-            Console.out("4. Jill listening on \(Endpoint.display(address)): TLS 1.3 only, client certificate required, allows CN=Chris")
-            let client = try await MessageClient.connect(MessageClientConfiguration(
-                host: "127.0.0.1", port: address.port ?? 0, serverName: "localhost",
-                identity: try TLSIdentity.load(certificateFile: chris.certificatePath, keyFile: chris.keyPath), trust: trust))
+            Console.out(
+                "4. Jill listening on \(Endpoint.display(address)): TLS 1.3 only, client certificate required, allows CN=Chris"
+            )
+            let client = try await MessageClient.connect(
+                MessageClientConfiguration(
+                    host: "127.0.0.1", port: address.port ?? 0, serverName: "localhost",
+                    identity: try TLSIdentity.load(certificateFile: chris.certificatePath, keyFile: chris.keyPath),
+                    trust: trust))
             Console.out("5. Chris -> Jill: \(message)")
             let reply = try await client.send(message)
             Console.out("6. Jill -> Chris: \(reply)")
             await client.close()
             Console.out("")
-            Console.out("Chris verified Jill: \(client.server) issued by \(client.server.issuer), name 'localhost' matches")
+            Console.out(
+                "Chris verified Jill: \(client.server) issued by \(client.server.issuer), name 'localhost' matches")
             if let peer = seen.withLockedValue({ $0 }) {
                 Console.out("Jill verified Chris: \(peer) issued by \(peer.issuer), allowed by CN=Chris")
             }
-            Console.out("TLS: \(client.session.tlsVersion), \(client.session.cipherSuite), key exchange \(client.session.keyExchangeGroup ?? "unknown")")
+            Console.out(
+                "TLS: \(client.session.tlsVersion), \(client.session.cipherSuite), key exchange \(client.session.keyExchangeGroup ?? "unknown")"
+            )
             await services.triggerGracefulShutdown()
             try await group.waitForAll()
         }
-        Console.out("Jill's server stopped." + (temporary ? " (temporary files removed)" : " Files kept in \(directory)."))
+        Console.out(
+            "Jill's server stopped." + (temporary ? " (temporary files removed)" : " Files kept in \(directory)."))
     }
 }

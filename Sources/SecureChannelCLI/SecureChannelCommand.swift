@@ -25,7 +25,10 @@ public struct SecureChannelCommand: AsyncParsableCommand {
               securechannel tunnel server --listen 0.0.0.0:6380 --target 127.0.0.1:6379 --cert pki/Jill.crt --key pki/Jill.key --ca pki/ca.crt --allow-cn Chris
             """,
         version: "0.1.0",
-        subcommands: [CACommand.self, CertCommand.self, ServeCommand.self, SendCommand.self, DemoCommand.self, TunnelCommand.self, BenchCommand.self, ConfigCommand.self]
+        subcommands: [
+            CACommand.self, CertCommand.self, ServeCommand.self, SendCommand.self, DemoCommand.self, TunnelCommand.self,
+            BenchCommand.self, ConfigCommand.self,
+        ]
     )
 
     /// Creates the root command (used by ArgumentParser).

@@ -26,13 +26,18 @@ struct SendCommand: AsyncParsableCommand {
     @OptionGroup var files: TLSFileOptions
     @OptionGroup var framingOptions: FramingOptions
 
-    @Option(help: ArgumentHelp("Name the server certificate must carry (default: the host of --connect).", valueName: "name"))
+    @Option(
+        help: ArgumentHelp(
+            "Name the server certificate must carry (default: the host of --connect).", valueName: "name"))
     var serverName: String?
 
     @Option(help: ArgumentHelp("Seconds to wait for the connection and for each reply.", valueName: "seconds"))
     var timeout: Double = 10
 
-    @Option(help: ArgumentHelp("When the connection fails or breaks, reconnect and resend up to N times (backoff 0.2 s doubling to 5 s). A message whose reply was lost is sent again.", valueName: "n"))
+    @Option(
+        help: ArgumentHelp(
+            "When the connection fails or breaks, reconnect and resend up to N times (backoff 0.2 s doubling to 5 s). A message whose reply was lost is sent again.",
+            valueName: "n"))
     var retry: Int = 0
 
     @Argument(help: "Messages to send; none: read lines from stdin.")
@@ -47,11 +52,14 @@ struct SendCommand: AsyncParsableCommand {
         let material = try files.materialFiles().load()
         let configuration = MessageClientConfiguration(
             host: connect.host, port: connect.port, serverName: serverName, identity: material.identity,
-            trust: material.trust, revocation: material.revocation, tls: TLSPolicy(minimumVersion: files.tlsMinimum ?? .tls13),
+            trust: material.trust, revocation: material.revocation,
+            tls: TLSPolicy(minimumVersion: files.tlsMinimum ?? .tls13),
             framing: framingOptions.framing ?? .lines,
-            maximumMessageBytes: framingOptions.maxMessageBytes ?? Framing.defaultMaximumMessageBytes, timeout: timeAmount(seconds: timeout))
+            maximumMessageBytes: framingOptions.maxMessageBytes ?? Framing.defaultMaximumMessageBytes,
+            timeout: timeAmount(seconds: timeout))
         let retries = retry
-        let client = ReconnectingClient(configuration: configuration, policy: RetryPolicy(retries: retries)) { attempt, delay, error in
+        let client = ReconnectingClient(configuration: configuration, policy: RetryPolicy(retries: retries)) {
+            attempt, delay, error in
             let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
             Console.error("retrying in \((seconds * 10).rounded() / 10) s (attempt \(attempt) of \(retries)): \(error)")
         }

@@ -41,7 +41,9 @@ struct ServeCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("Read the 'serve:' section of this YAML file; flags given as well override it.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "Read the 'serve:' section of this YAML file; flags given as well override it.", valueName: "file"))
     var config: String?
 
     @Option(help: ArgumentHelp("Address to listen on. Required (here or in --config).", valueName: "host:port"))
@@ -51,31 +53,57 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var framingOptions: FramingOptions
     @OptionGroup var access: AccessRuleOptions
 
-    @Option(help: ArgumentHelp("Seconds allowed for the TLS handshake (default: \(formatSeconds(MessageServerConfiguration.Defaults.handshakeTimeout))).", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "Seconds allowed for the TLS handshake (default: \(formatSeconds(MessageServerConfiguration.Defaults.handshakeTimeout))).",
+            valueName: "seconds"))
     var handshakeTimeout: Double?
 
-    @Option(help: ArgumentHelp("Close connections idle this many seconds (default: \(formatSeconds(MessageServerConfiguration.Defaults.idleTimeout))).", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "Close connections idle this many seconds (default: \(formatSeconds(MessageServerConfiguration.Defaults.idleTimeout))).",
+            valueName: "seconds"))
     var idleTimeout: Double?
 
-    @Option(help: ArgumentHelp("Refuse connections beyond this many (default: \(MessageServerConfiguration.Defaults.maximumConnections)).", valueName: "n"))
+    @Option(
+        help: ArgumentHelp(
+            "Refuse connections beyond this many (default: \(MessageServerConfiguration.Defaults.maximumConnections)).",
+            valueName: "n"))
     var maxConnections: Int?
 
-    @Option(help: ArgumentHelp("Warn when our certificate or the CA expires within this many days (default: \(MessageServerConfiguration.Defaults.expiryWarningDays)).", valueName: "days"))
+    @Option(
+        help: ArgumentHelp(
+            "Warn when our certificate or the CA expires within this many days (default: \(MessageServerConfiguration.Defaults.expiryWarningDays)).",
+            valueName: "days"))
     var expiryWarningDays: Int?
 
-    @Option(help: ArgumentHelp("Log format: text (default) or json (one object per line, stable field names).", valueName: "format"))
+    @Option(
+        help: ArgumentHelp(
+            "Log format: text (default) or json (one object per line, stable field names).", valueName: "format"))
     var logFormat: LogFormat?
 
-    @Option(help: ArgumentHelp("Serve Prometheus metrics on http://HOST:PORT/metrics and a health check on /healthz.", valueName: "host:port"))
+    @Option(
+        help: ArgumentHelp(
+            "Serve Prometheus metrics on http://HOST:PORT/metrics and a health check on /healthz.",
+            valueName: "host:port"))
     var metrics: Endpoint?
 
-    @Flag(help: "Expect a PROXY protocol v2 header (HAProxy send-proxy-v2) before TLS on every connection; logs show the client address it names. Only behind a proxy.")
+    @Flag(
+        help:
+            "Expect a PROXY protocol v2 header (HAProxy send-proxy-v2) before TLS on every connection; logs show the client address it names. Only behind a proxy."
+    )
     var acceptProxyProtocol = false
 
-    @Flag(help: "Set SO_REUSEPORT: several serve processes may listen on the same port; the kernel spreads connections among them.")
+    @Flag(
+        help:
+            "Set SO_REUSEPORT: several serve processes may listen on the same port; the kernel spreads connections among them."
+    )
     var reusePort = false
 
-    @Option(help: ArgumentHelp("On SIGTERM/SIGINT, seconds replies in flight may take before the rest are closed (default: \(formatSeconds(MessageServerConfiguration.Defaults.shutdownGracePeriod))).", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "On SIGTERM/SIGINT, seconds replies in flight may take before the rest are closed (default: \(formatSeconds(MessageServerConfiguration.Defaults.shutdownGracePeriod))).",
+            valueName: "seconds"))
     var drainTimeout: Double?
 
     /// The flags given, as configuration keys.
@@ -98,7 +126,9 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let settings = try config.map { try ConfigFile(path: $0).serveSettings(overriddenBy: fields) } ?? ServeSettings(fields: fields)
+        let settings =
+            try config.map { try ConfigFile(path: $0).serveSettings(overriddenBy: fields) }
+            ?? ServeSettings(fields: fields)
         let format = LogFormat(rawValue: settings.logFormat) ?? .text
         let logger = format.makeLogger(label: "securechannel.serve")
         let endpoint = settings.metrics.map { PrometheusEndpoint(host: $0.host, port: $0.port, logger: logger) }
@@ -107,12 +137,17 @@ struct ServeCommand: AsyncParsableCommand {
         let server = try MessageServer(configuration: configuration, logger: logger) { message, _ in message }
         endpoint?.reportReadiness { server.isReady }
         let rules = configuration.rules
-        let summary = "accepting clients: \(rules.summary); TLS \(configuration.tls.minimumVersion.rawValue)+, framing \(configuration.framing.rawValue)"
+        let summary =
+            "accepting clients: \(rules.summary); TLS \(configuration.tls.minimumVersion.rawValue)+, framing \(configuration.framing.rawValue)"
             + (configuration.acceptProxyProtocol ? "; PROXY protocol v2 required" : "")
-        try await ServiceRunner.run([.init(service: server) {
-            let address = try await server.listeningAddress()
-            logger.info("\(summary)", metadata: ["event": "started", "address": "\(Endpoint.display(address))"])
-            return "listening on \(Endpoint.display(address))"
-        }], metrics: endpoint, format: format, logger: logger)
+        try await ServiceRunner.run(
+            [
+                .init(service: server) {
+                    let address = try await server.listeningAddress()
+                    logger.info(
+                        "\(summary)", metadata: ["event": "started", "address": "\(Endpoint.display(address))"])
+                    return "listening on \(Endpoint.display(address))"
+                }
+            ], metrics: endpoint, format: format, logger: logger)
     }
 }

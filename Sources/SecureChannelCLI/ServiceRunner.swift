@@ -26,9 +26,10 @@ enum ServiceRunner {
         // ServiceGroup stops services in reverse order: the metrics endpoint, listed first, stops last, so that
         // /healthz answers 503 during the whole drain.
         let all: [any Service] = (metrics.map { [$0] } ?? []) + entries.map(\.service) + [watcher, reloader]
-        let group = ServiceGroup(configuration: .init(
-            services: all.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: format.makeLogger(label: "securechannel.lifecycle", level: .warning)))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: all.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: format.makeLogger(label: "securechannel.lifecycle", level: .warning)))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             tasks.addTask {

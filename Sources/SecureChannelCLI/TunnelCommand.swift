@@ -39,32 +39,43 @@ struct TunnelConfigCommand: AsyncParsableCommand {
         abstract: "Run the tunnels of a configuration file: 'securechannel tunnel --config FILE' (the default)."
     )
 
-    @Option(help: ArgumentHelp("Run every tunnel in the 'tunnels:' list of this YAML file (see 'securechannel config --help'); nothing starts if one entry is bad.",
-                               valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "Run every tunnel in the 'tunnels:' list of this YAML file (see 'securechannel config --help'); nothing starts if one entry is bad.",
+            valueName: "file"))
     var config: String?
 
-    @Option(help: ArgumentHelp("Log format: text (default) or json. Overrides the file's top-level log-format.", valueName: "format"))
+    @Option(
+        help: ArgumentHelp(
+            "Log format: text (default) or json. Overrides the file's top-level log-format.", valueName: "format"))
     var logFormat: LogFormat?
 
-    @Option(help: ArgumentHelp("Serve Prometheus metrics on http://HOST:PORT/metrics and /healthz. Overrides the file's top-level metrics.", valueName: "host:port"))
+    @Option(
+        help: ArgumentHelp(
+            "Serve Prometheus metrics on http://HOST:PORT/metrics and /healthz. Overrides the file's top-level metrics.",
+            valueName: "host:port"))
     var metrics: Endpoint?
 
     func run() async throws {
         guard let config else {
-            throw CLIError("give a subcommand (tunnel server, tunnel client) or --config FILE; see 'securechannel tunnel --help'")
+            throw CLIError(
+                "give a subcommand (tunnel server, tunnel client) or --config FILE; see 'securechannel tunnel --help'")
         }
         let file = try ConfigFile(path: config)
         var flags = ConfigFields()
         flags.set("log-format", logFormat?.rawValue)
         flags.set("metrics", metrics?.description)
         let options = try file.tunnelProcessOptions(overriddenBy: flags)
-        try await runTunnels(try file.tunnels(), format: LogFormat(rawValue: options.logFormat) ?? .text, metrics: options.metrics)
+        try await runTunnels(
+            try file.tunnels(), format: LogFormat(rawValue: options.logFormat) ?? .text, metrics: options.metrics)
     }
 }
 
 /// Runs tunnels until SIGINT/SIGTERM; prints one `listening on …` line per tunnel once every tunnel (and the
 /// metrics endpoint) is bound.
-func runTunnels(_ tunnels: [ConfigFile.Tunnel], format: LogFormat, metrics: (host: String, port: Int)?, named: Bool = true) async throws {
+func runTunnels(
+    _ tunnels: [ConfigFile.Tunnel], format: LogFormat, metrics: (host: String, port: Int)?, named: Bool = true
+) async throws {
     let logger = format.makeLogger(label: "securechannel.tunnel")
     let endpoint = metrics.map { PrometheusEndpoint(host: $0.host, port: $0.port, logger: logger) }
     var entries: [ServiceRunner.Entry] = []
@@ -79,20 +90,23 @@ func runTunnels(_ tunnels: [ConfigFile.Tunnel], format: LogFormat, metrics: (hos
             let server = try TunnelServer(configuration: configuration, logger: tunnelLogger)
             let target = configuration.target
             readiness.append { server.isReady }
-            entries.append(.init(service: server) {
-                let address = Endpoint.display(try await server.listeningAddress())
-                return named ? "listening on \(address) (\(name): server to \(target))" : "listening on \(address)"
-            })
+            entries.append(
+                .init(service: server) {
+                    let address = Endpoint.display(try await server.listeningAddress())
+                    return named ? "listening on \(address) (\(name): server to \(target))" : "listening on \(address)"
+                })
         case .client(let name, let given):
             var configuration = given
             configuration.metricsFactory = endpoint?.factory
             let client = try TunnelClient(configuration: configuration, logger: tunnelLogger)
             readiness.append { client.isReady }
-            entries.append(.init(service: client) {
-                let address = try await client.listeningAddress()
-                let shown = address.port == nil ? given.listen.description : Endpoint.display(address)
-                return named ? "listening on \(shown) (\(name): client to \(given.target))" : "listening on \(shown)"
-            })
+            entries.append(
+                .init(service: client) {
+                    let address = try await client.listeningAddress()
+                    let shown = address.port == nil ? given.listen.description : Endpoint.display(address)
+                    return named
+                        ? "listening on \(shown) (\(name): client to \(given.target))" : "listening on \(shown)"
+                })
         }
     }
     let checks = readiness
@@ -138,25 +152,45 @@ struct TunnelServerCommand: AsyncParsableCommand {
     @Flag(help: "Set SO_REUSEPORT: several tunnel server processes may listen on the same port.")
     var reusePort = false
 
-    @Option(help: ArgumentHelp("Refuse connections beyond this many (default: \(TunnelServerConfiguration.Defaults.maximumConnections)).", valueName: "n"))
+    @Option(
+        help: ArgumentHelp(
+            "Refuse connections beyond this many (default: \(TunnelServerConfiguration.Defaults.maximumConnections)).",
+            valueName: "n"))
     var maxConnections: Int?
 
-    @Option(help: ArgumentHelp("Seconds allowed for the TLS handshake (default: \(formatSeconds(TunnelServerConfiguration.Defaults.handshakeTimeout))).", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "Seconds allowed for the TLS handshake (default: \(formatSeconds(TunnelServerConfiguration.Defaults.handshakeTimeout))).",
+            valueName: "seconds"))
     var handshakeTimeout: Double?
 
-    @Option(help: ArgumentHelp("Close tunnels idle this many seconds (default: \(formatSeconds(TunnelServerConfiguration.Defaults.idleTimeout))).", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "Close tunnels idle this many seconds (default: \(formatSeconds(TunnelServerConfiguration.Defaults.idleTimeout))).",
+            valueName: "seconds"))
     var idleTimeout: Double?
 
-    @Option(help: ArgumentHelp("Seconds allowed to connect to the target (default: \(formatSeconds(TunnelServerConfiguration.Defaults.connectTimeout))).", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "Seconds allowed to connect to the target (default: \(formatSeconds(TunnelServerConfiguration.Defaults.connectTimeout))).",
+            valueName: "seconds"))
     var connectTimeout: Double?
 
-    @Option(help: ArgumentHelp("On SIGTERM/SIGINT, seconds open tunnels may take before they are closed (default: \(formatSeconds(TunnelServerConfiguration.Defaults.shutdownGracePeriod))).", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "On SIGTERM/SIGINT, seconds open tunnels may take before they are closed (default: \(formatSeconds(TunnelServerConfiguration.Defaults.shutdownGracePeriod))).",
+            valueName: "seconds"))
     var drainTimeout: Double?
 
-    @Option(help: ArgumentHelp("Warn when our certificate or the CA expires within this many days (default: \(TunnelServerConfiguration.Defaults.expiryWarningDays)).", valueName: "days"))
+    @Option(
+        help: ArgumentHelp(
+            "Warn when our certificate or the CA expires within this many days (default: \(TunnelServerConfiguration.Defaults.expiryWarningDays)).",
+            valueName: "days"))
     var expiryWarningDays: Int?
 
-    @Option(help: ArgumentHelp("Serve Prometheus metrics on http://HOST:PORT/metrics and /healthz.", valueName: "host:port"))
+    @Option(
+        help: ArgumentHelp("Serve Prometheus metrics on http://HOST:PORT/metrics and /healthz.", valueName: "host:port")
+    )
     var metrics: Endpoint?
 
     func run() async throws {
@@ -177,8 +211,9 @@ struct TunnelServerCommand: AsyncParsableCommand {
         fields.set("connect-timeout", connectTimeout)
         fields.set("drain-timeout", drainTimeout)
         fields.set("expiry-warning-days", expiryWarningDays)
-        try await runTunnels([try ConfigFile.tunnel(fields)], format: logFormat ?? .text,
-                             metrics: metrics.map { ($0.host, $0.port) }, named: false)
+        try await runTunnels(
+            [try ConfigFile.tunnel(fields)], format: logFormat ?? .text,
+            metrics: metrics.map { ($0.host, $0.port) }, named: false)
     }
 }
 
@@ -208,28 +243,47 @@ struct TunnelClientCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Log format: text (default) or json.", valueName: "format"))
     var logFormat: LogFormat?
 
-    @Option(help: ArgumentHelp("Name the server certificate must carry (default: the host of --target).", valueName: "name"))
+    @Option(
+        help: ArgumentHelp("Name the server certificate must carry (default: the host of --target).", valueName: "name")
+    )
     var serverName: String?
 
     @Flag(help: "Allow a listen address reachable from other machines.")
     var unsafeListen = false
 
-    @Option(help: ArgumentHelp("Seconds allowed to connect and handshake with the server (default: \(formatSeconds(TunnelClientConfiguration.Defaults.connectTimeout))).", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "Seconds allowed to connect and handshake with the server (default: \(formatSeconds(TunnelClientConfiguration.Defaults.connectTimeout))).",
+            valueName: "seconds"))
     var connectTimeout: Double?
 
-    @Option(help: ArgumentHelp("On SIGTERM/SIGINT, seconds open tunnels may take before they are closed (default: \(formatSeconds(TunnelClientConfiguration.Defaults.shutdownGracePeriod))).", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "On SIGTERM/SIGINT, seconds open tunnels may take before they are closed (default: \(formatSeconds(TunnelClientConfiguration.Defaults.shutdownGracePeriod))).",
+            valueName: "seconds"))
     var drainTimeout: Double?
 
-    @Option(help: ArgumentHelp("Refuse local connections beyond this many (default: \(TunnelClientConfiguration.Defaults.maximumConnections)).", valueName: "n"))
+    @Option(
+        help: ArgumentHelp(
+            "Refuse local connections beyond this many (default: \(TunnelClientConfiguration.Defaults.maximumConnections)).",
+            valueName: "n"))
     var maxConnections: Int?
 
-    @Option(help: ArgumentHelp("Close tunnels idle this many seconds (default: \(formatSeconds(TunnelClientConfiguration.Defaults.idleTimeout))).", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "Close tunnels idle this many seconds (default: \(formatSeconds(TunnelClientConfiguration.Defaults.idleTimeout))).",
+            valueName: "seconds"))
     var idleTimeout: Double?
 
-    @Option(help: ArgumentHelp("Warn when our certificate or the CA expires within this many days (default: \(TunnelClientConfiguration.Defaults.expiryWarningDays)).", valueName: "days"))
+    @Option(
+        help: ArgumentHelp(
+            "Warn when our certificate or the CA expires within this many days (default: \(TunnelClientConfiguration.Defaults.expiryWarningDays)).",
+            valueName: "days"))
     var expiryWarningDays: Int?
 
-    @Option(help: ArgumentHelp("Serve Prometheus metrics on http://HOST:PORT/metrics and /healthz.", valueName: "host:port"))
+    @Option(
+        help: ArgumentHelp("Serve Prometheus metrics on http://HOST:PORT/metrics and /healthz.", valueName: "host:port")
+    )
     var metrics: Endpoint?
 
     func run() async throws {
@@ -246,7 +300,8 @@ struct TunnelClientCommand: AsyncParsableCommand {
         fields.set("max-connections", maxConnections)
         fields.set("idle-timeout", idleTimeout)
         fields.set("expiry-warning-days", expiryWarningDays)
-        try await runTunnels([try ConfigFile.tunnel(fields)], format: logFormat ?? .text, metrics: metrics.map { ($0.host, $0.port) },
-                             named: false)
+        try await runTunnels(
+            [try ConfigFile.tunnel(fields)], format: logFormat ?? .text, metrics: metrics.map { ($0.host, $0.port) },
+            named: false)
     }
 }

@@ -35,7 +35,9 @@ public struct ConfigFields: Sendable {
         self.baseDirectory = baseDirectory
         for (key, node) in mapping {
             let line = key.mark?.line ?? 0
-            guard let name = key.string else { throw SecureChannelError(.configuration, "line \(line): keys must be names") }
+            guard let name = key.string else {
+                throw SecureChannelError(.configuration, "line \(line): keys must be names")
+            }
             let origin = "line \(node.mark?.line ?? line)"
             if let text = node.scalar?.string {
                 values[name] = Value(scalar: text, origin: origin, baseDirectory: baseDirectory)
@@ -83,7 +85,8 @@ public struct ConfigFields: Sendable {
     /// Throws for the first key not in `allowed`, naming its place.
     func checkKeys(_ allowed: Set<String>, what: String) throws {
         for (key, value) in values.sorted(by: { $0.key < $1.key }) where !allowed.contains(key) {
-            throw SecureChannelError(.configuration,
+            throw SecureChannelError(
+                .configuration,
                 "\(value.origin): unknown key '\(key)' for \(what); known: \(allowed.sorted().joined(separator: ", "))")
         }
     }
@@ -104,7 +107,8 @@ public struct ConfigFields: Sendable {
     /// A required scalar.
     func string(_ key: String, hint: String) throws -> String {
         guard let text = try optionalString(key) else {
-            throw SecureChannelError(.configuration, "missing \(hint): give --\(key) or '\(key):' in the configuration file")
+            throw SecureChannelError(
+                .configuration, "missing \(hint): give --\(key) or '\(key):' in the configuration file")
         }
         return text
     }
@@ -155,7 +159,9 @@ public struct ConfigFields: Sendable {
     /// One of `choices`, or nil when absent.
     func choice(_ key: String, _ choices: [String]) throws -> String? {
         guard let text = try optionalString(key) else { return nil }
-        guard choices.contains(text) else { throw failure(key, "must be \(choices.joined(separator: " or ")) (got '\(text)')") }
+        guard choices.contains(text) else {
+            throw failure(key, "must be \(choices.joined(separator: " or ")) (got '\(text)')")
+        }
         return text
     }
 
@@ -196,7 +202,8 @@ public struct ConfigFields: Sendable {
 
     /// `--tls-min`.
     func tlsPolicy() throws -> TLSPolicy {
-        guard let text = try choice("tls-min", ["1.3", "1.2"]), let version = TLSPolicy.MinimumVersion(rawValue: text) else {
+        guard let text = try choice("tls-min", ["1.3", "1.2"]), let version = TLSPolicy.MinimumVersion(rawValue: text)
+        else {
             return .default
         }
         return TLSPolicy(minimumVersion: version)
@@ -204,11 +211,14 @@ public struct ConfigFields: Sendable {
 
     /// `--allow-cn`, `--allow-dns`, `--allow-uri`, `--allow-any-client`; at least one.
     func accessRules() throws -> AccessRules {
-        let rules = AccessRules(commonNames: Set(list("allow-cn")), dnsNames: Set(list("allow-dns")),
-                                uris: Set(list("allow-uri")), allowAnyClient: try flag("allow-any-client"))
+        let rules = AccessRules(
+            commonNames: Set(list("allow-cn")), dnsNames: Set(list("allow-dns")),
+            uris: Set(list("allow-uri")), allowAnyClient: try flag("allow-any-client"))
         guard !rules.isEmpty else {
-            throw SecureChannelError(.configuration,
-                "no client is allowed: give --allow-cn, --allow-dns or --allow-uri (or allow-cn: [...] in the file), or --allow-any-client to accept any client of the CA")
+            throw SecureChannelError(
+                .configuration,
+                "no client is allowed: give --allow-cn, --allow-dns or --allow-uri (or allow-cn: [...] in the file), or --allow-any-client to accept any client of the CA"
+            )
         }
         return rules
     }

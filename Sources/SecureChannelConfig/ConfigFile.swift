@@ -87,7 +87,9 @@ public struct ConfigFile: Sendable {
             throw SecureChannelError(.configuration, "\(source): not valid YAML: \(error)")
         }
         guard let mapping = root?.mapping else {
-            throw SecureChannelError(.configuration, "\(source): expected a mapping with 'serve:' and/or 'tunnels:' (see 'securechannel config --help')")
+            throw SecureChannelError(
+                .configuration,
+                "\(source): expected a mapping with 'serve:' and/or 'tunnels:' (see 'securechannel config --help')")
         }
         var top = Node.Mapping([])
         var serve: ConfigFields?
@@ -96,20 +98,33 @@ public struct ConfigFile: Sendable {
             let line = key.mark?.line ?? 0
             switch key.string {
             case "serve":
-                guard let section = node.mapping else { throw SecureChannelError(.configuration, "\(source) line \(line): 'serve' must be a mapping of flag names to values") }
-                serve = try Self.wrap(source, "serve") { try ConfigFields(mapping: section, baseDirectory: baseDirectory) }
+                guard let section = node.mapping else {
+                    throw SecureChannelError(
+                        .configuration, "\(source) line \(line): 'serve' must be a mapping of flag names to values")
+                }
+                serve = try Self.wrap(source, "serve") {
+                    try ConfigFields(mapping: section, baseDirectory: baseDirectory)
+                }
             case "tunnels":
                 guard let list = node.sequence, !list.isEmpty else {
-                    throw SecureChannelError(.configuration, "\(source) line \(line): 'tunnels' must be a list with at least one entry")
+                    throw SecureChannelError(
+                        .configuration, "\(source) line \(line): 'tunnels' must be a list with at least one entry")
                 }
                 for (index, item) in list.enumerated() {
                     let itemLine = item.mark?.line ?? 0
                     guard let section = item.mapping else {
-                        throw SecureChannelError(.configuration, "\(source): tunnel #\(index + 1) (line \(itemLine)): each entry must be a mapping of keys to values")
+                        throw SecureChannelError(
+                            .configuration,
+                            "\(source): tunnel #\(index + 1) (line \(itemLine)): each entry must be a mapping of keys to values"
+                        )
                     }
-                    entries.append((itemLine, try Self.wrap(source, "tunnel #\(index + 1) (line \(itemLine))") {
-                        try ConfigFields(mapping: section, baseDirectory: baseDirectory)
-                    }))
+                    entries.append(
+                        (
+                            itemLine,
+                            try Self.wrap(source, "tunnel #\(index + 1) (line \(itemLine))") {
+                                try ConfigFields(mapping: section, baseDirectory: baseDirectory)
+                            }
+                        ))
                 }
             case let name?:
                 top[Node(name)] = node
@@ -117,11 +132,16 @@ public struct ConfigFile: Sendable {
                 throw SecureChannelError(.configuration, "\(source) line \(line): keys must be names")
             }
         }
-        let topLevel = try Self.wrap(source, "top level") { try ConfigFields(mapping: top, baseDirectory: baseDirectory) }
-        try Self.wrap(source, "top level") { try topLevel.checkKeys(Self.topLevelKeys, what: "the top level (sections: serve, tunnels)") }
+        let topLevel = try Self.wrap(source, "top level") {
+            try ConfigFields(mapping: top, baseDirectory: baseDirectory)
+        }
+        try Self.wrap(source, "top level") {
+            try topLevel.checkKeys(Self.topLevelKeys, what: "the top level (sections: serve, tunnels)")
+        }
         self.topLevel = topLevel
         guard serve != nil || !entries.isEmpty else {
-            throw SecureChannelError(.configuration, "\(source): nothing to run: add a 'serve:' section or a 'tunnels:' list")
+            throw SecureChannelError(
+                .configuration, "\(source): nothing to run: add a 'serve:' section or a 'tunnels:' list")
         }
         self.serve = serve
         tunnelEntries = entries
@@ -149,14 +169,18 @@ public struct ConfigFile: Sendable {
             let name = (try? entry.fields.optionalString("name")) ?? nil
             return try Self.wrap(source, "tunnel '\(name ?? "#\(index + 1)")' (line \(entry.line))") {
                 let tunnel = try Self.tunnel(entry.fields)
-                guard names.insert(tunnel.name).inserted else { throw SecureChannelError(.configuration, "the name is used twice") }
+                guard names.insert(tunnel.name).inserted else {
+                    throw SecureChannelError(.configuration, "the name is used twice")
+                }
                 return tunnel
             }
         }
     }
 
     /// `tunnel --config`'s own options from the top level, with `overrides` (its flags) on top.
-    public func tunnelProcessOptions(overriddenBy overrides: ConfigFields) throws -> (logFormat: String, metrics: (host: String, port: Int)?) {
+    public func tunnelProcessOptions(overriddenBy overrides: ConfigFields) throws -> (
+        logFormat: String, metrics: (host: String, port: Int)?
+    ) {
         let fields = topLevel.overridden(by: overrides)
         return try Self.wrap(source, "top level") {
             (try fields.choice("log-format", ["text", "json"]) ?? "text", try fields.hostPort("metrics"))
@@ -165,7 +189,9 @@ public struct ConfigFile: Sendable {
 
     /// The `serve:` section with `overrides` (the command line's flags) on top, checked and loaded.
     public func serveSettings(overriddenBy overrides: ConfigFields) throws -> ServeSettings {
-        guard let serve else { throw SecureChannelError(.configuration, "\(source): no 'serve:' section; serve --config reads one") }
+        guard let serve else {
+            throw SecureChannelError(.configuration, "\(source): no 'serve:' section; serve --config reads one")
+        }
         return try Self.wrap(source, "serve") { try ServeSettings(fields: serve.overridden(by: overrides)) }
     }
 
@@ -180,14 +206,19 @@ public struct ConfigFile: Sendable {
         let files = try fields.materialFiles()
         let tls = try fields.tlsPolicy()
         if mode == "server" {
-            guard case .tcp(let host, let port) = try fields.endpoint("listen", hint: "the TLS address to listen on", allowUnix: false) else {
+            guard
+                case .tcp(let host, let port) = try fields.endpoint(
+                    "listen", hint: "the TLS address to listen on", allowUnix: false)
+            else {
                 throw SecureChannelError(.configuration, "a server tunnel listens on HOST:PORT")
             }
             let target = try fields.endpoint("target", hint: "the plaintext service")
             let allowRemote = try fields.flag("unsafe-target")
             guard target.isLocal || allowRemote else {
-                throw fields.failure("target",
-                    "\(target) is not on this machine, so the plaintext would cross the network; use a loopback address or a UNIX socket, or pass --unsafe-target (in a file: unsafe-target: true)")
+                throw fields.failure(
+                    "target",
+                    "\(target) is not on this machine, so the plaintext would cross the network; use a loopback address or a UNIX socket, or pass --unsafe-target (in a file: unsafe-target: true)"
+                )
             }
             var configuration = TunnelServerConfiguration(
                 host: host, port: port, target: target, files: files, rules: try fields.accessRules(),
@@ -197,21 +228,28 @@ public struct ConfigFile: Sendable {
             if let value = try fields.seconds("idle-timeout") { configuration.idleTimeout = value }
             if let value = try fields.seconds("connect-timeout") { configuration.connectTimeout = value }
             if let value = try fields.seconds("drain-timeout") { configuration.shutdownGracePeriod = value }
-            if let value = try fields.integer("expiry-warning-days", minimum: 0) { configuration.expiryWarningDays = value }
+            if let value = try fields.integer("expiry-warning-days", minimum: 0) {
+                configuration.expiryWarningDays = value
+            }
             configuration.acceptProxyProtocol = try fields.flag("accept-proxy-protocol")
             configuration.reusePort = try fields.flag("reuse-port")
             configuration.metricsLabel = name
             try configuration.validate()
             return .server(name: name, configuration)
         }
-        guard case .tcp(let host, let port) = try fields.endpoint("target", hint: "the tunnel server's HOST:PORT", allowUnix: false) else {
+        guard
+            case .tcp(let host, let port) = try fields.endpoint(
+                "target", hint: "the tunnel server's HOST:PORT", allowUnix: false)
+        else {
             throw SecureChannelError(.configuration, "a client tunnel's target is the tunnel server's HOST:PORT")
         }
         let listen = try fields.endpoint("listen", hint: "the plaintext address to listen on")
         let allowRemote = try fields.flag("unsafe-listen")
         guard listen.isLocal || allowRemote else {
-            throw fields.failure("listen",
-                "\(listen) is reachable from other machines, which could then use this tunnel's identity; listen on a loopback address or a UNIX socket, or pass --unsafe-listen (in a file: unsafe-listen: true)")
+            throw fields.failure(
+                "listen",
+                "\(listen) is reachable from other machines, which could then use this tunnel's identity; listen on a loopback address or a UNIX socket, or pass --unsafe-listen (in a file: unsafe-listen: true)"
+            )
         }
         var configuration = TunnelClientConfiguration(
             listen: listen, targetHost: host, targetPort: port, serverName: try fields.optionalString("server-name"),

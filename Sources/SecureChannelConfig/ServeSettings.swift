@@ -22,12 +22,18 @@ public struct ServeSettings: Sendable {
     /// of ``MessageServerConfiguration``.
     public init(fields: ConfigFields) throws {
         try fields.checkKeys(Self.keys, what: "serve")
-        guard case .tcp(let host, let port) = try fields.endpoint("listen", hint: "the address to listen on (HOST:PORT)", allowUnix: false) else {
+        guard
+            case .tcp(let host, let port) = try fields.endpoint(
+                "listen", hint: "the address to listen on (HOST:PORT)", allowUnix: false)
+        else {
             throw fields.failure("listen", "must be HOST:PORT")
         }
-        var server = try MessageServerConfiguration(host: host, port: port, files: try fields.materialFiles(), rules: try fields.accessRules())
+        var server = try MessageServerConfiguration(
+            host: host, port: port, files: try fields.materialFiles(), rules: try fields.accessRules())
         server.tls = try fields.tlsPolicy()
-        if let framing = try fields.choice("framing", Framing.allCases.map(\.rawValue)) { server.framing = Framing(rawValue: framing) ?? .lines }
+        if let framing = try fields.choice("framing", Framing.allCases.map(\.rawValue)) {
+            server.framing = Framing(rawValue: framing) ?? .lines
+        }
         if let value = try fields.integer("max-message-bytes") { server.maximumMessageBytes = value }
         if let value = try fields.seconds("handshake-timeout") { server.handshakeTimeout = value }
         if let value = try fields.seconds("idle-timeout") { server.idleTimeout = value }

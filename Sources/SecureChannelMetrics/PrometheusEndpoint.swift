@@ -27,12 +27,15 @@ public final class PrometheusEndpoint: Service, Sendable {
 
     /// Creates the endpoint for `host:port` (port 0 picks a free port). `/healthz` answers 503 until
     /// ``reportReadiness(_:)`` gives it something to ask.
-    public init(host: String, port: Int, logger: Logger, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    public init(
+        host: String, port: Int, logger: Logger, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
         registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         // Handshakes take milliseconds: finer buckets than the default 5 ms to 10 s.
         factory.durationHistogramBuckets[ListenerMetrics.handshakeLabel] = [
-            .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+            .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+            .milliseconds(25),
             .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5),
             .seconds(5), .seconds(10),
         ]
@@ -68,19 +71,24 @@ public final class PrometheusEndpoint: Service, Sendable {
                         // A scraper that goes quiet for 30 s is closed: idle connections cannot pile up.
                         try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: .seconds(30)))
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                        try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(registry: registry, ready: ready))
+                        try channel.pipeline.syncOperations.addHandler(
+                            MetricsHTTPHandler(registry: registry, ready: ready))
                     }
                 }
                 .bind(host: host, port: port).get()
         } catch {
-            let failure = SecureChannelError(.configuration, "cannot listen for metrics on \(SocketEndpoint.format(host: host, port: port)): \(SocketErrorText.bind(error))")
+            let failure = SecureChannelError(
+                .configuration,
+                "cannot listen for metrics on \(SocketEndpoint.format(host: host, port: port)): \(SocketErrorText.bind(error))"
+            )
             bound.fail(failure)
             throw failure
         }
         if let address = channel.localAddress {
             if let ip = address.ipAddress, !(ip.hasPrefix("127.") || ip == "::1") {
-                logger.warning("the metrics endpoint on \(host):\(port) is reachable from other machines and has no authentication; bind it to loopback or a management network",
-                               metadata: ["event": "metrics-exposed"])
+                logger.warning(
+                    "the metrics endpoint on \(host):\(port) is reachable from other machines and has no authentication; bind it to loopback or a management network",
+                    metadata: ["event": "metrics-exposed"])
             }
             bound.succeed(address)
         }
@@ -118,9 +126,12 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
             let (status, type, body) = answer(head)
             var headers = HTTPHeaders([("Content-Type", type), ("Content-Length", String(body.count))])
             if !head.isKeepAlive { headers.add(name: "Connection", value: "close") }
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+            context.write(
+                wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
+                promise: nil)
             if head.method != .HEAD {
-                context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+                context.write(
+                    wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
             }
             let keepAlive = head.isKeepAlive
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
@@ -146,7 +157,9 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
         case "/metrics":
             return (.ok, "text/plain; version=0.0.4; charset=utf-8", registry.emitToBuffer())
         case "/healthz":
-            return ready() ? (.ok, "text/plain", Array("ok\n".utf8)) : (.serviceUnavailable, "text/plain", Array("not ready\n".utf8))
+            return ready()
+                ? (.ok, "text/plain", Array("ok\n".utf8))
+                : (.serviceUnavailable, "text/plain", Array("not ready\n".utf8))
         default:
             return (.notFound, "text/plain", Array("not found: try /metrics or /healthz\n".utf8))
         }

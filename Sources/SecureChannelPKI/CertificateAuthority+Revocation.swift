@@ -10,8 +10,10 @@ extension CertificateAuthority {
     /// Marks certificates revoked in the inventory (by name: every unrevoked one with that name; or by serial) and
     /// writes a fresh CRL to `DIR/crl.pem`. Returns the entries revoked.
     @discardableResult
-    public func revoke(name: String? = nil, serial: String? = nil, reason: RevocationReason = .unspecified,
-                       crlDays: Int = defaultCRLDays, now: Date = Date()) throws -> [Inventory.Entry] {
+    public func revoke(
+        name: String? = nil, serial: String? = nil, reason: RevocationReason = .unspecified,
+        crlDays: Int = defaultCRLDays, now: Date = Date()
+    ) throws -> [Inventory.Entry] {
         guard (name == nil) != (serial == nil) else {
             throw PKIError.invalidArgument("give exactly one of --name NAME or --serial HEX")
         }
@@ -25,29 +27,37 @@ extension CertificateAuthority {
                 return CertificateRevocationList.Entry.normalized(entry.serial) == wanted
             }
             guard !matches.isEmpty else {
-                throw PKIError(.notFound, "no certificate \(name.map { "named '\($0)'" } ?? "with serial \(serial!)") in \(directory); see 'securechannel ca list --dir \(directory)'")
+                throw PKIError(
+                    .notFound,
+                    "no certificate \(name.map { "named '\($0)'" } ?? "with serial \(serial!)") in \(directory); see 'securechannel ca list --dir \(directory)'"
+                )
             }
             let fresh = matches.filter { inventory.certificates[$0].revocation == nil }
             guard !fresh.isEmpty else {
-                throw PKIError(.invalidArgument, "already revoked: \(matches.map { inventory.certificates[$0].serial }.joined(separator: ", "))")
+                throw PKIError(
+                    .invalidArgument,
+                    "already revoked: \(matches.map { inventory.certificates[$0].serial }.joined(separator: ", "))")
             }
             for index in fresh {
                 inventory.certificates[index].revocation = Inventory.Revocation(date: now, reason: reason.name)
             }
-            try writeCRL(inventory: &inventory, to: "\(directory)/\(Self.crlFileName)", der: false, days: crlDays, now: now)
+            try writeCRL(
+                inventory: &inventory, to: "\(directory)/\(Self.crlFileName)", der: false, days: crlDays, now: now)
             return fresh.map { inventory.certificates[$0] }
         }
     }
 
     /// Signs a CRL of everything revoked so far and writes it (PEM, or DER with `der`); bumps the CRL number.
     @discardableResult
-    public func generateCRL(out: String? = nil, der: Bool = false, days: Int = defaultCRLDays, now: Date = Date()) throws
+    public func generateCRL(out: String? = nil, der: Bool = false, days: Int = defaultCRLDays, now: Date = Date())
+        throws
         -> CertificateRevocationList
     {
         try IssuanceRequest.validateDays(days)
         return try SecureFile.withExclusiveLock("\(directory)/\(Files.lock)") {
             var inventory = try Inventory.load(directory: directory)
-            return try writeCRL(inventory: &inventory, to: out ?? "\(directory)/\(Self.crlFileName)", der: der, days: days, now: now)
+            return try writeCRL(
+                inventory: &inventory, to: out ?? "\(directory)/\(Self.crlFileName)", der: der, days: days, now: now)
         }
     }
 
@@ -57,8 +67,9 @@ extension CertificateAuthority {
     {
         let entries = inventory.certificates.compactMap { entry -> CertificateRevocationList.Entry? in
             guard let revocation = entry.revocation else { return nil }
-            return .init(serial: entry.serial, revocationDate: revocation.date,
-                         reason: try? RevocationReason(parsing: revocation.reason))
+            return .init(
+                serial: entry.serial, revocationDate: revocation.date,
+                reason: try? RevocationReason(parsing: revocation.reason))
         }
         var nextUpdate = now + TimeInterval(days) * 86_400
         if nextUpdate > certificate.notValidAfter { nextUpdate = certificate.notValidAfter }
@@ -80,16 +91,21 @@ extension CertificateAuthority {
     /// Issues a new certificate for the same identity as the newest one named `name`: same kind, subject names
     /// and key type; a new key unless `reuseKey`. By default the files are replaced in place (atomically each), so
     /// a server watching them picks up the new certificate; the old one stays valid until it expires or is revoked.
-    public func renew(name: String, reuseKey: Bool = false, days: Int? = nil, outPrefix: String? = nil, now: Date = Date())
+    public func renew(
+        name: String, reuseKey: Bool = false, days: Int? = nil, outPrefix: String? = nil, now: Date = Date()
+    )
         throws -> IssuedCertificate
     {
         let inventory = try Inventory.load(directory: directory)
         guard let old = inventory.certificates.last(where: { $0.name == name }) else {
-            throw PKIError(.notFound, "no certificate named '\(name)' in \(directory); see 'securechannel ca list --dir \(directory)'")
+            throw PKIError(
+                .notFound,
+                "no certificate named '\(name)' in \(directory); see 'securechannel ca list --dir \(directory)'")
         }
         let keyType = try KeyType(parsing: old.keyType)
-        var request = IssuanceRequest(kind: old.kind, name: old.name, dnsNames: [], ipAddresses: [], emails: [], uris: [],
-                                      days: days ?? IssuanceRequest.defaultDays, keyType: keyType)
+        var request = IssuanceRequest(
+            kind: old.kind, name: old.name, dnsNames: [], ipAddresses: [], emails: [], uris: [],
+            days: days ?? IssuanceRequest.defaultDays, keyType: keyType)
         for san in old.subjectAlternativeNames {
             if san.hasPrefix("DNS:") { request.dnsNames.append(String(san.dropFirst(4))) }
             if san.hasPrefix("IP:") { request.ipAddresses.append(String(san.dropFirst(3))) }
@@ -97,17 +113,21 @@ extension CertificateAuthority {
             if san.hasPrefix("URI:") { request.uris.append(String(san.dropFirst(4))) }
         }
         try request.validate()
-        let oldPrefix = old.certificatePath.hasSuffix(".crt") ? String(old.certificatePath.dropLast(4)) : old.certificatePath
+        let oldPrefix =
+            old.certificatePath.hasSuffix(".crt") ? String(old.certificatePath.dropLast(4)) : old.certificatePath
         let prefix = outPrefix ?? oldPrefix
         let key: Certificate.PrivateKey
         if old.keyPath.isEmpty {
-            throw PKIError.invalidArgument("\(old.name) was issued from a CSR and its key is on the requester's machine: make a new CSR there ('securechannel cert request') and sign it ('securechannel ca sign')")
+            throw PKIError.invalidArgument(
+                "\(old.name) was issued from a CSR and its key is on the requester's machine: make a new CSR there ('securechannel cert request') and sign it ('securechannel ca sign')"
+            )
         }
         if reuseKey {
             key = try PrivateKeyIO.parse(try SecureFile.read(old.keyPath), source: old.keyPath)
         } else {
             key = try keyType.generate()
         }
-        return try issue(request, publicKey: key.publicKey, key: key, prefix: prefix, replace: outPrefix == nil, now: now)
+        return try issue(
+            request, publicKey: key.publicKey, key: key, prefix: prefix, replace: outPrefix == nil, now: now)
     }
 }

@@ -45,7 +45,8 @@ public struct CertificateAuthority: Sendable {
         let parent = SecureFile.split(directory).directory
         if !SecureFile.exists(directory), parent.isEmpty || SecureFile.exists(parent) {
             if mkdir(directory, 0o700) != 0 && errno != EEXIST {
-                throw PKIError(.io, "cannot create directory \(directory): \(String(cString: strerror(errno))); check permissions")
+                throw PKIError(
+                    .io, "cannot create directory \(directory): \(String(cString: strerror(errno))); check permissions")
             }
         }
         try SecureFile.requireWritableDirectory(directory)
@@ -58,7 +59,9 @@ public struct CertificateAuthority: Sendable {
         let keyPath = "\(directory)/\(Files.key)"
         return try SecureFile.withExclusiveLock("\(directory)/\(Files.lock)") {
             for path in [certPath, keyPath] where SecureFile.exists(path) {
-                throw PKIError(.fileExists, "a CA already exists in \(directory) (\(path)); use another --dir or remove the old CA first")
+                throw PKIError(
+                    .fileExists,
+                    "a CA already exists in \(directory) (\(path)); use another --dir or remove the old CA first")
             }
             let key = try keyType.generate()
             let subject = try DistinguishedName { CommonName(name) }
@@ -80,11 +83,13 @@ public struct CertificateAuthority: Sendable {
                 },
                 issuerPrivateKey: key
             )
-            try SecureFile.write(try PrivateKeyIO.pem(key, passphrase: passphrase), to: keyPath,
-                                 mode: SecureFile.privateMode, overwrite: false)
+            try SecureFile.write(
+                try PrivateKeyIO.pem(key, passphrase: passphrase), to: keyPath,
+                mode: SecureFile.privateMode, overwrite: false)
             do {
-                try SecureFile.write(try CertificateIO.pem([certificate]), to: certPath, mode: SecureFile.publicMode,
-                                     overwrite: false)
+                try SecureFile.write(
+                    try CertificateIO.pem([certificate]), to: certPath, mode: SecureFile.publicMode,
+                    overwrite: false)
                 try createIssuedDirectory(directory)
                 try Inventory().save(directory: directory)
             } catch {
@@ -102,9 +107,13 @@ public struct CertificateAuthority: Sendable {
         let keyPath = "\(directory)/\(Files.key)"
         guard SecureFile.exists(certPath) || SecureFile.exists(keyPath) else {
             if !SecureFile.exists(directory) {
-                throw PKIError(.fileNotFound, "directory \(directory) does not exist; create a CA with 'securechannel ca init --dir \(directory)'")
+                throw PKIError(
+                    .fileNotFound,
+                    "directory \(directory) does not exist; create a CA with 'securechannel ca init --dir \(directory)'"
+                )
             }
-            throw PKIError(.fileNotFound, "no CA in \(directory); create one with 'securechannel ca init --dir \(directory)'")
+            throw PKIError(
+                .fileNotFound, "no CA in \(directory); create one with 'securechannel ca init --dir \(directory)'")
         }
         let certificates = try CertificateIO.parseCertificates(try SecureFile.read(certPath), source: certPath)
         let key = try PrivateKeyIO.parse(try SecureFile.read(keyPath), passphrase: passphrase, source: keyPath)
@@ -117,7 +126,9 @@ public struct CertificateAuthority: Sendable {
 
     /// Issues a leaf certificate and a new key, writes `PREFIX.crt` and `PREFIX.key` (0600), and records it
     /// in the inventory. Nothing is written unless everything succeeds. Safe to run concurrently.
-    public func issue(_ request: IssuanceRequest, outPrefix: String? = nil, now: Date = Date()) throws -> IssuedCertificate {
+    public func issue(_ request: IssuanceRequest, outPrefix: String? = nil, now: Date = Date()) throws
+        -> IssuedCertificate
+    {
         try request.validate()
         let prefix = try outPrefix ?? defaultPrefix(for: request.name)
         let key = try request.keyType.generate()
@@ -126,15 +137,17 @@ public struct CertificateAuthority: Sendable {
 
     /// Issues for `publicKey`; writes `key` beside the certificate when given (nil: the key stays with whoever made
     /// a CSR). With `replace`, existing files at the prefix are replaced (renewal), else refused.
-    func issue(_ request: IssuanceRequest, publicKey: Certificate.PublicKey, key: Certificate.PrivateKey?, prefix: String,
-               replace: Bool, now: Date) throws -> IssuedCertificate
-    {
+    func issue(
+        _ request: IssuanceRequest, publicKey: Certificate.PublicKey, key: Certificate.PrivateKey?, prefix: String,
+        replace: Bool, now: Date
+    ) throws -> IssuedCertificate {
         let certPath = "\(prefix).crt"
         let keyPath = key == nil ? "" : "\(prefix).key"
         return try SecureFile.withExclusiveLock("\(directory)/\(Files.lock)") {
             if !replace {
                 for path in [certPath, keyPath] where !path.isEmpty && SecureFile.exists(path) {
-                    throw PKIError(.fileExists, "\(path) already exists; choose another --out PREFIX or remove the old files")
+                    throw PKIError(
+                        .fileExists, "\(path) already exists; choose another --out PREFIX or remove the old files")
                 }
             }
             var inventory = try Inventory.load(directory: directory)
@@ -147,7 +160,8 @@ public struct CertificateAuthority: Sendable {
             do {
                 // Key before certificate: a watcher that sees the new certificate finds its key already there.
                 if let key {
-                    try SecureFile.write(try PrivateKeyIO.pem(key), to: keyPath, mode: SecureFile.privateMode, overwrite: replace)
+                    try SecureFile.write(
+                        try PrivateKeyIO.pem(key), to: keyPath, mode: SecureFile.privateMode, overwrite: replace)
                     if !replace { written.append(keyPath) }
                 }
                 try SecureFile.write(pem, to: certPath, mode: SecureFile.publicMode, overwrite: replace)
@@ -157,17 +171,20 @@ public struct CertificateAuthority: Sendable {
                         serial: issued.serial, kind: request.kind, name: request.name,
                         subject: issued.certificate.subject.description,
                         subjectAlternativeNames: CertificateDescription.alternativeNames(of: issued.certificate),
-                        keyType: KeyType(publicKey)?.rawValue ?? request.keyType.rawValue, notBefore: issued.certificate.notValidBefore,
+                        keyType: KeyType(publicKey)?.rawValue ?? request.keyType.rawValue,
+                        notBefore: issued.certificate.notValidBefore,
                         notAfter: issued.certificate.notValidAfter,
-                        certificatePath: Self.absolute(certPath), keyPath: keyPath.isEmpty ? "" : Self.absolute(keyPath),
+                        certificatePath: Self.absolute(certPath),
+                        keyPath: keyPath.isEmpty ? "" : Self.absolute(keyPath),
                         revocation: nil))
                 try inventory.save(directory: directory)
             } catch {
                 for path in written { unlink(path) }
                 throw error
             }
-            return IssuedCertificate(certificate: issued.certificate, serial: issued.serial, certificatePath: certPath,
-                                     keyPath: keyPath, warnings: issued.warnings)
+            return IssuedCertificate(
+                certificate: issued.certificate, serial: issued.serial, certificatePath: certPath,
+                keyPath: keyPath, warnings: issued.warnings)
         }
     }
 
@@ -179,20 +196,27 @@ public struct CertificateAuthority: Sendable {
         var notAfter = now + TimeInterval(request.days) * 86_400
         if notAfter > certificate.notValidAfter {
             notAfter = certificate.notValidAfter
-            warnings.append("validity clamped to the CA's expiry (\(CertificateDescription.format(notAfter))): a certificate never outlives its CA")
+            warnings.append(
+                "validity clamped to the CA's expiry (\(CertificateDescription.format(notAfter))): a certificate never outlives its CA"
+            )
         }
         guard notAfter > now else {
-            throw PKIError(.verificationFailed, "the CA certificate expired on \(CertificateDescription.format(certificate.notValidAfter)); create a new CA")
+            throw PKIError(
+                .verificationFailed,
+                "the CA certificate expired on \(CertificateDescription.format(certificate.notValidAfter)); create a new CA"
+            )
         }
         let used = Set(inventory.certificates.map(\.serial))
         var serialNumber = try SerialNumbers.random()
         while used.contains(SerialNumbers.hex(serialNumber)) { serialNumber = try SerialNumbers.random() }
 
-        let issuerKeyID = try certificate.extensions.subjectKeyIdentifier?.keyIdentifier
+        let issuerKeyID =
+            try certificate.extensions.subjectKeyIdentifier?.keyIdentifier
             ?? SubjectKeyIdentifier(hash: certificate.publicKey).keyIdentifier
         var usage = KeyUsage(digitalSignature: true)
         if publicKey.isRSA { usage.keyEncipherment = true }
-        let eku: ExtendedKeyUsage = request.kind == .server ? try ExtendedKeyUsage([.serverAuth]) : try ExtendedKeyUsage([.clientAuth])
+        let eku: ExtendedKeyUsage =
+            request.kind == .server ? try ExtendedKeyUsage([.serverAuth]) : try ExtendedKeyUsage([.clientAuth])
         let names = try request.generalNames()
         let leaf = try Certificate(
             version: .v3,
@@ -220,7 +244,8 @@ public struct CertificateAuthority: Sendable {
 
     func defaultPrefix(for name: String) throws -> String {
         guard !name.contains("/"), !name.hasPrefix("."), !name.contains("\0") else {
-            throw PKIError.invalidArgument("the name '\(name)' cannot be a file name; pass --out PREFIX to say where to write")
+            throw PKIError.invalidArgument(
+                "the name '\(name)' cannot be a file name; pass --out PREFIX to say where to write")
         }
         return "\(directory)/\(name)"
     }

@@ -67,19 +67,24 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
         let key = certificate.publicKey.keyDescription
         keyType = key.algorithm
         keyBits = key.bits
-        signatureAlgorithm = certificate.signatureAlgorithm.description.replacingOccurrences(of: "SignatureAlgorithm.", with: "")
+        signatureAlgorithm = certificate.signatureAlgorithm.description.replacingOccurrences(
+            of: "SignatureAlgorithm.", with: "")
         let digest = SHA256.hash(data: try CertificateIO.der(certificate))
         sha256Fingerprint = digest.map { String(format: "%02X", $0) }.joined(separator: ":")
         publicKeySHA256 = try certificate.publicKey.spkiSHA256()
         selfIssued = certificate.subject == certificate.issuer
         var warnings: [String] = []
         if certificate.version != .v3 {
-            warnings.append("X.509 v\(version) certificate without extensions: it has no subjectAltName or extendedKeyUsage, so SecureChannel will refuse it for TLS")
+            warnings.append(
+                "X.509 v\(version) certificate without extensions: it has no subjectAltName or extendedKeyUsage, so SecureChannel will refuse it for TLS"
+            )
         } else {
             if subjectAlternativeNames.isEmpty && !selfIssued {
                 warnings.append("no subjectAltName: clients cannot verify it as a server certificate")
             }
-            if extendedKeyUsage.isEmpty && basicConstraints != "CA:TRUE" && !(basicConstraints?.hasPrefix("CA:TRUE") ?? false) {
+            if extendedKeyUsage.isEmpty && basicConstraints != "CA:TRUE"
+                && !(basicConstraints?.hasPrefix("CA:TRUE") ?? false)
+            {
                 warnings.append("no extendedKeyUsage: SecureChannel requires serverAuth or clientAuth")
             }
         }
@@ -92,7 +97,9 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
     public func text(index: Int? = nil, of total: Int? = nil) -> String {
         var lines: [String] = []
         if let index, let total, total > 1 { lines.append("Certificate \(index) of \(total)") }
-        func row(_ label: String, _ value: String) { lines.append("  " + (label + ":").padding(toLength: 22, withPad: " ", startingAt: 0) + value) }
+        func row(_ label: String, _ value: String) {
+            lines.append("  " + (label + ":").padding(toLength: 22, withPad: " ", startingAt: 0) + value)
+        }
         row("Subject", subject)
         row("Issuer", issuer + (selfIssued ? " (self-issued)" : ""))
         row("Serial", serial)
@@ -100,7 +107,9 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
         row("Not before", Self.format(notBefore))
         let left = daysLeft >= 0 ? "\(daysLeft) days left" : "expired \(-daysLeft) days ago"
         row("Not after", "\(Self.format(notAfter)) (\(left))")
-        row("Alternative names", subjectAlternativeNames.isEmpty ? "(none)" : subjectAlternativeNames.joined(separator: ", "))
+        row(
+            "Alternative names",
+            subjectAlternativeNames.isEmpty ? "(none)" : subjectAlternativeNames.joined(separator: ", "))
         row("Key usage", keyUsage.isEmpty ? "(none)" : keyUsage.joined(separator: ", "))
         row("Extended key usage", extendedKeyUsage.isEmpty ? "(none)" : extendedKeyUsage.joined(separator: ", "))
         row("Basic constraints", basicConstraints ?? "(none)")

@@ -7,7 +7,9 @@ public enum CertificateIO {
     /// Every certificate in a PEM bundle, or the single certificate of a DER file.
     public static func parseCertificates(_ bytes: [UInt8], source: String) throws -> [Certificate] {
         if let documents = try PEMFile.documents(bytes, source: source) {
-            let certificates = documents.filter { $0.discriminator == "CERTIFICATE" || $0.discriminator == "TRUSTED CERTIFICATE" }
+            let certificates = documents.filter {
+                $0.discriminator == "CERTIFICATE" || $0.discriminator == "TRUSTED CERTIFICATE"
+            }
             if certificates.isEmpty {
                 if documents.contains(where: { $0.discriminator.hasSuffix("PRIVATE KEY") }) {
                     throw PKIError.malformed("\(source) holds a private key, not a certificate; pass the .crt file")
@@ -26,7 +28,8 @@ public enum CertificateIO {
         do {
             return [try Certificate(derEncoded: bytes)]
         } catch {
-            throw PKIError.malformed("\(source): not a certificate in PEM or DER form; check that you passed the right file")
+            throw PKIError.malformed(
+                "\(source): not a certificate in PEM or DER form; check that you passed the right file")
         }
     }
 

@@ -23,7 +23,8 @@ public enum CertificatePurpose: String, Sendable, CaseIterable, Codable {
         }
         guard usages.contains(extendedKeyUsage) else {
             let has = CertificateDescription.extendedKeyUsageNames(certificate).joined(separator: ", ")
-            return "wrong purpose: the certificate is for \(has), not \(wanted) (is this a \(self == .server ? "client" : "server") certificate?)"
+            return
+                "wrong purpose: the certificate is for \(has), not \(wanted) (is this a \(self == .server ? "client" : "server") certificate?)"
         }
         if let usage = try? certificate.extensions.keyUsage, !usage.digitalSignature {
             return "wrong purpose: keyUsage lacks digitalSignature, which TLS needs"

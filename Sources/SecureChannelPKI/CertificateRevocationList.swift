@@ -71,14 +71,17 @@ public struct CertificateRevocationList: Sendable, Equatable {
         thisUpdate: Date, nextUpdate: Date
     ) throws -> CertificateRevocationList {
         let algorithm = key.preferredSignatureAlgorithm
-        guard let (oid, nullParameters) = OID.algorithms.first(where: { $0.0 == algorithm }).map({ ($0.1, $0.2) }) else {
+        guard let (oid, nullParameters) = OID.algorithms.first(where: { $0.0 == algorithm }).map({ ($0.1, $0.2) })
+        else {
             throw PKIError(.unsupported, "cannot sign a CRL with \(algorithm)")
         }
-        let keyIdentifier = try certificate.extensions.subjectKeyIdentifier?.keyIdentifier
+        let keyIdentifier =
+            try certificate.extensions.subjectKeyIdentifier?.keyIdentifier
             ?? SubjectKeyIdentifier(hash: certificate.publicKey).keyIdentifier
         var extensions = [
             try Certificate.Extension(AuthorityKeyIdentifier(keyIdentifier: keyIdentifier), critical: false),
-            Certificate.Extension(oid: OID.crlNumber, critical: false, value: try der { try $0.serialize(number) }[...]),
+            Certificate.Extension(
+                oid: OID.crlNumber, critical: false, value: try der { try $0.serialize(number) }[...]),
         ]
         extensions.sort { $0.oid.description < $1.oid.description }
 
@@ -97,7 +100,9 @@ public struct CertificateRevocationList: Sendable, Equatable {
                                 try writeTime(entry.revocationDate, into: &coder)
                                 if let reason = entry.reason {
                                     let value = try der { coder in
-                                        coder.appendPrimitiveNode(identifier: .enumerated) { $0.append(UInt8(reason.rawValue)) }
+                                        coder.appendPrimitiveNode(identifier: .enumerated) {
+                                            $0.append(UInt8(reason.rawValue))
+                                        }
                                     }
                                     try coder.serializeSequenceOf([
                                         Certificate.Extension(oid: OID.reasonCode, critical: false, value: value[...])
@@ -129,7 +134,9 @@ public struct CertificateRevocationList: Sendable, Equatable {
         return serializer.serializedBytes
     }
 
-    static func writeAlgorithm(_ oid: ASN1ObjectIdentifier, nullParameters: Bool, into coder: inout DER.Serializer) throws {
+    static func writeAlgorithm(_ oid: ASN1ObjectIdentifier, nullParameters: Bool, into coder: inout DER.Serializer)
+        throws
+    {
         try coder.appendConstructedNode(identifier: .sequence) { coder in
             try coder.serialize(oid)
             if nullParameters { try coder.serialize(ASN1Null()) }
@@ -142,21 +149,30 @@ public struct CertificateRevocationList: Sendable, Equatable {
         calendar.timeZone = TimeZone(identifier: "UTC")!
         let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
         if c.year! < 2050 {
-            try coder.serialize(UTCTime(year: c.year!, month: c.month!, day: c.day!, hours: c.hour!, minutes: c.minute!, seconds: c.second!))
+            try coder.serialize(
+                UTCTime(
+                    year: c.year!, month: c.month!, day: c.day!, hours: c.hour!, minutes: c.minute!, seconds: c.second!)
+            )
         } else {
-            try coder.serialize(GeneralizedTime(year: c.year!, month: c.month!, day: c.day!, hours: c.hour!, minutes: c.minute!,
-                                                seconds: c.second!, fractionalSeconds: 0))
+            try coder.serialize(
+                GeneralizedTime(
+                    year: c.year!, month: c.month!, day: c.day!, hours: c.hour!, minutes: c.minute!,
+                    seconds: c.second!, fractionalSeconds: 0))
         }
     }
 
     static func hexBytes(_ hex: String) throws -> [UInt8] {
         let text = Entry.normalized(hex)
-        guard text.count % 2 == 0, !text.isEmpty else { throw PKIError.invalidArgument("serial '\(hex)' is not an even number of hex digits") }
+        guard text.count % 2 == 0, !text.isEmpty else {
+            throw PKIError.invalidArgument("serial '\(hex)' is not an even number of hex digits")
+        }
         var bytes: [UInt8] = []
         var index = text.startIndex
         while index < text.endIndex {
             let next = text.index(index, offsetBy: 2)
-            guard let byte = UInt8(text[index..<next], radix: 16) else { throw PKIError.invalidArgument("serial '\(hex)' is not hexadecimal") }
+            guard let byte = UInt8(text[index..<next], radix: 16) else {
+                throw PKIError.invalidArgument("serial '\(hex)' is not hexadecimal")
+            }
             bytes.append(byte)
             index = next
         }
@@ -210,10 +226,14 @@ public struct CertificateRevocationList: Sendable, Equatable {
         try DER.sequence(node, identifier: .sequence) { nodes in
             var next = nodes.next()
             if next?.identifier == .integer { next = nodes.next() }  // version
-            guard next?.identifier == .sequence else { throw PKIError.malformed("CRL: no signature algorithm") }  // signature
-            guard let issuerNode = nodes.next(), let thisNode = nodes.next() else { throw PKIError.malformed("CRL: no issuer") }
-            var parts = Parts(issuer: try DistinguishedName(derEncoded: issuerNode), thisUpdate: try readTime(thisNode),
-                              nextUpdate: nil, number: nil, authorityKeyIdentifier: nil, entries: [])
+            // signature
+            guard next?.identifier == .sequence else { throw PKIError.malformed("CRL: no signature algorithm") }
+            guard let issuerNode = nodes.next(), let thisNode = nodes.next() else {
+                throw PKIError.malformed("CRL: no issuer")
+            }
+            var parts = Parts(
+                issuer: try DistinguishedName(derEncoded: issuerNode), thisUpdate: try readTime(thisNode),
+                nextUpdate: nil, number: nil, authorityKeyIdentifier: nil, entries: [])
             while let item = nodes.next() {
                 switch item.identifier {
                 case .utcTime, .generalizedTime:
@@ -233,7 +253,8 @@ public struct CertificateRevocationList: Sendable, Equatable {
                             let value = try ArraySlice<UInt8>(derEncoded: try DER.parse(Array(ext.value)))
                             parts.number = SerialNumbers.hex(value)
                         } else if ext.oid == OID.authorityKeyIdentifier, let aki = try? AuthorityKeyIdentifier(ext),
-                                  let id = aki.keyIdentifier {
+                            let id = aki.keyIdentifier
+                        {
                             parts.authorityKeyIdentifier = id.map { String(format: "%02X", $0) }.joined()
                         }
                     }
@@ -251,7 +272,8 @@ public struct CertificateRevocationList: Sendable, Equatable {
             guard let dateNode = nodes.next() else { throw PKIError.malformed("CRL entry without a date") }
             var reason: RevocationReason?
             if let extensionsNode = nodes.next() {
-                for ext in try DER.sequence(of: Certificate.Extension.self, identifier: .sequence, rootNode: extensionsNode)
+                for ext in try DER.sequence(
+                    of: Certificate.Extension.self, identifier: .sequence, rootNode: extensionsNode)
                 where ext.oid == OID.reasonCode {
                     let value = try DER.parse(Array(ext.value))
                     if case .primitive(let content) = value.content, let byte = content.last {
@@ -259,7 +281,9 @@ public struct CertificateRevocationList: Sendable, Equatable {
                     }
                 }
             }
-            return Entry(serial: serial.map { String(format: "%02X", $0) }.joined(), revocationDate: try readTime(dateNode), reason: reason)
+            return Entry(
+                serial: serial.map { String(format: "%02X", $0) }.joined(), revocationDate: try readTime(dateNode),
+                reason: reason)
         }
     }
 
@@ -290,7 +314,8 @@ public struct CertificateRevocationList: Sendable, Equatable {
     public static func load(_ bytes: [UInt8], source: String) throws -> CertificateRevocationList {
         if let documents = try PEMFile.documents(bytes, source: source) {
             guard let document = documents.first(where: { $0.discriminator == "X509 CRL" }) else {
-                throw PKIError.malformed("\(source) holds no CRL (found: \(documents.map(\.discriminator).joined(separator: ", ")))")
+                throw PKIError.malformed(
+                    "\(source) holds no CRL (found: \(documents.map(\.discriminator).joined(separator: ", ")))")
             }
             return try parse(document.derBytes, source: source)
         }
@@ -310,7 +335,8 @@ public struct CertificateRevocationList: Sendable, Equatable {
     /// Whether `authority` signed this CRL (and is the issuer it names).
     public func isSigned(by authority: Certificate) -> Bool {
         authority.subject == issuer
-            && authority.publicKey.isValidSignature(signatureBytes, for: tbsBytes, signatureAlgorithm: signatureAlgorithm)
+            && authority.publicKey.isValidSignature(
+                signatureBytes, for: tbsBytes, signatureAlgorithm: signatureAlgorithm)
     }
 
     /// Whether `date` is past nextUpdate.

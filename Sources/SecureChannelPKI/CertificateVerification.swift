@@ -48,14 +48,20 @@ public enum CertificateVerification {
         let intermediates = Array(chain.dropFirst())
         let candidates = (roots + intermediates).filter { $0.subject == leaf.issuer }
         if candidates.isEmpty && !roots.contains(leaf) {
-            throw Failure(reason: .unknownIssuer,
-                          message: "unknown issuer: \(leaf.issuer) is not among the CA certificates given; check --ca")
+            throw Failure(
+                reason: .unknownIssuer,
+                message: "unknown issuer: \(leaf.issuer) is not among the CA certificates given; check --ca")
         }
         if time > leaf.notValidAfter {
-            throw Failure(reason: .expired, message: "expired on \(CertificateDescription.format(leaf.notValidAfter)); issue a new certificate")
+            throw Failure(
+                reason: .expired,
+                message: "expired on \(CertificateDescription.format(leaf.notValidAfter)); issue a new certificate")
         }
         if time < leaf.notValidBefore {
-            throw Failure(reason: .notYetValid, message: "not yet valid: valid from \(CertificateDescription.format(leaf.notValidBefore)); check the clocks")
+            throw Failure(
+                reason: .notYetValid,
+                message:
+                    "not yet valid: valid from \(CertificateDescription.format(leaf.notValidBefore)); check the clocks")
         }
         if let purpose, let problem = purpose.problem(with: leaf) {
             throw Failure(reason: .wrongPurpose, message: problem)
@@ -72,9 +78,14 @@ public enum CertificateVerification {
         if case .validCertificate(let chain) = await verifier.validate(leaf: leaf, intermediates: intermediateStore) {
             return Array(chain)
         }
-        if !roots.contains(leaf) && !candidates.contains(where: { $0.publicKey.isValidSignature(leaf.signature, for: leaf) }) {
-            throw Failure(reason: .badSignature,
-                          message: "bad signature: the CA named \(leaf.issuer) did not sign this certificate (altered, or signed by another key with the same name)")
+        if !roots.contains(leaf)
+            && !candidates.contains(where: { $0.publicKey.isValidSignature(leaf.signature, for: leaf) })
+        {
+            throw Failure(
+                reason: .badSignature,
+                message:
+                    "bad signature: the CA named \(leaf.issuer) did not sign this certificate (altered, or signed by another key with the same name)"
+            )
         }
         var withoutName = Verifier(rootCertificates: CertificateStore(roots)) {
             RFC5280Policy(fixedExpiryValidationTime: time)
@@ -84,12 +95,18 @@ public enum CertificateVerification {
         case .validCertificate:
             // Everything but the name holds, so the name is what failed.
             let names = CertificateDescription.alternativeNames(of: leaf)
-            throw Failure(reason: .nameMismatch,
-                          message: "name mismatch: the certificate is for \(names.isEmpty ? "no names" : names.joined(separator: ", ")), not \(host ?? "")")
+            throw Failure(
+                reason: .nameMismatch,
+                message:
+                    "name mismatch: the certificate is for \(names.isEmpty ? "no names" : names.joined(separator: ", ")), not \(host ?? "")"
+            )
         case .couldNotValidate(let failures):
             let reasons = failures.map { "\($0.policyFailureReason)" }
-            throw Failure(reason: .invalidChain,
-                          message: "invalid chain: " + (reasons.isEmpty ? "no path to a trusted CA (unhandled critical extension?)" : reasons.joined(separator: "; ")))
+            throw Failure(
+                reason: .invalidChain,
+                message: "invalid chain: "
+                    + (reasons.isEmpty
+                        ? "no path to a trusted CA (unhandled critical extension?)" : reasons.joined(separator: "; ")))
         }
     }
 }

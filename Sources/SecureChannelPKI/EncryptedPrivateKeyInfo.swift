@@ -44,17 +44,26 @@ struct EncryptedPrivateKeyInfo: Sendable {
         case OID.hmacWithSHA384: hash = .sha384
         case OID.hmacWithSHA512: hash = .sha512
         case OID.hmacWithSHA1: hash = .insecureSHA1
-        default: throw PKIError(.unsupported, "encrypted key uses an unsupported PBKDF2 hash (\(prf)); re-encrypt it with 'openssl pkcs8 -topk8 -v2 aes-256-cbc'")
+        default:
+            throw PKIError(
+                .unsupported,
+                "encrypted key uses an unsupported PBKDF2 hash (\(prf)); re-encrypt it with 'openssl pkcs8 -topk8 -v2 aes-256-cbc'"
+            )
         }
         let keyLength: Int
         switch cipher {
         case OID.aes128CBC: keyLength = 16
         case OID.aes192CBC: keyLength = 24
         case OID.aes256CBC: keyLength = 32
-        default: throw PKIError(.unsupported, "encrypted key uses an unsupported cipher (\(cipher)); re-encrypt it with 'openssl pkcs8 -topk8 -v2 aes-256-cbc'")
+        default:
+            throw PKIError(
+                .unsupported,
+                "encrypted key uses an unsupported cipher (\(cipher)); re-encrypt it with 'openssl pkcs8 -topk8 -v2 aes-256-cbc'"
+            )
         }
         guard rounds > 0, rounds <= Self.maximumRounds else {
-            throw PKIError.malformed("encrypted key asks for \(rounds) PBKDF2 rounds, outside 1...\(Self.maximumRounds)")
+            throw PKIError.malformed(
+                "encrypted key asks for \(rounds) PBKDF2 rounds, outside 1...\(Self.maximumRounds)")
         }
         let key = try KDF.Insecure.PBKDF2.deriveKey(
             from: passphrase, salt: salt, using: hash, outputByteCount: keyLength, unsafeUncheckedRounds: rounds)
@@ -89,9 +98,14 @@ extension EncryptedPrivateKeyInfo: DERImplicitlyTaggable {
             let (kdf, cipher, iv) = try DER.sequence(algorithm, identifier: .sequence) { alg in
                 let scheme = try ASN1ObjectIdentifier(derEncoded: &alg)
                 guard scheme == OID.pbes2 else {
-                    throw PKIError(.unsupported, "encrypted key uses \(scheme), not PBES2; re-encrypt it with 'openssl pkcs8 -topk8 -v2 aes-256-cbc'")
+                    throw PKIError(
+                        .unsupported,
+                        "encrypted key uses \(scheme), not PBES2; re-encrypt it with 'openssl pkcs8 -topk8 -v2 aes-256-cbc'"
+                    )
                 }
-                guard let parameters = alg.next() else { throw PKIError.malformed("encrypted key: no PBES2 parameters") }
+                guard let parameters = alg.next() else {
+                    throw PKIError.malformed("encrypted key: no PBES2 parameters")
+                }
                 return try DER.sequence(parameters, identifier: .sequence) { pbes2 in
                     guard let kdfNode = pbes2.next(), let cipherNode = pbes2.next() else {
                         throw PKIError.malformed("encrypted key: incomplete PBES2 parameters")
@@ -115,7 +129,10 @@ extension EncryptedPrivateKeyInfo: DERImplicitlyTaggable {
         try DER.sequence(node, identifier: .sequence) { alg in
             let kdf = try ASN1ObjectIdentifier(derEncoded: &alg)
             guard kdf == OID.pbkdf2 else {
-                throw PKIError(.unsupported, "encrypted key uses key derivation \(kdf), not PBKDF2; re-encrypt it with 'openssl pkcs8 -topk8 -v2 aes-256-cbc'")
+                throw PKIError(
+                    .unsupported,
+                    "encrypted key uses key derivation \(kdf), not PBKDF2; re-encrypt it with 'openssl pkcs8 -topk8 -v2 aes-256-cbc'"
+                )
             }
             guard let parameters = alg.next() else { throw PKIError.malformed("encrypted key: no PBKDF2 parameters") }
             return try DER.sequence(parameters, identifier: .sequence) { nodes in
@@ -161,4 +178,3 @@ extension EncryptedPrivateKeyInfo: DERImplicitlyTaggable {
         }
     }
 }
-

@@ -19,7 +19,9 @@ public struct KeyDescription: Codable, Sendable, Equatable {
     /// The text block `cert inspect` prints.
     public func text() -> String {
         var lines = ["Private key"]
-        func row(_ label: String, _ value: String) { lines.append("  " + (label + ":").padding(toLength: 22, withPad: " ", startingAt: 0) + value) }
+        func row(_ label: String, _ value: String) {
+            lines.append("  " + (label + ":").padding(toLength: 22, withPad: " ", startingAt: 0) + value)
+        }
         row("Format", format)
         if let keyType, let keyBits { row("Key", "\(keyType) (\(keyBits) bits)") }
         if let publicKeySHA256 { row("Public key SHA-256", publicKeySHA256) }
@@ -55,23 +57,30 @@ public struct CRLDescription: Codable, Sendable, Equatable {
         nextUpdate = crl.nextUpdate
         expired = crl.isExpired(at: now)
         authorityKeyIdentifier = crl.authorityKeyIdentifier
-        signatureAlgorithm = crl.signatureAlgorithm.description.replacingOccurrences(of: "SignatureAlgorithm.", with: "")
+        signatureAlgorithm = crl.signatureAlgorithm.description.replacingOccurrences(
+            of: "SignatureAlgorithm.", with: "")
         entries = crl.entries
     }
 
     /// The text block `cert inspect` prints.
     public func text() -> String {
         var lines = ["Certificate revocation list (X.509 v2)"]
-        func row(_ label: String, _ value: String) { lines.append("  " + (label + ":").padding(toLength: 22, withPad: " ", startingAt: 0) + value) }
+        func row(_ label: String, _ value: String) {
+            lines.append("  " + (label + ":").padding(toLength: 22, withPad: " ", startingAt: 0) + value)
+        }
         row("Issuer", issuer)
         row("CRL number", number ?? "(none)")
         row("This update", CertificateDescription.format(thisUpdate))
-        row("Next update", nextUpdate.map { CertificateDescription.format($0) + (expired ? " (EXPIRED)" : "") } ?? "(none)")
+        row(
+            "Next update",
+            nextUpdate.map { CertificateDescription.format($0) + (expired ? " (EXPIRED)" : "") } ?? "(none)")
         row("Authority key id", authorityKeyIdentifier ?? "(none)")
         row("Signature", signatureAlgorithm)
         row("Revoked", "\(entries.count)")
         for entry in entries {
-            lines.append("    serial \(entry.serial)  revoked \(CertificateDescription.format(entry.revocationDate))  reason \(entry.reason?.name ?? "(none)")")
+            lines.append(
+                "    serial \(entry.serial)  revoked \(CertificateDescription.format(entry.revocationDate))  reason \(entry.reason?.name ?? "(none)")"
+            )
         }
         return lines.joined(separator: "\n")
     }
@@ -95,12 +104,15 @@ public struct FileDescription: Codable, Sendable, Equatable {
             for document in documents {
                 switch document.discriminator {
                 case "CERTIFICATE", "TRUSTED CERTIFICATE":
-                    let certificate = try CertificateIO.parseCertificates(Array(document.pemString.utf8), source: source)[0]
+                    let certificate = try CertificateIO.parseCertificates(
+                        Array(document.pemString.utf8), source: source)[0]
                     certificates.append(try CertificateDescription(certificate, now: now))
                 case let kind where kind.hasSuffix("PRIVATE KEY"):
                     keys.append(try Self.describeKey(document: document, source: source, passphrase: passphrase))
                 case "X509 CRL":
-                    crls.append(CRLDescription(try CertificateRevocationList.parse(document.derBytes, source: source), now: now))
+                    crls.append(
+                        CRLDescription(try CertificateRevocationList.parse(document.derBytes, source: source), now: now)
+                    )
                 default:
                     continue  // EC PARAMETERS and the like carry nothing of their own
                 }
@@ -120,15 +132,19 @@ public struct FileDescription: Codable, Sendable, Equatable {
             return
         }
         if (try? EncryptedPrivateKeyInfo(derEncoded: bytes)) != nil {
-            keys = [try Self.describeKey(document: PEMDocument(type: EncryptedPrivateKeyInfo.pemDiscriminator, derBytes: bytes),
-                                         source: source, passphrase: passphrase)]
+            keys = [
+                try Self.describeKey(
+                    document: PEMDocument(type: EncryptedPrivateKeyInfo.pemDiscriminator, derBytes: bytes),
+                    source: source, passphrase: passphrase)
+            ]
             return
         }
         do {
             let key = try PrivateKeyIO.parseDER(bytes, passphrase: passphrase, source: source)
             keys = [try Self.describe(key, format: "DER")]
         } catch {
-            throw PKIError.malformed("\(source): not a certificate, private key or CRL in PEM or DER form; check the file")
+            throw PKIError.malformed(
+                "\(source): not a certificate, private key or CRL in PEM or DER form; check the file")
         }
     }
 
@@ -141,8 +157,9 @@ public struct FileDescription: Codable, Sendable, Equatable {
         default: format = "PKCS#8"
         }
         if format == "encrypted PKCS#8" && passphrase == nil {
-            return KeyDescription(format: format, keyType: nil, keyBits: nil, publicKeySHA256: nil,
-                                  warnings: ["encrypted: pass --passphrase-file FILE to see the key"])
+            return KeyDescription(
+                format: format, keyType: nil, keyBits: nil, publicKeySHA256: nil,
+                warnings: ["encrypted: pass --passphrase-file FILE to see the key"])
         }
         let key = try PrivateKeyIO.parse(document: document, passphrase: passphrase, source: source)
         return try describe(key, format: format)
@@ -150,8 +167,9 @@ public struct FileDescription: Codable, Sendable, Equatable {
 
     static func describe(_ key: Certificate.PrivateKey, format: String) throws -> KeyDescription {
         let info = key.publicKey.keyDescription
-        return KeyDescription(format: format, keyType: info.algorithm, keyBits: info.bits,
-                              publicKeySHA256: try key.publicKey.spkiSHA256(), warnings: [])
+        return KeyDescription(
+            format: format, keyType: info.algorithm, keyBits: info.bits,
+            publicKeySHA256: try key.publicKey.spkiSHA256(), warnings: [])
     }
 }
 

@@ -1,11 +1,12 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Foundation
 import SwiftASN1
 import X509
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// What to put in a new leaf certificate. Validated before any key is generated or file written.
 public struct IssuanceRequest: Sendable {
@@ -36,16 +37,18 @@ public struct IssuanceRequest: Sendable {
         name: String, dnsNames: [String] = [], ipAddresses: [String] = [], days: Int = defaultDays,
         keyType: KeyType = .default
     ) -> IssuanceRequest {
-        IssuanceRequest(kind: .server, name: name, dnsNames: dnsNames, ipAddresses: ipAddresses, emails: [], uris: [],
-                        days: days, keyType: keyType)
+        IssuanceRequest(
+            kind: .server, name: name, dnsNames: dnsNames, ipAddresses: ipAddresses, emails: [], uris: [],
+            days: days, keyType: keyType)
     }
 
     /// A request for a client certificate.
     public static func client(
         name: String, emails: [String] = [], uris: [String] = [], days: Int = defaultDays, keyType: KeyType = .default
     ) -> IssuanceRequest {
-        IssuanceRequest(kind: .client, name: name, dnsNames: [], ipAddresses: [], emails: emails, uris: uris,
-                        days: days, keyType: keyType)
+        IssuanceRequest(
+            kind: .client, name: name, dnsNames: [], ipAddresses: [], emails: emails, uris: uris,
+            days: days, keyType: keyType)
     }
 
     /// Checks every field, throwing the first problem as a one-line ``PKIError``.
@@ -58,7 +61,8 @@ public struct IssuanceRequest: Sendable {
         for uri in uris { try Self.validateURI(uri) }
         if kind == .server && dnsNames.isEmpty && ipAddresses.isEmpty {
             throw PKIError.invalidArgument(
-                "a server certificate needs at least one --dns HOST or --ip ADDR: clients verify the server by these names")
+                "a server certificate needs at least one --dns HOST or --ip ADDR: clients verify the server by these names"
+            )
         }
     }
 
@@ -113,7 +117,10 @@ public struct IssuanceRequest: Sendable {
             }
             guard !label.isEmpty else { throw bad("it has an empty label") }
             guard label.utf8.count <= 63 else { throw bad("label '\(label)' is longer than 63 characters") }
-            guard label.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A) })
+            guard
+                label.utf8.allSatisfy({
+                    $0 == UInt8(ascii: "-") || ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A)
+                })
             else { throw bad("use letters, digits and hyphens only (internationalised names in their xn-- form)") }
             guard label.first != "-", label.last != "-" else { throw bad("a label cannot start or end with a hyphen") }
         }
@@ -145,7 +152,8 @@ public struct IssuanceRequest: Sendable {
         guard let url = URL(string: uri), let scheme = url.scheme, !scheme.isEmpty,
             !uri.contains(where: { $0.isWhitespace })
         else {
-            throw PKIError.invalidArgument("invalid URI '\(uri)'; use an absolute URI such as spiffe://example.org/chris")
+            throw PKIError.invalidArgument(
+                "invalid URI '\(uri)'; use an absolute URI such as spiffe://example.org/chris")
         }
     }
 }

@@ -1,6 +1,6 @@
 import Crypto
-import _CryptoExtras
 import X509
+import _CryptoExtras
 
 /// The kinds of key SecureChannel generates.
 public enum KeyType: String, CaseIterable, Sendable, Codable {

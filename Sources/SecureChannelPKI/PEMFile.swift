@@ -9,7 +9,8 @@ enum PEMFile {
         do {
             return try PEMDocument.parseMultiple(pemString: text)
         } catch {
-            throw PKIError.malformed("\(source): the PEM data is corrupt or truncated; restore the file from its source")
+            throw PKIError.malformed(
+                "\(source): the PEM data is corrupt or truncated; restore the file from its source")
         }
     }
 }

@@ -11,7 +11,9 @@ import _CryptoExtras
 /// encrypted with PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC).
 public enum PrivateKeyIO {
     /// Parses a private key from file contents. `passphrase` is needed only for an encrypted key.
-    public static func parse(_ bytes: [UInt8], passphrase: [UInt8]? = nil, source: String) throws -> Certificate.PrivateKey {
+    public static func parse(_ bytes: [UInt8], passphrase: [UInt8]? = nil, source: String) throws
+        -> Certificate.PrivateKey
+    {
         if let documents = try PEMFile.documents(bytes, source: source) {
             let keyDocuments = documents.filter { $0.discriminator.hasSuffix("PRIVATE KEY") }
             guard let document = keyDocuments.first else {
@@ -35,10 +37,14 @@ public enum PrivateKeyIO {
             do {
                 return try Certificate.PrivateKey(pemDocument: document)
             } catch {
-                throw PKIError.malformed("\(source): the \(document.discriminator) block is not a usable key (\(error)); RSA keys must be at least 2048 bits")
+                throw PKIError.malformed(
+                    "\(source): the \(document.discriminator) block is not a usable key (\(error)); RSA keys must be at least 2048 bits"
+                )
             }
         default:
-            throw PKIError(.unsupported, "\(source): '\(document.discriminator)' keys are not supported; convert with 'openssl pkcs8 -topk8'")
+            throw PKIError(
+                .unsupported,
+                "\(source): '\(document.discriminator)' keys are not supported; convert with 'openssl pkcs8 -topk8'")
         }
     }
 
@@ -66,7 +72,9 @@ public enum PrivateKeyIO {
             throw PKIError.malformed("\(source): the encrypted key is corrupt or truncated")
         }
         guard let passphrase else {
-            throw PKIError(.passphraseRequired, "\(source) is encrypted; give --passphrase-file FILE or set SECURECHANNEL_CA_PASSPHRASE")
+            throw PKIError(
+                .passphraseRequired,
+                "\(source) is encrypted; give --passphrase-file FILE or set SECURECHANNEL_CA_PASSPHRASE")
         }
         let plaintext: [UInt8]
         do {
@@ -104,6 +112,7 @@ public enum PrivateKeyIO {
         let info = try EncryptedPrivateKeyInfo.encrypt(pkcs8: der, passphrase: passphrase)
         var serializer = DER.Serializer()
         try serializer.serialize(info)
-        return PEMDocument(type: EncryptedPrivateKeyInfo.pemDiscriminator, derBytes: serializer.serializedBytes).pemString + "\n"
+        return PEMDocument(type: EncryptedPrivateKeyInfo.pemDiscriminator, derBytes: serializer.serializedBytes)
+            .pemString + "\n"
     }
 }

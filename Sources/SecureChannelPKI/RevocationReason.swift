@@ -27,7 +27,8 @@ public enum RevocationReason: Int, Sendable, CaseIterable, Codable {
     /// Parses a name (case-insensitive), with an error listing the valid ones.
     public init(parsing text: String) throws {
         guard let reason = Self.allCases.first(where: { $0.name.lowercased() == text.lowercased() }) else {
-            throw PKIError.invalidArgument("unknown revocation reason '\(text)'; use one of: \(Self.allCases.map(\.name).joined(separator: ", "))")
+            throw PKIError.invalidArgument(
+                "unknown revocation reason '\(text)'; use one of: \(Self.allCases.map(\.name).joined(separator: ", "))")
         }
         self = reason
     }

@@ -5,7 +5,8 @@ import SecureChannel
 /// the same event loop, optionally sending `preamble` to the target first, then lets both read.
 enum Glue {
     static func join(
-        client: any Channel, target: any Channel, preamble: ByteBuffer?, counter: TransferCounter, record: ConnectionRecord
+        client: any Channel, target: any Channel, preamble: ByteBuffer?, counter: TransferCounter,
+        record: ConnectionRecord
     ) async throws {
         try await client.eventLoop.submit {
             let (clientSide, targetSide) = GlueHandler.pair(counter: counter) { error in

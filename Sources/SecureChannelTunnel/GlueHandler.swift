@@ -50,7 +50,9 @@ final class GlueHandler: ChannelDuplexHandler {
     }
 
     /// A linked pair: the first goes on the client-facing channel, the second on the target-facing one.
-    static func pair(counter: TransferCounter, onError: @escaping (any Error) -> Void) -> (client: GlueHandler, target: GlueHandler) {
+    static func pair(counter: TransferCounter, onError: @escaping (any Error) -> Void) -> (
+        client: GlueHandler, target: GlueHandler
+    ) {
         let client = GlueHandler(direction: .toTarget, counter: counter, onError: onError)
         let target = GlueHandler(direction: .toClient, counter: counter, onError: onError)
         client.partner = target
@@ -200,4 +202,3 @@ final class GlueHandler: ChannelDuplexHandler {
         }
     }
 }
-

@@ -14,13 +14,16 @@ public final class TunnelClient: Service, MaterialReloading, Sendable {
     private let listener: Acceptor
 
     /// Creates the client; throws a one-line error for an unusable configuration.
-    public init(configuration: TunnelClientConfiguration, logger: Logger,
-                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
+    public init(
+        configuration: TunnelClientConfiguration, logger: Logger,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) throws {
         try configuration.validate()
         self.configuration = configuration
         let store = try MaterialStore(
             files: configuration.files,
-            role: .client(serverName: configuration.serverName ?? configuration.targetHost, timeout: configuration.connectTimeout),
+            role: .client(
+                serverName: configuration.serverName ?? configuration.targetHost, timeout: configuration.connectTimeout),
             tls: configuration.tls)
         listener = try Acceptor(settings: configuration.acceptorSettings, store: store, logger: logger, group: group)
     }
@@ -74,7 +77,8 @@ public final class TunnelClient: Service, MaterialReloading, Sendable {
             listener.logConnected(record, identity: server)
             // A tunnel in use is busy: at shutdown it gets the drain time to finish.
             listener.setBusy(record, true)
-            try await Glue.join(client: local, target: remote, preamble: nil, counter: TransferCounter(), record: record)
+            try await Glue.join(
+                client: local, target: remote, preamble: nil, counter: TransferCounter(), record: record)
         } catch let error as SecureChannelError {
             record.noteClose(error.message)
             local.close(promise: nil)

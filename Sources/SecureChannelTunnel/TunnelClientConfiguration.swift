@@ -48,9 +48,11 @@ public struct TunnelClientConfiguration: Sendable {
     public var metricsLabel = "tunnel"
 
     /// A configuration with secure defaults.
-    public init(listen: TunnelEndpoint, targetHost: String, targetPort: Int, serverName: String? = nil,
-                files: TLSMaterialFiles, allowRemoteListen: Bool = false, tls: TLSPolicy = .default,
-                connectTimeout: TimeAmount = Defaults.connectTimeout) {
+    public init(
+        listen: TunnelEndpoint, targetHost: String, targetPort: Int, serverName: String? = nil,
+        files: TLSMaterialFiles, allowRemoteListen: Bool = false, tls: TLSPolicy = .default,
+        connectTimeout: TimeAmount = Defaults.connectTimeout
+    ) {
         self.listen = listen
         self.targetHost = targetHost
         self.targetPort = targetPort
@@ -67,8 +69,10 @@ public struct TunnelClientConfiguration: Sendable {
     /// Throws a one-line error for an unsafe configuration.
     public func validate() throws {
         guard listen.isLocal || allowRemoteListen else {
-            throw SecureChannelError(.configuration,
-                "listen address \(listen) is reachable from other machines, which could then use this tunnel's identity; listen on a loopback address or a UNIX socket, or allow a remote listen address explicitly")
+            throw SecureChannelError(
+                .configuration,
+                "listen address \(listen) is reachable from other machines, which could then use this tunnel's identity; listen on a loopback address or a UNIX socket, or allow a remote listen address explicitly"
+            )
         }
         guard connectTimeout > .zero else { throw SecureChannelError(.configuration, "timeouts must be positive") }
         try acceptorSettings.validate()

@@ -15,11 +15,14 @@ public final class TunnelServer: Service, MaterialReloading, Sendable {
     private let listener: Acceptor
 
     /// Creates the server; throws a one-line error for an unusable configuration.
-    public init(configuration: TunnelServerConfiguration, logger: Logger,
-                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
+    public init(
+        configuration: TunnelServerConfiguration, logger: Logger,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) throws {
         try configuration.validate()
         self.configuration = configuration
-        let store = try MaterialStore(files: configuration.files, role: .server(rules: configuration.rules), tls: configuration.tls)
+        let store = try MaterialStore(
+            files: configuration.files, role: .server(rules: configuration.rules), tls: configuration.tls)
         listener = try Acceptor(settings: configuration.acceptorSettings, store: store, logger: logger, group: group)
     }
 
@@ -60,8 +63,9 @@ public final class TunnelServer: Service, MaterialReloading, Sendable {
                 client.close(promise: nil)
                 return
             }
-            let target = try await configuration.target.connect(on: client.eventLoop, timeout: configuration.connectTimeout,
-                                                                 halfClosure: true)
+            let target = try await configuration.target.connect(
+                on: client.eventLoop, timeout: configuration.connectTimeout,
+                halfClosure: true)
             var preamble: ByteBuffer?
             if configuration.proxyProtocol, let source = client.remoteAddress, let destination = client.localAddress {
                 preamble = ProxyProtocolHeader(
@@ -72,12 +76,14 @@ public final class TunnelServer: Service, MaterialReloading, Sendable {
             }
             // A tunnel in use is busy: at shutdown it gets the drain time to finish.
             listener.setBusy(record, true)
-            try await Glue.join(client: client, target: target, preamble: preamble, counter: TransferCounter(), record: record)
+            try await Glue.join(
+                client: client, target: target, preamble: preamble, counter: TransferCounter(), record: record)
         } catch let error as SecureChannelError {
             record.noteClose(error.message)
             client.close(promise: nil)
         } catch {
-            record.noteClose(ErrorDescription.describe(error, record: record, handshakeCompleted: record.identity != nil))
+            record.noteClose(
+                ErrorDescription.describe(error, record: record, handshakeCompleted: record.identity != nil))
             client.close(promise: nil)
         }
     }

@@ -58,10 +58,12 @@ public struct TunnelServerConfiguration: Sendable {
     public var metricsLabel = "tunnel"
 
     /// A configuration with secure defaults.
-    public init(host: String, port: Int, target: TunnelEndpoint, files: TLSMaterialFiles, rules: AccessRules,
-                proxyProtocol: Bool = false, allowRemoteTarget: Bool = false, tls: TLSPolicy = .default,
-                maximumConnections: Int = Defaults.maximumConnections, handshakeTimeout: TimeAmount = Defaults.handshakeTimeout,
-                idleTimeout: TimeAmount = Defaults.idleTimeout, connectTimeout: TimeAmount = Defaults.connectTimeout) {
+    public init(
+        host: String, port: Int, target: TunnelEndpoint, files: TLSMaterialFiles, rules: AccessRules,
+        proxyProtocol: Bool = false, allowRemoteTarget: Bool = false, tls: TLSPolicy = .default,
+        maximumConnections: Int = Defaults.maximumConnections, handshakeTimeout: TimeAmount = Defaults.handshakeTimeout,
+        idleTimeout: TimeAmount = Defaults.idleTimeout, connectTimeout: TimeAmount = Defaults.connectTimeout
+    ) {
         self.host = host
         self.port = port
         self.target = target
@@ -79,8 +81,10 @@ public struct TunnelServerConfiguration: Sendable {
     /// Throws a one-line error for an unsafe or unusable configuration.
     public func validate() throws {
         guard target.isLocal || allowRemoteTarget else {
-            throw SecureChannelError(.configuration,
-                "target \(target) is not on this machine, so the plaintext would cross the network; use a loopback address or a UNIX socket, or allow a remote target explicitly")
+            throw SecureChannelError(
+                .configuration,
+                "target \(target) is not on this machine, so the plaintext would cross the network; use a loopback address or a UNIX socket, or allow a remote target explicitly"
+            )
         }
         try acceptorSettings.validate()
     }

@@ -13,12 +13,17 @@ struct BenchTests {
         let server = try await ServerProcess.start(dir: dir.path)
         defer { server.stop() }
         let result = try await CLI.run([
-            "bench", "--connect", "127.0.0.1:\(server.port)", "--server-name", "localhost", "--cert", dir.file("Chris.crt"),
-            "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"), "--mode", mode, "--duration", "1", "--connections", "2", "--json",
+            "bench", "--connect", "127.0.0.1:\(server.port)", "--server-name", "localhost", "--cert",
+            dir.file("Chris.crt"),
+            "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"), "--mode", mode, "--duration", "1",
+            "--connections", "2", "--json",
         ])
         #expect(result.status == 0, "\(result.stderr)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
-        for key in ["mode", "connections", "seconds", "errors", "handshakes_per_second", "messages_per_second", "megabytes_per_second", "latency_ms"] {
+        for key in [
+            "mode", "connections", "seconds", "errors", "handshakes_per_second", "messages_per_second",
+            "megabytes_per_second", "latency_ms",
+        ] {
             #expect(report.keys.contains(key), "missing \(key)")
         }
         #expect(report["mode"] as? String == mode)
@@ -47,7 +52,8 @@ struct BenchTests {
         ])
         defer { tunnel.stop() }
         let result = try await CLI.run([
-            "bench", "--connect", "127.0.0.1:\(port)", "--plaintext", "--mode", "echo", "--duration", "1", "--connections", "2", "--json",
+            "bench", "--connect", "127.0.0.1:\(port)", "--plaintext", "--mode", "echo", "--duration", "1",
+            "--connections", "2", "--json",
         ])
         #expect(result.status == 0, "\(result.stderr)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
@@ -58,7 +64,9 @@ struct BenchTests {
 
     @Test("bench refuses --plaintext with certificates, and TLS without them")
     func plaintextOptions() async throws {
-        let mixed = try await CLI.run(["bench", "--connect", "127.0.0.1:1", "--plaintext", "--cert", "x.crt", "--mode", "echo"])
+        let mixed = try await CLI.run([
+            "bench", "--connect", "127.0.0.1:1", "--plaintext", "--cert", "x.crt", "--mode", "echo",
+        ])
         #expect(mixed.status != 0 && mixed.stderr.contains("--plaintext uses no TLS"))
         let missing = try await CLI.run(["bench", "--connect", "127.0.0.1:1", "--mode", "echo"])
         #expect(missing.status != 0 && missing.stderr.contains("--cert, --key and --ca are required"))

@@ -11,7 +11,9 @@ struct CACommandTests {
         let root = try await CLI.ok(["--help"])
         for word in ["ca", "cert", "EXAMPLES", "securechannel ca init"] { #expect(root.stdout.contains(word)) }
         let issue = try await CLI.ok(["ca", "issue", "server", "--help"])
-        for word in ["--dns", "--ip", "--days", "--key-type", "--out", "EXAMPLE"] { #expect(issue.stdout.contains(word)) }
+        for word in ["--dns", "--ip", "--days", "--key-type", "--out", "EXAMPLE"] {
+            #expect(issue.stdout.contains(word))
+        }
     }
 
     @Test("the Barry/Jill/Chris session: init, issue, list, inspect, verify")
@@ -30,7 +32,10 @@ struct CACommandTests {
         #expect((rows?.first?["subjectAlternativeNames"] as? [String]) == ["DNS:localhost", "IP:127.0.0.1"])
 
         let inspect = try await CLI.ok(["cert", "inspect", "\(pki)/Jill.crt"])
-        for word in ["CN=Jill", "CN=Barry", "DNS:localhost", "serverAuth", "digitalSignature", "CA:FALSE", "ECDSA P-256", "SHA-256 fingerprint", "days left"] {
+        for word in [
+            "CN=Jill", "CN=Barry", "DNS:localhost", "serverAuth", "digitalSignature", "CA:FALSE", "ECDSA P-256",
+            "SHA-256 fingerprint", "days left",
+        ] {
             #expect(inspect.stdout.contains(word), "missing \(word)")
         }
         let bundle = try SecureFile.read("\(pki)/Jill.crt") + SecureFile.read("\(pki)/ca.crt")
@@ -38,16 +43,22 @@ struct CACommandTests {
         let chain = try await CLI.ok(["cert", "inspect", dir.file("chain.pem")])
         #expect(chain.stdout.contains("Certificate 1 of 2") && chain.stdout.contains("Certificate 2 of 2"))
         #expect(chain.stdout.contains("CA:TRUE, pathlen:0") && chain.stdout.contains("keyCertSign"))
-        let ok = try await CLI.ok(["cert", "verify", "--ca", "\(pki)/ca.crt", "--purpose", "server", "--host", "localhost", "\(pki)/Jill.crt"])
+        let ok = try await CLI.ok([
+            "cert", "verify", "--ca", "\(pki)/ca.crt", "--purpose", "server", "--host", "localhost", "\(pki)/Jill.crt",
+        ])
         #expect(ok.stdout == "OK\n")
-        try await CLI.ok(["cert", "verify", "--ca", "\(pki)/ca.crt", "--purpose", "client", "--key", "\(pki)/Chris.key", "\(pki)/Chris.crt"])
+        try await CLI.ok([
+            "cert", "verify", "--ca", "\(pki)/ca.crt", "--purpose", "client", "--key", "\(pki)/Chris.key",
+            "\(pki)/Chris.crt",
+        ])
     }
 
     @Test("verify failures print the reason and exit non-zero")
     func verifyFailures() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
-        let pki = dir.file("pki"), other = dir.file("other")
+        let pki = dir.file("pki")
+        let other = dir.file("other")
         try await CLI.barryJillChris(in: pki)
         try await CLI.ok(["ca", "init", "--dir", other, "--name", "Mallory"])
         let cases: [([String], String)] = [
@@ -108,12 +119,17 @@ struct CACommandTests {
         try await CLI.ok(["ca", "init", "--dir", pki, "--passphrase-file", dir.file("pass")])
         let missing = try await CLI.run(["ca", "issue", "client", "--dir", pki, "--name", "Chris"])
         #expect(missing.status != 0 && missing.stderr.contains("SECURECHANNEL_CA_PASSPHRASE"))
-        let wrong = try await CLI.run(["ca", "issue", "client", "--dir", pki, "--name", "Chris", "--passphrase-file", dir.file("wrong")])
+        let wrong = try await CLI.run([
+            "ca", "issue", "client", "--dir", pki, "--name", "Chris", "--passphrase-file", dir.file("wrong"),
+        ])
         #expect(wrong.status != 0 && wrong.stderr.contains("wrong passphrase"))
         #expect(!SecureFile.exists("\(pki)/Chris.key"))
-        try await CLI.ok(["ca", "issue", "client", "--dir", pki, "--name", "Chris", "--passphrase-file", dir.file("pass")])
-        let viaEnvironment = try await CLI.run(["ca", "issue", "client", "--dir", pki, "--name", "Chris2"],
-                                               environment: ["SECURECHANNEL_CA_PASSPHRASE": "s3cret passphrase"])
+        try await CLI.ok([
+            "ca", "issue", "client", "--dir", pki, "--name", "Chris", "--passphrase-file", dir.file("pass"),
+        ])
+        let viaEnvironment = try await CLI.run(
+            ["ca", "issue", "client", "--dir", pki, "--name", "Chris2"],
+            environment: ["SECURECHANNEL_CA_PASSPHRASE": "s3cret passphrase"])
         #expect(viaEnvironment.status == 0, "\(viaEnvironment.stderr)")
     }
 
@@ -158,7 +174,9 @@ struct CACommandTests {
             """
         let result = try await Tools.run("/bin/sh", ["-c", script])
         #expect(result.status == 0, "\(result.stderr.prefix(400))")
-        for file in ["p/ca.crt", "p/ca.key", "k", "c", "s.crt"] { #expect(SecureFile.exists(dir.file(file)), "\(file)") }
+        for file in ["p/ca.crt", "p/ca.key", "k", "c", "s.crt"] {
+            #expect(SecureFile.exists(dir.file(file)), "\(file)")
+        }
         #expect(SecureFile.split("k") == ("", "k"))
         #expect(SecureFile.split("/k") == ("/", "k"))
         #expect(SecureFile.split("a//b/") == ("a", "b"))

@@ -5,9 +5,12 @@ import Testing
 
 /// Runs the built `securechannel` binary.
 enum CLI {
-    static func run(_ arguments: [String], stdin: String? = nil, environment: [String: String]? = nil,
-                    timeout: Double = 60) async throws -> ProcessResult {
-        try await Tools.run(try Tools.securechannel(), arguments, stdin: stdin, environment: environment, timeout: timeout)
+    static func run(
+        _ arguments: [String], stdin: String? = nil, environment: [String: String]? = nil,
+        timeout: Double = 60
+    ) async throws -> ProcessResult {
+        try await Tools.run(
+            try Tools.securechannel(), arguments, stdin: stdin, environment: environment, timeout: timeout)
     }
 
     /// Runs and requires exit status 0.
@@ -21,8 +24,10 @@ enum CLI {
     /// Makes Barry's CA with Jill (server: localhost, 127.0.0.1) and Chris (client) in `dir`.
     static func barryJillChris(in dir: String, keyType: String = "ecdsa-p256") async throws {
         try await ok(["ca", "init", "--dir", dir, "--name", "Barry", "--key-type", keyType])
-        try await ok(["ca", "issue", "server", "--dir", dir, "--name", "Jill", "--dns", "localhost", "--ip", "127.0.0.1",
-                      "--key-type", keyType])
+        try await ok([
+            "ca", "issue", "server", "--dir", dir, "--name", "Jill", "--dns", "localhost", "--ip", "127.0.0.1",
+            "--key-type", keyType,
+        ])
         try await ok(["ca", "issue", "client", "--dir", dir, "--name", "Chris", "--key-type", keyType])
     }
 }

@@ -6,8 +6,10 @@ import Testing
 @Suite("Interop: our server and client with openssl, gnutls-cli and Python", .timeLimit(.minutes(5)))
 struct ChannelInteropTests {
     func sClient(_ port: Int, _ dir: TemporaryDirectory, cert: String?, extra: [String] = []) throws -> RunningProcess {
-        var arguments = ["s_client", "-connect", "127.0.0.1:\(port)", "-servername", "localhost", "-verify_hostname", "localhost",
-                         "-CAfile", dir.file("ca.crt"), "-verify_return_error", "-quiet", "-ign_eof"]
+        var arguments = [
+            "s_client", "-connect", "127.0.0.1:\(port)", "-servername", "localhost", "-verify_hostname", "localhost",
+            "-CAfile", dir.file("ca.crt"), "-verify_return_error", "-quiet", "-ign_eof",
+        ]
         if let cert { arguments += ["-cert", dir.file("\(cert).crt"), "-key", dir.file("\(cert).key")] }
         return try RunningProcess(try Tools.require("openssl"), arguments + extra)
     }
@@ -23,8 +25,9 @@ struct ChannelInteropTests {
         }
     }
 
-    @Test("openssl s_client: with Chris's certificate it gets replies; without one, or with TLS 1.2, it does not",
-          .enabled(if: Tools.enabled("openssl"), "needs openssl"))
+    @Test(
+        "openssl s_client: with Chris's certificate it gets replies; without one, or with TLS 1.2, it does not",
+        .enabled(if: Tools.enabled("openssl"), "needs openssl"))
     func opensslClient() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
@@ -51,7 +54,9 @@ struct ChannelInteropTests {
         #expect(log.contains(" X25519\n") || log.contains(" X25519 "))
     }
 
-    @Test("--tls-min 1.2 accepts TLS 1.2 with an ECDHE AEAD suite", .enabled(if: Tools.enabled("openssl"), "needs openssl"))
+    @Test(
+        "--tls-min 1.2 accepts TLS 1.2 with an ECDHE AEAD suite",
+        .enabled(if: Tools.enabled("openssl"), "needs openssl"))
     func tls12() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
@@ -69,7 +74,9 @@ struct ChannelInteropTests {
         #expect(await !echoed(cbc, "cbc please"))
     }
 
-    @Test("gnutls-cli talks to our server with a client certificate", .enabled(if: Tools.enabled("gnutls-cli"), "needs gnutls-cli (gnutls-bin)"))
+    @Test(
+        "gnutls-cli talks to our server with a client certificate",
+        .enabled(if: Tools.enabled("gnutls-cli"), "needs gnutls-cli (gnutls-bin)"))
     func gnutls() async throws {
         let gnutls = try Tools.require("gnutls-cli")
         let dir = try TemporaryDirectory()
@@ -77,16 +84,21 @@ struct ChannelInteropTests {
         try await CLI.barryJillChris(in: dir.path)
         let server = try await ServerProcess.start(dir: dir.path)
         defer { server.stop() }
-        let client = try RunningProcess(gnutls, [
-            "--x509cafile", dir.file("ca.crt"), "--x509certfile", dir.file("Chris.crt"), "--x509keyfile", dir.file("Chris.key"),
-            "--verify-hostname", "localhost", "-p", "\(server.port)", "127.0.0.1",
-        ])
+        let client = try RunningProcess(
+            gnutls,
+            [
+                "--x509cafile", dir.file("ca.crt"), "--x509certfile", dir.file("Chris.crt"), "--x509keyfile",
+                dir.file("Chris.key"),
+                "--verify-hostname", "localhost", "-p", "\(server.port)", "127.0.0.1",
+            ])
         defer { client.stop() }
         try await client.waitForOutput { $0.contains("Handshake was completed") }
         #expect(await echoed(client, "hello from gnutls"))
     }
 
-    @Test("Python's ssl module: replies with a client certificate, refusal without", .enabled(if: Tools.enabled("python3"), "needs python3"))
+    @Test(
+        "Python's ssl module: replies with a client certificate, refusal without",
+        .enabled(if: Tools.enabled("python3"), "needs python3"))
     func python() async throws {
         let python = try Tools.require("python3")
         let dir = try TemporaryDirectory()
@@ -110,9 +122,12 @@ struct ChannelInteropTests {
                 print("ERROR:" + type(error).__name__ + ":" + str(error))
             """
         try SecureFile.write(script, to: dir.file("client.py"), mode: 0o644)
-        let with = try await Tools.run(python, [dir.file("client.py"), "\(server.port)", dir.file("ca.crt"), dir.file("Chris.crt"), dir.file("Chris.key")])
+        let with = try await Tools.run(
+            python,
+            [dir.file("client.py"), "\(server.port)", dir.file("ca.crt"), dir.file("Chris.crt"), dir.file("Chris.key")])
         #expect(with.stdout.contains("REPLY:hello from python"), "\(with.stdout) \(with.stderr)")
-        let without = try await Tools.run(python, [dir.file("client.py"), "\(server.port)", dir.file("ca.crt"), "-", "-"])
+        let without = try await Tools.run(
+            python, [dir.file("client.py"), "\(server.port)", dir.file("ca.crt"), "-", "-"])
         #expect(!without.stdout.contains("REPLY:"), "\(without.stdout)")
         #expect(without.stdout.contains("ERROR:") || without.stdout.contains("CLOSED"))
     }
@@ -121,7 +136,9 @@ struct ChannelInteropTests {
     /// kernel's 40 ms delayed ACK (Linux's minimum), every time. The fastest of 15 first round trips must come in
     /// under that floor (a loaded machine makes some round trips slow, but the stall made every one of them
     /// 40 ms or more).
-    @Test("a Nagle client's first message is not held back by a delayed ACK", .enabled(if: Tools.enabled("python3"), "needs python3"))
+    @Test(
+        "a Nagle client's first message is not held back by a delayed ACK",
+        .enabled(if: Tools.enabled("python3"), "needs python3"))
     func firstMessageNotDelayed() async throws {
         let python = try Tools.require("python3")
         let dir = try TemporaryDirectory()
@@ -146,43 +163,64 @@ struct ChannelInteropTests {
             """
         try SecureFile.write(script, to: dir.file("first.py"), mode: 0o644)
         let result = try await Tools.run(python, [dir.file("first.py"), "\(server.port)", dir.path])
-        let fastest = try #require(result.stdout.split(separator: " ").first { $0.hasPrefix("FASTEST_MS:") }
-            .flatMap { Double($0.dropFirst("FASTEST_MS:".count)) }, "\(result.stdout) \(result.stderr)")
+        let fastest = try #require(
+            result.stdout.split(separator: " ").first { $0.hasPrefix("FASTEST_MS:") }
+                .flatMap { Double($0.dropFirst("FASTEST_MS:".count)) }, "\(result.stdout) \(result.stderr)")
         #expect(fastest < 39, "first round trips: \(result.stdout)")
     }
 
-    @Test("our send against openssl s_server -Verify 1 -verify_return_error", .enabled(if: Tools.enabled("openssl"), "needs openssl"))
+    @Test(
+        "our send against openssl s_server -Verify 1 -verify_return_error",
+        .enabled(if: Tools.enabled("openssl"), "needs openssl"))
     func sendToOpenSSL() async throws {
         let openssl = try Tools.require("openssl")
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
         try await CLI.barryJillChris(in: dir.path)
-        let server = try RunningProcess(openssl, [
-            "s_server", "-accept", "127.0.0.1:0", "-rev", "-cert", dir.file("Jill.crt"), "-key", dir.file("Jill.key"),
-            "-CAfile", dir.file("ca.crt"), "-Verify", "1", "-verify_return_error",
-        ])
+        let server = try RunningProcess(
+            openssl,
+            [
+                "s_server", "-accept", "127.0.0.1:0", "-rev", "-cert", dir.file("Jill.crt"), "-key",
+                dir.file("Jill.key"),
+                "-CAfile", dir.file("ca.crt"), "-Verify", "1", "-verify_return_error",
+            ])
         defer { server.stop() }
         try await server.waitForOutput { $0.contains("ACCEPT") }
         let port = try #require(server.port(after: "ACCEPT"))
-        let result = try await CLI.run(["send", "--connect", "127.0.0.1:\(port)", "--server-name", "localhost", "--cert", dir.file("Chris.crt"),
-                                        "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"), "stressed"])
+        let result = try await CLI.run([
+            "send", "--connect", "127.0.0.1:\(port)", "--server-name", "localhost", "--cert", dir.file("Chris.crt"),
+            "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"), "stressed",
+        ])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout == "desserts\n")
     }
 
-    @Test("certificates made by the openssl CLI (RSA and EC) work with serve and send",
-          .enabled(if: Tools.enabled("openssl"), "needs openssl"), arguments: ["rsa:2048", "ec"])
+    @Test(
+        "certificates made by the openssl CLI (RSA and EC) work with serve and send",
+        .enabled(if: Tools.enabled("openssl"), "needs openssl"), arguments: ["rsa:2048", "ec"])
     func opensslMadeCertificates(algorithm: String) async throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
-        let newkey = algorithm == "ec" ? ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] : ["-newkey", algorithm]
-        try await OpenSSL.run(["req", "-x509", "-nodes", "-keyout", dir.file("ca.key"), "-out", dir.file("ca.crt"), "-days", "30", "-subj", "/CN=Barry"] + newkey)
-        try SecureFile.write("subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n", to: dir.file("server.ext"), mode: 0o644)
+        let newkey =
+            algorithm == "ec" ? ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] : ["-newkey", algorithm]
+        try await OpenSSL.run(
+            [
+                "req", "-x509", "-nodes", "-keyout", dir.file("ca.key"), "-out", dir.file("ca.crt"), "-days", "30",
+                "-subj", "/CN=Barry",
+            ] + newkey)
+        try SecureFile.write(
+            "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n", to: dir.file("server.ext"), mode: 0o644)
         try SecureFile.write("extendedKeyUsage=clientAuth\n", to: dir.file("client.ext"), mode: 0o644)
         for (name, ext) in [("Jill", "server.ext"), ("Chris", "client.ext")] {
-            try await OpenSSL.run(["req", "-new", "-nodes", "-keyout", dir.file("\(name).key"), "-out", dir.file("\(name).csr"), "-subj", "/CN=\(name)"] + newkey)
-            try await OpenSSL.run(["x509", "-req", "-in", dir.file("\(name).csr"), "-CA", dir.file("ca.crt"), "-CAkey", dir.file("ca.key"),
-                          "-days", "10", "-extfile", dir.file(ext), "-out", dir.file("\(name).crt")])
+            try await OpenSSL.run(
+                [
+                    "req", "-new", "-nodes", "-keyout", dir.file("\(name).key"), "-out", dir.file("\(name).csr"),
+                    "-subj", "/CN=\(name)",
+                ] + newkey)
+            try await OpenSSL.run([
+                "x509", "-req", "-in", dir.file("\(name).csr"), "-CA", dir.file("ca.crt"), "-CAkey", dir.file("ca.key"),
+                "-days", "10", "-extfile", dir.file(ext), "-out", dir.file("\(name).crt"),
+            ])
         }
         let server = try await ServerProcess.start(dir: dir.path, extra: ["--allow-cn", "Chris"])
         defer { server.stop() }
@@ -198,7 +236,10 @@ struct ChannelInteropTests {
         try await CLI.barryJillChris(in: dir.path)
         let server = try await ServerProcess.start(dir: dir.path)
         defer { server.stop() }
-        for junk in ["GET / HTTP/1.1\r\nHost: x\r\n\r\n", "hello there, not TLS at all\n", String(repeating: "\u{16}\u{03}\u{01}\u{FF}\u{FF}", count: 50)] {
+        for junk in [
+            "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "hello there, not TLS at all\n",
+            String(repeating: "\u{16}\u{03}\u{01}\u{FF}\u{FF}", count: 50),
+        ] {
             try PlainTCP.sendAndClose(port: server.port, Array(junk.utf8))
         }
         let log = try await server.process.waitForOutput { $0.components(separatedBy: "handshake failed").count > 3 }
@@ -219,7 +260,9 @@ enum PlainTCP {
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard connected == 0 else { throw TimedOut(what: "connect to \(port)", seconds: 0) }
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }

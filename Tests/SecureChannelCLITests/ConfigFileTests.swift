@@ -1,6 +1,6 @@
 import Foundation
-import SecureChannelPKI
 import SecureChannelConfig
+import SecureChannelPKI
 import TestSupport
 import Testing
 
@@ -15,9 +15,10 @@ struct ConfigFileTests {
         let matches = pattern.matches(in: help, range: NSRange(help.startIndex..., in: help))
         // Only the option list (examples in the discussion name flags of other commands too).
         let options = help.range(of: "OPTIONS:").map { help[$0.upperBound...] }.map(String.init) ?? help
-        let inOptions = Set(pattern.matches(in: options, range: NSRange(options.startIndex..., in: options)).compactMap {
-            Range($0.range(at: 1), in: options).map { String(options[$0]) }
-        })
+        let inOptions = Set(
+            pattern.matches(in: options, range: NSRange(options.startIndex..., in: options)).compactMap {
+                Range($0.range(at: 1), in: options).map { String(options[$0]) }
+            })
         _ = matches
         return inOptions.subtracting(["help", "version"])
     }
@@ -26,14 +27,20 @@ struct ConfigFileTests {
     func everyFlagExpressible() async throws {
         let serve = try await Self.flags(["serve"])
         #expect(serve.contains("metrics") && serve.contains("accept-proxy-protocol") && serve.contains("config"))
-        #expect(serve.subtracting(["config"]) == ServeSettings.keys, "serve flags vs keys: \(serve.symmetricDifference(ServeSettings.keys.union(["config"])))")
+        #expect(
+            serve.subtracting(["config"]) == ServeSettings.keys,
+            "serve flags vs keys: \(serve.symmetricDifference(ServeSettings.keys.union(["config"])))")
         let server = try await Self.flags(["tunnel", "server"])
         // log-format and metrics are the process's: top-level keys of the file.
-        #expect(server.subtracting(["log-format", "metrics"]) == ConfigFile.serverKeys.subtracting(["name", "mode"]),
-                "\(server.symmetricDifference(ConfigFile.serverKeys.subtracting(["name", "mode"]).union(["log-format", "metrics"])))")
+        #expect(
+            server.subtracting(["log-format", "metrics"]) == ConfigFile.serverKeys.subtracting(["name", "mode"]),
+            "\(server.symmetricDifference(ConfigFile.serverKeys.subtracting(["name", "mode"]).union(["log-format", "metrics"])))"
+        )
         let client = try await Self.flags(["tunnel", "client"])
-        #expect(client.subtracting(["log-format", "metrics"]) == ConfigFile.clientKeys.subtracting(["name", "mode"]),
-                "\(client.symmetricDifference(ConfigFile.clientKeys.subtracting(["name", "mode"]).union(["log-format", "metrics"])))")
+        #expect(
+            client.subtracting(["log-format", "metrics"]) == ConfigFile.clientKeys.subtracting(["name", "mode"]),
+            "\(client.symmetricDifference(ConfigFile.clientKeys.subtracting(["name", "mode"]).union(["log-format", "metrics"])))"
+        )
     }
 
     @Test("serve --config: the file's values apply and flags given as well override them")
@@ -41,7 +48,8 @@ struct ConfigFileTests {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
         try await CLI.barryJillChris(in: dir.path)
-        try SecureFile.write("""
+        try SecureFile.write(
+            """
             serve:
               listen: 127.0.0.1:0
               cert: Jill.crt
@@ -54,10 +62,12 @@ struct ConfigFileTests {
         let strict = try RunningProcess(try Tools.securechannel(), ["serve", "--config", dir.file("serve.yaml")])
         defer { strict.stop() }
         try await strict.waitForOutput { $0.contains("listening on") }
-        let refused = try await ServerProcess(process: strict, port: try #require(strict.port(after: "listening on "))).send(dir.path, ["hi"])
+        let refused = try await ServerProcess(process: strict, port: try #require(strict.port(after: "listening on ")))
+            .send(dir.path, ["hi"])
         #expect(refused.status != 0)
         // The flag overrides the file's allow-cn; the file's message limit (8 bytes) still applies.
-        let open = try RunningProcess(try Tools.securechannel(), ["serve", "--config", dir.file("serve.yaml"), "--allow-cn", "Chris"])
+        let open = try RunningProcess(
+            try Tools.securechannel(), ["serve", "--config", dir.file("serve.yaml"), "--allow-cn", "Chris"])
         defer { open.stop() }
         try await open.waitForOutput { $0.contains("listening on") }
         let server = ServerProcess(process: open, port: try #require(open.port(after: "listening on ")))
@@ -96,7 +106,9 @@ struct ConfigFileTests {
         let result = try await CLI.ok(["config", "check", dir.file("good.yaml")])
         #expect(result.stdout.contains("good.yaml: OK"))
         #expect(result.stdout.contains("serve: listen on 0.0.0.0:8443; clients: CN=Chris"))
-        #expect(result.stdout.contains("timeouts: handshake 10 s, idle 300 s, drain 5 s"), "defaults are shown: \(result.stdout)")
+        #expect(
+            result.stdout.contains("timeouts: handshake 10 s, idle 300 s, drain 5 s"),
+            "defaults are shown: \(result.stdout)")
         #expect(result.stdout.contains("PROXY protocol v2 required"))
         #expect(result.stdout.contains("tunnel 'redis' (server): TLS on 0.0.0.0:6380 -> plaintext to 127.0.0.1:6379"))
         #expect(result.stdout.contains("certificate \(dir.file("Jill.crt")) (CN=Jill, expires"))
@@ -105,11 +117,17 @@ struct ConfigFileTests {
         try SecureFile.write(bad, to: dir.file("bad.yaml"), mode: 0o644)
         let failed = try await CLI.run(["config", "check", dir.file("bad.yaml")])
         #expect(failed.status == 1)
-        #expect(failed.stderr == "error: \(dir.file("bad.yaml")): serve: line 8: 'idle-timeout' must be a positive number of seconds (got 'soon')\n",
-                "\(failed.stderr)")
-        try SecureFile.write(good.replacingOccurrences(of: "allow-cn: [Chris]", with: "allow-cm: [Chris]"), to: dir.file("typo.yaml"), mode: 0o644)
+        #expect(
+            failed.stderr
+                == "error: \(dir.file("bad.yaml")): serve: line 8: 'idle-timeout' must be a positive number of seconds (got 'soon')\n",
+            "\(failed.stderr)")
+        try SecureFile.write(
+            good.replacingOccurrences(of: "allow-cn: [Chris]", with: "allow-cm: [Chris]"), to: dir.file("typo.yaml"),
+            mode: 0o644)
         let typo = try await CLI.run(["config", "check", dir.file("typo.yaml")])
-        #expect(typo.status == 1 && typo.stderr.contains("serve: line 7: unknown key 'allow-cm' for serve"), "\(typo.stderr)")
+        #expect(
+            typo.status == 1 && typo.stderr.contains("serve: line 7: unknown key 'allow-cm' for serve"),
+            "\(typo.stderr)")
         try SecureFile.write("serve: [1, 2]\n", to: dir.file("shape.yaml"), mode: 0o644)
         let shape = try await CLI.run(["config", "check", dir.file("shape.yaml")])
         #expect(shape.status == 1 && shape.stderr.contains("'serve' must be a mapping"), "\(shape.stderr)")

@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Things that break around a running system: a restarted server, clients killed mid-stream, a full or read-only
@@ -16,16 +16,21 @@ struct FaultTests {
         defer { dir.cleanup() }
         try await CLI.barryJillChris(in: dir.path)
         let port = try TunnelConfigTests.freePort()
-        let serve = ["serve", "--listen", "127.0.0.1:\(port)", "--cert", dir.file("Jill.crt"), "--key", dir.file("Jill.key"),
-                     "--ca", dir.file("ca.crt"), "--allow-any-client"]
+        let serve = [
+            "serve", "--listen", "127.0.0.1:\(port)", "--cert", dir.file("Jill.crt"), "--key", dir.file("Jill.key"),
+            "--ca", dir.file("ca.crt"), "--allow-any-client",
+        ]
         var server = try RunningProcess(try Tools.securechannel(), serve)
         try await server.waitForOutput { $0.contains("listening on") }
 
         let clients = try (0..<5).map { _ in
-            try RunningProcess(try Tools.securechannel(), [
-                "send", "--connect", "127.0.0.1:\(port)", "--server-name", "localhost", "--cert", dir.file("Chris.crt"),
-                "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"), "--retry", "30",
-            ])
+            try RunningProcess(
+                try Tools.securechannel(),
+                [
+                    "send", "--connect", "127.0.0.1:\(port)", "--server-name", "localhost", "--cert",
+                    dir.file("Chris.crt"),
+                    "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"), "--retry", "30",
+                ])
         }
         defer { for client in clients { client.stop() } }
         for (number, client) in clients.enumerated() {
@@ -46,9 +51,14 @@ struct FaultTests {
             client.send("client \(number) after\n")
             client.closeInput()
             let status = try? await client.waitForExit(timeout: 60)
-            #expect(status == 0, "\(client.output().replacingOccurrences(of: "\n", with: " | ")) SERVER: \(server.output().replacingOccurrences(of: "\n", with: " | "))")
+            #expect(
+                status == 0,
+                "\(client.output().replacingOccurrences(of: "\n", with: " | ")) SERVER: \(server.output().replacingOccurrences(of: "\n", with: " | "))"
+            )
             let lines = client.output().split(separator: "\n").filter { $0.hasPrefix("client ") }
-            #expect(lines == ["client \(number) before", "client \(number) during", "client \(number) after"], "\(client.output())")
+            #expect(
+                lines == ["client \(number) before", "client \(number) during", "client \(number) after"],
+                "\(client.output())")
         }
     }
 
@@ -63,10 +73,13 @@ struct FaultTests {
         let baseline = try await SoakTests.settled { ProcessStats.openDescriptors(pid) }
 
         let clients = try (0..<10).map { _ in
-            try RunningProcess(try Tools.securechannel(), [
-                "bench", "--connect", "127.0.0.1:\(server.port)", "--server-name", "localhost", "--cert", dir.file("Chris.crt"),
-                "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"), "--mode", "bulk", "--duration", "60",
-            ])
+            try RunningProcess(
+                try Tools.securechannel(),
+                [
+                    "bench", "--connect", "127.0.0.1:\(server.port)", "--server-name", "localhost", "--cert",
+                    dir.file("Chris.crt"),
+                    "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"), "--mode", "bulk", "--duration", "60",
+                ])
         }
         defer { for client in clients { client.stop() } }
         // Kill them once all ten are connected and streaming.
@@ -85,8 +98,9 @@ struct FaultTests {
         #expect(log.components(separatedBy: "ended: ").count - 1 >= 11, "each killed connection is logged as ended")
     }
 
-    @Test("ca issue on a full disk and on a read-only one: one clear error, the inventory untouched",
-          .enabled(if: getuid() == 0, "needs root to mount a small tmpfs"))
+    @Test(
+        "ca issue on a full disk and on a read-only one: one clear error, the inventory untouched",
+        .enabled(if: getuid() == 0, "needs root to mount a small tmpfs"))
     func fullAndReadOnlyDisk() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
@@ -101,10 +115,12 @@ struct FaultTests {
         let files = try FileManager.default.subpathsOfDirectory(atPath: pki).sorted()
 
         // Fill the disk to the last byte.
-        let filler = FileHandle(forWritingAtPath: mountPoint + "/filler") ?? {
-            FileManager.default.createFile(atPath: mountPoint + "/filler", contents: nil)
-            return FileHandle(forWritingAtPath: mountPoint + "/filler")!
-        }()
+        let filler =
+            FileHandle(forWritingAtPath: mountPoint + "/filler")
+            ?? {
+                FileManager.default.createFile(atPath: mountPoint + "/filler", contents: nil)
+                return FileHandle(forWritingAtPath: mountPoint + "/filler")!
+            }()
         while (try? filler.write(contentsOf: Data(count: 1_024))) != nil {}
         try? filler.close()
 
@@ -113,15 +129,23 @@ struct FaultTests {
         #expect(full.stderr.hasPrefix("error: ") && full.stderr.contains("No space left on device"), "\(full.stderr)")
         #expect(full.stderr.split(separator: "\n").count == 1, "one line: \(full.stderr)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: "\(pki)/index.json")) == inventory)
-        #expect(try FileManager.default.subpathsOfDirectory(atPath: pki).sorted() == files, "no partial or temporary file left")
+        #expect(
+            try FileManager.default.subpathsOfDirectory(atPath: pki).sorted() == files,
+            "no partial or temporary file left")
 
         try FileManager.default.removeItem(atPath: mountPoint + "/filler")
-        try #require(mount("tmpfs", mountPoint, "tmpfs", UInt(MS_REMOUNT | MS_RDONLY), "size=64k") == 0, "remount read-only: errno \(errno)")
+        try #require(
+            mount("tmpfs", mountPoint, "tmpfs", UInt(MS_REMOUNT | MS_RDONLY), "size=64k") == 0,
+            "remount read-only: errno \(errno)")
         let readOnly = try await CLI.run(["ca", "issue", "client", "--dir", pki, "--name", "ReadOnly"])
         #expect(readOnly.status == 1)
-        #expect(readOnly.stderr.hasPrefix("error: ") && readOnly.stderr.contains("Read-only file system"), "\(readOnly.stderr)")
+        #expect(
+            readOnly.stderr.hasPrefix("error: ") && readOnly.stderr.contains("Read-only file system"),
+            "\(readOnly.stderr)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: "\(pki)/index.json")) == inventory)
         let list = try await CLI.run(["ca", "list", "--dir", pki])
-        #expect(list.status == 0 && list.stdout.contains("Chris") && !list.stdout.contains("Full"), "\(list.stdout)\(list.stderr)")
+        #expect(
+            list.status == 0 && list.stdout.contains("Chris") && !list.stdout.contains("Full"),
+            "\(list.stdout)\(list.stderr)")
     }
 }

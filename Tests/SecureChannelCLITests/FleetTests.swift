@@ -4,7 +4,7 @@ import TestSupport
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// More than one instance: HAProxy in TCP mode in front of several `serve` processes, PROXY protocol v2 from
@@ -19,13 +19,17 @@ struct FleetTests {
     }
 
     static func startInstance(_ dir: String) async throws -> Instance {
-        let process = try RunningProcess(try Tools.securechannel(), [
-            "serve", "--listen", "127.0.0.1:0", "--cert", "\(dir)/Jill.crt", "--key", "\(dir)/Jill.key", "--ca", "\(dir)/ca.crt",
-            "--allow-cn", "Chris", "--accept-proxy-protocol", "--metrics", "127.0.0.1:0", "--log-format", "json",
-        ])
+        let process = try RunningProcess(
+            try Tools.securechannel(),
+            [
+                "serve", "--listen", "127.0.0.1:0", "--cert", "\(dir)/Jill.crt", "--key", "\(dir)/Jill.key", "--ca",
+                "\(dir)/ca.crt",
+                "--allow-cn", "Chris", "--accept-proxy-protocol", "--metrics", "127.0.0.1:0", "--log-format", "json",
+            ])
         try await process.waitForOutput { $0.contains("listening on ") && $0.contains("metrics on http://") }
-        return Instance(process: process, port: try #require(process.port(after: "listening on ")),
-                        metrics: try #require(process.port(after: "metrics on http://")))
+        return Instance(
+            process: process, port: try #require(process.port(after: "listening on ")),
+            metrics: try #require(process.port(after: "metrics on http://")))
     }
 
     /// HAProxy's configuration: TCP mode, PROXY v2 to each instance from 127.0.0.2 (so that an instance's TCP peer
@@ -58,8 +62,9 @@ struct FleetTests {
             """
     }
 
-    @Test("8 retrying clients through HAProxy to 3 instances, one SIGKILLed mid-run: every message answered, in order; logs show the real client address",
-          .enabled(if: Tools.enabled("haproxy"), "needs haproxy (Debian package haproxy)"))
+    @Test(
+        "8 retrying clients through HAProxy to 3 instances, one SIGKILLed mid-run: every message answered, in order; logs show the real client address",
+        .enabled(if: Tools.enabled("haproxy"), "needs haproxy (Debian package haproxy)"))
     func haproxyFailover() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
@@ -68,15 +73,20 @@ struct FleetTests {
         defer { for instance in instances { instance.process.stop() } }
         for _ in 0..<3 { instances.append(try await Self.startInstance(dir.path)) }
         let frontend = try TunnelConfigTests.freePort()
-        try SecureFile.write(Self.haproxyConfiguration(frontend: frontend, instances: instances), to: dir.file("haproxy.cfg"), mode: 0o644)
+        try SecureFile.write(
+            Self.haproxyConfiguration(frontend: frontend, instances: instances), to: dir.file("haproxy.cfg"),
+            mode: 0o644)
         let haproxy = try RunningProcess(try Tools.require("haproxy"), ["-f", dir.file("haproxy.cfg"), "-db"])
         defer { haproxy.stop() }
 
         let clients = try (0..<8).map { _ in
-            try RunningProcess(try Tools.securechannel(), [
-                "send", "--connect", "127.0.0.1:\(frontend)", "--server-name", "localhost", "--cert", dir.file("Chris.crt"),
-                "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"), "--retry", "30", "--timeout", "5",
-            ])
+            try RunningProcess(
+                try Tools.securechannel(),
+                [
+                    "send", "--connect", "127.0.0.1:\(frontend)", "--server-name", "localhost", "--cert",
+                    dir.file("Chris.crt"),
+                    "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"), "--retry", "30", "--timeout", "5",
+                ])
         }
         defer { for client in clients { client.stop() } }
         func lines(_ client: Int, _ range: Range<Int>) -> String {
@@ -99,7 +109,9 @@ struct FleetTests {
             let status = try? await client.waitForExit(timeout: 90)
             let replies = client.output().split(separator: "\n").filter { $0.hasPrefix("client ") }.map(String.init)
             #expect(status == 0, "client \(number): \(client.output().suffix(600))")
-            #expect(replies == (0..<60).map { "client \(number) message \($0)" }, "client \(number) lost or reordered replies")
+            #expect(
+                replies == (0..<60).map { "client \(number) message \($0)" },
+                "client \(number) lost or reordered replies")
         }
 
         // Behind the proxy, logs name the client (127.0.0.1), not HAProxy's side of the connection (127.0.0.2).
@@ -111,7 +123,9 @@ struct FleetTests {
         // The killed instance's clients noticed (their connection broke), retried, and went to the others.
         let retried = clients.filter { $0.output().contains("retrying in") }.count
         #expect(retried >= victimClients, "\(retried) clients retried; \(victimClients) were on the killed instance")
-        let survivors = instances.dropFirst().map { $0.process.output().components(separatedBy: #""event":"connected""#).count - 1 }.reduce(0, +)
+        let survivors = instances.dropFirst().map {
+            $0.process.output().components(separatedBy: #""event":"connected""#).count - 1
+        }.reduce(0, +)
         #expect(survivors >= 8, "every client ends on a surviving instance")
     }
 
@@ -128,14 +142,17 @@ struct FleetTests {
         #expect(line.contains(#""refusal":"proxy_protocol""#))
     }
 
-    @Test("--reuse-port: two serve processes on one port share the connections; when one stops, the other takes them all")
+    @Test(
+        "--reuse-port: two serve processes on one port share the connections; when one stops, the other takes them all")
     func reusePort() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
         try await CLI.barryJillChris(in: dir.path)
         let port = try TunnelConfigTests.freePort()
-        let arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--cert", dir.file("Jill.crt"), "--key", dir.file("Jill.key"),
-                         "--ca", dir.file("ca.crt"), "--allow-cn", "Chris"]
+        let arguments = [
+            "serve", "--listen", "127.0.0.1:\(port)", "--cert", dir.file("Jill.crt"), "--key", dir.file("Jill.key"),
+            "--ca", dir.file("ca.crt"), "--allow-cn", "Chris",
+        ]
         let first = try RunningProcess(try Tools.securechannel(), arguments + ["--reuse-port"])
         defer { first.stop() }
         try await first.waitForOutput { $0.contains("listening on") }
@@ -151,7 +168,9 @@ struct FleetTests {
             for number in 0..<20 { group.addTask { try await server.send(dir.path, ["message \(number)"]) } }
             for try await result in group { #expect(result.status == 0, "\(result.stderr)") }
         }
-        let connected = { (process: RunningProcess) in process.output().components(separatedBy: ": verified CN=Chris").count - 1 }
+        let connected = { (process: RunningProcess) in
+            process.output().components(separatedBy: ": verified CN=Chris").count - 1
+        }
         #expect(connected(first) + connected(second) == 20)
         #expect(connected(first) > 0 && connected(second) > 0, "the kernel spread 20 connections over both processes")
 

@@ -4,7 +4,7 @@ import TestSupport
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What operators rely on: the metrics endpoint scraped by a real HTTP client, JSON logs with stable fields, exit
@@ -12,12 +12,19 @@ import Glibc
 @Suite("Operations: metrics, JSON logs, exit statuses, systemd units", .timeLimit(.minutes(3)))
 struct OperationsTests {
     /// `securechannel serve` with `--metrics 127.0.0.1:0` and JSON logs; returns the process, its TLS and metrics ports.
-    static func serveWithMetrics(_ dir: String, extra: [String] = []) async throws -> (RunningProcess, port: Int, metrics: Int) {
-        let process = try RunningProcess(try Tools.securechannel(), [
-            "serve", "--listen", "127.0.0.1:0", "--cert", "\(dir)/Jill.crt", "--key", "\(dir)/Jill.key", "--ca", "\(dir)/ca.crt",
-            "--allow-cn", "Chris", "--metrics", "127.0.0.1:0", "--log-format", "json",
-        ] + extra)
-        let output = try await process.waitForOutput { $0.contains("listening on ") && $0.contains("metrics on http://") }
+    static func serveWithMetrics(_ dir: String, extra: [String] = []) async throws -> (
+        RunningProcess, port: Int, metrics: Int
+    ) {
+        let process = try RunningProcess(
+            try Tools.securechannel(),
+            [
+                "serve", "--listen", "127.0.0.1:0", "--cert", "\(dir)/Jill.crt", "--key", "\(dir)/Jill.key", "--ca",
+                "\(dir)/ca.crt",
+                "--allow-cn", "Chris", "--metrics", "127.0.0.1:0", "--log-format", "json",
+            ] + extra)
+        let output = try await process.waitForOutput {
+            $0.contains("listening on ") && $0.contains("metrics on http://")
+        }
         let port = try #require(process.port(after: "listening on "))
         let metrics = try #require(process.port(after: "metrics on http://"))
         _ = output
@@ -26,7 +33,8 @@ struct OperationsTests {
 
     /// `curl` of a URL: status code and body.
     static func curl(_ url: String) async throws -> (status: Int, body: String) {
-        let result = try await Tools.run(try Tools.require("curl"), ["-sS", "--max-time", "10", "-w", "\n%{http_code}", url])
+        let result = try await Tools.run(
+            try Tools.require("curl"), ["-sS", "--max-time", "10", "-w", "\n%{http_code}", url])
         let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
     }
@@ -39,8 +47,9 @@ struct OperationsTests {
         return nil
     }
 
-    @Test("/metrics (scraped with curl) counts verified clients, messages and refusals by reason; /healthz answers",
-          .enabled(if: Tools.enabled("curl"), "needs curl"))
+    @Test(
+        "/metrics (scraped with curl) counts verified clients, messages and refusals by reason; /healthz answers",
+        .enabled(if: Tools.enabled("curl"), "needs curl"))
     func metricsMove() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
@@ -53,9 +62,13 @@ struct OperationsTests {
         let before = try await Self.curl(url)
         #expect(before.status == 200)
         #expect(Self.sample(before.body, #"securechannel_connections_verified_total{listener="serve"}"#) == 0)
-        let serverExpiry = try #require(Self.sample(before.body, #"securechannel_certificate_expiry_seconds{listener="serve",certificate="server"}"#))
-        #expect(serverExpiry > 80 * 86_400 && serverExpiry <= 90 * 86_400 + 1, "Jill's certificate is valid for 90 days")
-        let caExpiry = try #require(Self.sample(before.body, #"securechannel_certificate_expiry_seconds{listener="serve",certificate="ca"}"#))
+        let serverExpiry = try #require(
+            Self.sample(
+                before.body, #"securechannel_certificate_expiry_seconds{listener="serve",certificate="server"}"#))
+        #expect(
+            serverExpiry > 80 * 86_400 && serverExpiry <= 90 * 86_400 + 1, "Jill's certificate is valid for 90 days")
+        let caExpiry = try #require(
+            Self.sample(before.body, #"securechannel_certificate_expiry_seconds{listener="serve",certificate="ca"}"#))
         #expect(caExpiry > 3000 * 86_400)
 
         let server1 = ServerProcess(process: server, port: port)
@@ -65,7 +78,9 @@ struct OperationsTests {
         #expect(eve.status != 0)
         // send refuses a server certificate before it connects (nothing reaches the server)...
         let jill = try await server1.send(dir.path, ["I am a server"], client: "Jill")
-        #expect(jill.status == 1 && jill.stderr.contains("Jill.crt") && jill.stderr.contains("client certificate"), "\(jill.stderr)")
+        #expect(
+            jill.status == 1 && jill.stderr.contains("Jill.crt") && jill.stderr.contains("client certificate"),
+            "\(jill.stderr)")
         // ...so OpenSSL presents it, and the server refuses it.
         _ = try await server1.presentWithOpenSSL(dir.path, client: "Jill")
 
@@ -75,9 +90,16 @@ struct OperationsTests {
         #expect(Self.sample(after.body, #"securechannel_connections_accepted_total{listener="serve"}"#) == 3)
         #expect(Self.sample(after.body, #"securechannel_connections_verified_total{listener="serve"}"#) == 1)
         #expect(Self.sample(after.body, #"securechannel_messages_total{listener="serve"}"#) == 2)
-        #expect(Self.sample(after.body, #"securechannel_connections_refused_total{listener="serve",reason="not_allowed"}"#) == 1)
-        #expect(Self.sample(after.body, #"securechannel_connections_refused_total{listener="serve",reason="bad_certificate"}"#) == 1)
-        #expect(Self.sample(after.body, #"securechannel_connections_refused_total{listener="serve",reason="revoked"}"#) == 0)
+        #expect(
+            Self.sample(after.body, #"securechannel_connections_refused_total{listener="serve",reason="not_allowed"}"#)
+                == 1)
+        #expect(
+            Self.sample(
+                after.body, #"securechannel_connections_refused_total{listener="serve",reason="bad_certificate"}"#) == 1
+        )
+        #expect(
+            Self.sample(after.body, #"securechannel_connections_refused_total{listener="serve",reason="revoked"}"#) == 0
+        )
         #expect(Self.sample(after.body, #"securechannel_connections_open{listener="serve"}"#) == 0)
         #expect(Self.sample(after.body, #"securechannel_handshake_duration_seconds_count{listener="serve"}"#) == 1)
         #expect((Self.sample(after.body, #"securechannel_bytes_received_total{listener="serve"}"#) ?? 0) > 1000)
@@ -112,8 +134,10 @@ struct OperationsTests {
             objects.append(try #require(object, "not a JSON object: \(line)"))
         }
         for object in objects {
-            #expect(object["time"] is String && object["level"] is String && object["message"] is String && object["event"] is String,
-                    "\(object)")
+            #expect(
+                object["time"] is String && object["level"] is String && object["message"] is String
+                    && object["event"] is String,
+                "\(object)")
         }
         let connected = try #require(objects.first { $0["event"] as? String == "connected" })
         #expect(connected["subject"] as? String == "CN=Chris")
@@ -121,14 +145,17 @@ struct OperationsTests {
         #expect(connected["tls_version"] as? String == "TLSv1.3")
         #expect((connected["cipher"] as? String)?.hasPrefix("TLS_") == true)
         #expect(connected["serial"] is String && connected["handshake_duration"] is Double)
-        let ended = try #require(objects.first { $0["event"] as? String == "ended" && $0["subject"] as? String == "CN=Chris" })
+        let ended = try #require(
+            objects.first { $0["event"] as? String == "ended" && $0["subject"] as? String == "CN=Chris" })
         #expect(ended["messages"] as? Int == 1)
         #expect((ended["bytes_in"] as? Int ?? 0) > 0 && (ended["bytes_out"] as? Int ?? 0) > 0)
         #expect(ended["duration"] is Double && ended["reason"] as? String == "closed by peer")
         let refused = try #require(objects.first { $0["event"] as? String == "ended" && $0["refusal"] != nil })
         #expect(refused["refusal"] as? String == "bad_certificate" && refused["level"] as? String == "warning")
         #expect((refused["reason"] as? String)?.contains("serverAuth, not clientAuth") == true)
-        #expect(objects.contains { $0["event"] as? String == "started" } && objects.contains { $0["event"] as? String == "draining" })
+        #expect(
+            objects.contains { $0["event"] as? String == "started" }
+                && objects.contains { $0["event"] as? String == "draining" })
     }
 
     @Test("exit statuses: 0 after SIGTERM, 1 for a bad configuration, 64 for a usage error")
@@ -140,41 +167,59 @@ struct OperationsTests {
         server.process.signal(SIGINT)
         #expect(try await server.process.waitForExit() == 0)
 
-        let missing = try await CLI.run(["serve", "--listen", "127.0.0.1:0", "--cert", dir.file("nope.crt"), "--key", dir.file("Jill.key"),
-                                         "--ca", dir.file("ca.crt"), "--allow-any-client"])
+        let missing = try await CLI.run([
+            "serve", "--listen", "127.0.0.1:0", "--cert", dir.file("nope.crt"), "--key", dir.file("Jill.key"),
+            "--ca", dir.file("ca.crt"), "--allow-any-client",
+        ])
         #expect(missing.status == 1)
-        #expect(missing.stderr.hasPrefix("error: ") && missing.stderr.split(separator: "\n").count == 1, "\(missing.stderr)")
+        #expect(
+            missing.stderr.hasPrefix("error: ") && missing.stderr.split(separator: "\n").count == 1, "\(missing.stderr)"
+        )
         let usage = try await CLI.run(["serve", "--listen", "127.0.0.1:0", "--no-such-flag"])
         #expect(usage.status == 64)
-        let noListen = try await CLI.run(["serve", "--cert", dir.file("Jill.crt"), "--key", dir.file("Jill.key"), "--ca", dir.file("ca.crt"),
-                                          "--allow-any-client"])
-        #expect(noListen.status == 1 && noListen.stderr.contains("missing the address to listen on"), "\(noListen.stderr)")
+        let noListen = try await CLI.run([
+            "serve", "--cert", dir.file("Jill.crt"), "--key", dir.file("Jill.key"), "--ca", dir.file("ca.crt"),
+            "--allow-any-client",
+        ])
+        #expect(
+            noListen.status == 1 && noListen.stderr.contains("missing the address to listen on"), "\(noListen.stderr)")
         let taken = try await ServerProcess.start(dir: dir.path)
         defer { taken.stop() }
-        let busy = try await CLI.run(["serve", "--listen", "127.0.0.1:\(taken.port)", "--cert", dir.file("Jill.crt"), "--key", dir.file("Jill.key"),
-                                      "--ca", dir.file("ca.crt"), "--allow-any-client", "--metrics", "127.0.0.1:0"])
+        let busy = try await CLI.run([
+            "serve", "--listen", "127.0.0.1:\(taken.port)", "--cert", dir.file("Jill.crt"), "--key",
+            dir.file("Jill.key"),
+            "--ca", dir.file("ca.crt"), "--allow-any-client", "--metrics", "127.0.0.1:0",
+        ])
         #expect(busy.status == 1 && busy.stderr.contains("cannot listen on 127.0.0.1:\(taken.port)"), "\(busy.stderr)")
     }
 
-    @Test("contrib/systemd units pass systemd-analyze verify and carry the sandboxing options",
-          .enabled(if: Tools.enabled("systemd-analyze"), "needs systemd-analyze (Debian package systemd)"))
+    @Test(
+        "contrib/systemd units pass systemd-analyze verify and carry the sandboxing options",
+        .enabled(if: Tools.enabled("systemd-analyze"), "needs systemd-analyze (Debian package systemd)"))
     func systemdUnits() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
-        let contrib = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let contrib = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
             .appendingPathComponent("contrib/systemd").path
         let binary = try Tools.securechannel()
         for unit in ["securechannel-serve.service", "securechannel-tunnel@.service"] {
             let text = try String(contentsOfFile: "\(contrib)/\(unit)", encoding: .utf8)
-            for option in ["NoNewPrivileges=yes", "ProtectSystem=strict", "ReadOnlyPaths=/etc/securechannel", "ExecReload=/bin/kill -HUP $MAINPID",
-                           "config check"] {
+            for option in [
+                "NoNewPrivileges=yes", "ProtectSystem=strict", "ReadOnlyPaths=/etc/securechannel",
+                "ExecReload=/bin/kill -HUP $MAINPID",
+                "config check",
+            ] {
                 #expect(text.contains(option), "\(unit) lacks \(option)")
             }
             // verify needs the executable to exist: point the unit at the binary under test.
-            try SecureFile.write(text.replacingOccurrences(of: "/usr/local/bin/securechannel", with: binary), to: dir.file(unit), mode: 0o644)
+            try SecureFile.write(
+                text.replacingOccurrences(of: "/usr/local/bin/securechannel", with: binary), to: dir.file(unit),
+                mode: 0o644)
         }
         for instance in ["securechannel-serve.service", "securechannel-tunnel@redis.service"] {
-            let result = try await Tools.run(try Tools.require("systemd-analyze"), ["verify", dir.file(instance)], timeout: 60)
+            let result = try await Tools.run(
+                try Tools.require("systemd-analyze"), ["verify", dir.file(instance)], timeout: 60)
             #expect(result.status == 0 && result.stderr.isEmpty, "\(instance): \(result.stderr)")
         }
     }

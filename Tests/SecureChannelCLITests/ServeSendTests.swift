@@ -19,7 +19,9 @@ struct ServeSendTests {
         let piped = try await server.send(dir.path, [], stdin: "one\ntwo\r\nthree\n")
         #expect(piped.status == 0, "\(piped.stderr)")
         #expect(piped.stdout == "one\ntwo\nthree\n")
-        let log = try await server.process.waitForOutput { $0.components(separatedBy: "ended: closed by peer").count > 2 }
+        let log = try await server.process.waitForOutput {
+            $0.components(separatedBy: "ended: closed by peer").count > 2
+        }
         #expect(log.contains("verified CN=Chris"))
         #expect(log.contains("TLSv1.3"))
         #expect(log.contains("X25519MLKEM768"))
@@ -32,8 +34,10 @@ struct ServeSendTests {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
         try await CLI.barryJillChris(in: dir.path)
-        let result = try await CLI.run(["serve", "--listen", "127.0.0.1:0", "--cert", dir.file("Jill.crt"), "--key", dir.file("Jill.key"),
-                                        "--ca", dir.file("ca.crt")])
+        let result = try await CLI.run([
+            "serve", "--listen", "127.0.0.1:0", "--cert", dir.file("Jill.crt"), "--key", dir.file("Jill.key"),
+            "--ca", dir.file("ca.crt"),
+        ])
         #expect(result.status != 0)
         #expect(result.stderr.contains("--allow-any-client"))
     }
@@ -58,8 +62,10 @@ struct ServeSendTests {
         }
         let refusedByRules = try await server.send(dir.path, ["x"], client: "Eve")
         #expect(refusedByRules.status != 0 && refusedByRules.stderr.contains("server rejected our certificate"))
-        let noServer = try await CLI.run(["send", "--connect", "127.0.0.1:1", "--cert", dir.file("Chris.crt"), "--key", dir.file("Chris.key"),
-                                          "--ca", dir.file("ca.crt"), "x"])
+        let noServer = try await CLI.run([
+            "send", "--connect", "127.0.0.1:1", "--cert", dir.file("Chris.crt"), "--key", dir.file("Chris.key"),
+            "--ca", dir.file("ca.crt"), "x",
+        ])
         #expect(noServer.status != 0 && noServer.stderr.contains("connection refused"))
         let log = try await server.process.waitForOutput { $0.contains("refused by rules") }
         #expect(log.contains("CN=Eve"))

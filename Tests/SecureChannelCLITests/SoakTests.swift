@@ -11,7 +11,8 @@ struct SoakTests {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
         try await CLI.barryJillChris(in: dir.path)
-        let server = try await ServerProcess.start(dir: dir.path, extra: ["--allow-any-client", "--max-connections", "2000"])
+        let server = try await ServerProcess.start(
+            dir: dir.path, extra: ["--allow-any-client", "--max-connections", "2000"])
         defer { server.stop() }
         let pid = server.process.pid
 
@@ -45,12 +46,17 @@ struct SoakTests {
     }
 
     /// `bench --mode echo` as Chris; the parsed JSON report.
-    static func bench(_ port: Int, _ dir: TemporaryDirectory, connections: Int, messages: Int) async throws -> [String: Any] {
-        let result = try await CLI.run([
-            "bench", "--connect", "127.0.0.1:\(port)", "--server-name", "localhost", "--cert", dir.file("Chris.crt"),
-            "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"), "--mode", "echo", "--connections", "\(connections)",
-            "--messages", "\(messages)", "--json",
-        ], timeout: 240)
+    static func bench(_ port: Int, _ dir: TemporaryDirectory, connections: Int, messages: Int) async throws -> [String:
+        Any]
+    {
+        let result = try await CLI.run(
+            [
+                "bench", "--connect", "127.0.0.1:\(port)", "--server-name", "localhost", "--cert",
+                dir.file("Chris.crt"),
+                "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"), "--mode", "echo", "--connections",
+                "\(connections)",
+                "--messages", "\(messages)", "--json",
+            ], timeout: 240)
         #expect(result.status == 0, "\(result.stderr)")
         return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
     }

@@ -20,19 +20,25 @@ struct TunnelCLITests {
     /// python3 -m http.server on a free port, serving `dir`.
     static func httpServer(_ dir: String) async throws -> (RunningProcess, Int) {
         let python = try Tools.require("python3")
-        let server = try RunningProcess(python, ["-u", "-c", """
-            import http.server, functools, sys
-            handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
-            httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-            print("PORT:%d" % httpd.server_address[1], flush=True)
-            httpd.serve_forever()
-            """, dir])
+        let server = try RunningProcess(
+            python,
+            [
+                "-u", "-c",
+                """
+                import http.server, functools, sys
+                handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+                httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+                print("PORT:%d" % httpd.server_address[1], flush=True)
+                httpd.serve_forever()
+                """, dir,
+            ])
         try await server.waitForOutput { $0.contains("PORT:") }
         return (server, try #require(server.port(after: "PORT")))
     }
 
-    @Test("curl → tunnel client → tunnel server → python http.server returns the page; the wire between the tunnels shows none of it",
-          .enabled(if: Tools.enabled("curl", "python3"), "needs curl and python3"))
+    @Test(
+        "curl → tunnel client → tunnel server → python http.server returns the page; the wire between the tunnels shows none of it",
+        .enabled(if: Tools.enabled("curl", "python3"), "needs curl and python3"))
     func curlThroughTunnels() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
@@ -52,7 +58,10 @@ struct TunnelCLITests {
             "--cert", dir.file("Chris.crt"), "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"),
         ])
         defer { client.stop() }
-        let fetch = { try await Tools.run(try Tools.require("curl"), ["-sS", "--max-time", "10", "http://127.0.0.1:\(clientPort)/index.html"]) }
+        let fetch = {
+            try await Tools.run(
+                try Tools.require("curl"), ["-sS", "--max-time", "10", "http://127.0.0.1:\(clientPort)/index.html"])
+        }
         var page: ProcessResult?
         let capturing = Tools.enabled("tshark") && getuid() == 0
         if capturing {
@@ -78,11 +87,15 @@ struct TunnelCLITests {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
         try await CLI.barryJillChris(in: dir.path)
-        let server = try await CLI.run(["tunnel", "server", "--listen", "127.0.0.1:0", "--target", "192.0.2.10:80", "--cert", dir.file("Jill.crt"),
-                                        "--key", dir.file("Jill.key"), "--ca", dir.file("ca.crt"), "--allow-any-client"])
+        let server = try await CLI.run([
+            "tunnel", "server", "--listen", "127.0.0.1:0", "--target", "192.0.2.10:80", "--cert", dir.file("Jill.crt"),
+            "--key", dir.file("Jill.key"), "--ca", dir.file("ca.crt"), "--allow-any-client",
+        ])
         #expect(server.status != 0 && server.stderr.contains("--unsafe-target"))
-        let client = try await CLI.run(["tunnel", "client", "--listen", "0.0.0.0:0", "--target", "127.0.0.1:1", "--cert", dir.file("Chris.crt"),
-                                        "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt")])
+        let client = try await CLI.run([
+            "tunnel", "client", "--listen", "0.0.0.0:0", "--target", "127.0.0.1:1", "--cert", dir.file("Chris.crt"),
+            "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"),
+        ])
         #expect(client.status != 0 && client.stderr.contains("--unsafe-listen"))
     }
 }

@@ -6,11 +6,15 @@ import Testing
 /// Proof on the wire: a capture of loopback traffic while a unique marker crosses. Through SecureChannel the
 /// marker must be nowhere in the capture; through a plaintext echo (the control) it must be found, which shows the
 /// check itself can fail.
-@Suite("On the wire: tshark capture", .timeLimit(.minutes(3)),
-       .enabled(if: Tools.enabled("tshark") && (getuid() == 0 || Tools.interopRequired), "needs tshark and root to capture on lo"))
+@Suite(
+    "On the wire: tshark capture", .timeLimit(.minutes(3)),
+    .enabled(
+        if: Tools.enabled("tshark") && (getuid() == 0 || Tools.interopRequired),
+        "needs tshark and root to capture on lo"))
 struct WireCaptureTests {
     /// Captures loopback traffic on `port` while `body` runs; returns the pcap path.
-    static func capture(port: Int, into dir: TemporaryDirectory, _ body: () async throws -> Void) async throws -> String {
+    static func capture(port: Int, into dir: TemporaryDirectory, _ body: () async throws -> Void) async throws -> String
+    {
         let tshark = try Tools.require("tshark")
         let file = dir.file("capture-\(port).pcap")
         let capture = try RunningProcess(tshark, ["-i", "lo", "-f", "tcp port \(port)", "-w", file])
@@ -57,7 +61,9 @@ struct WireCaptureTests {
     static func contains(_ haystack: [UInt8], _ needle: String) -> Bool {
         let pattern = Array(needle.utf8)
         guard haystack.count >= pattern.count else { return false }
-        return (0...(haystack.count - pattern.count)).contains { haystack[$0..<($0 + pattern.count)].elementsEqual(pattern) }
+        return (0...(haystack.count - pattern.count)).contains {
+            haystack[$0..<($0 + pattern.count)].elementsEqual(pattern)
+        }
     }
 
     @Test("the marker never appears in a capture of send → serve; the handshake is TLS 1.3 with X25519MLKEM768")
@@ -81,40 +87,58 @@ struct WireCaptureTests {
         #expect(!Self.contains(reassembled, String(marker.prefix(12))))
 
         let tshark = try Tools.require("tshark")
-        let hello = try await Tools.run(tshark, ["-r", pcap, "-d", "tcp.port==\(server.port),tls", "-Y", "tls.handshake.type == 2", "-T", "fields",
-                                                 "-e", "tls.handshake.extensions.supported_version", "-e", "tls.handshake.extensions_key_share_group"])
+        let hello = try await Tools.run(
+            tshark,
+            [
+                "-r", pcap, "-d", "tcp.port==\(server.port),tls", "-Y", "tls.handshake.type == 2", "-T", "fields",
+                "-e", "tls.handshake.extensions.supported_version", "-e", "tls.handshake.extensions_key_share_group",
+            ])
         #expect(hello.stdout.contains("0x0304"), "ServerHello: \(hello.stdout)")
-        #expect(hello.stdout.lowercased().contains("0x11ec") || hello.stdout.contains("4588"), "key share group: \(hello.stdout)")
+        #expect(
+            hello.stdout.lowercased().contains("0x11ec") || hello.stdout.contains("4588"),
+            "key share group: \(hello.stdout)")
     }
 
-    @Test("control: the same capture around a plaintext TCP echo finds the marker", .enabled(if: Tools.enabled("python3"), "needs python3"))
+    @Test(
+        "control: the same capture around a plaintext TCP echo finds the marker",
+        .enabled(if: Tools.enabled("python3"), "needs python3"))
     func plaintextControl() async throws {
         let python = try Tools.require("python3")
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
-        let echo = try RunningProcess(python, ["-u", "-c", """
-            import socket
-            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
-            print("PORT:%d" % s.getsockname()[1], flush=True)
-            c, _ = s.accept()
-            while True:
-                data = c.recv(4096)
-                if not data: break
-                c.sendall(data)
-            c.close()
-            """])
+        let echo = try RunningProcess(
+            python,
+            [
+                "-u", "-c",
+                """
+                import socket
+                s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+                print("PORT:%d" % s.getsockname()[1], flush=True)
+                c, _ = s.accept()
+                while True:
+                    data = c.recv(4096)
+                    if not data: break
+                    c.sendall(data)
+                c.close()
+                """,
+            ])
         defer { echo.stop() }
         try await echo.waitForOutput { $0.contains("PORT:") }
         let port = try #require(echo.port(after: "PORT"))
         let marker = "MARKER-\(UUID().uuidString)"
         let pcap = try await Self.capture(port: port, into: dir) {
-            let client = try await Tools.run(python, ["-c", """
-                import socket, sys
-                c = socket.create_connection(("127.0.0.1", \(port)))
-                c.sendall(sys.argv[1].encode() + b"\\n")
-                print(c.recv(4096).decode().strip())
-                c.close()
-                """, marker])
+            let client = try await Tools.run(
+                python,
+                [
+                    "-c",
+                    """
+                    import socket, sys
+                    c = socket.create_connection(("127.0.0.1", \(port)))
+                    c.sendall(sys.argv[1].encode() + b"\\n")
+                    print(c.recv(4096).decode().strip())
+                    c.close()
+                    """, marker,
+                ])
             #expect(client.stdout.contains(marker))
             _ = try await echo.waitForExit()
         }

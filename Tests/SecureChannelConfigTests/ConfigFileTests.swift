@@ -1,7 +1,7 @@
 import Foundation
 import SecureChannel
-import SecureChannelPKI
 import SecureChannelConfig
+import SecureChannelPKI
 import SecureChannelTunnel
 import TestSupport
 import Testing
@@ -15,17 +15,19 @@ struct ConfigFileLibraryTests {
         let elsewhere = try TemporaryDirectory()
         defer { elsewhere.cleanup() }
         for suffix in ["crt", "key"] {
-            try SecureFile.write(try SecureFile.read(pki.dir.file("Jill.\(suffix)")), to: elsewhere.file("other.\(suffix)"), mode: 0o600)
+            try SecureFile.write(
+                try SecureFile.read(pki.dir.file("Jill.\(suffix)")), to: elsewhere.file("other.\(suffix)"), mode: 0o600)
         }
-        let file = try ConfigFile(yaml: """
-            serve:
-              listen: 127.0.0.1:0
-              cert: Jill.crt
-              key: Jill.key
-              ca: ca.crt
-              allow-cn: [Chris]
-              idle-timeout: 30
-            """, source: "serve.yaml", baseDirectory: pki.dir.path)
+        let file = try ConfigFile(
+            yaml: """
+                serve:
+                  listen: 127.0.0.1:0
+                  cert: Jill.crt
+                  key: Jill.key
+                  ca: ca.crt
+                  allow-cn: [Chris]
+                  idle-timeout: 30
+                """, source: "serve.yaml", baseDirectory: pki.dir.path)
         var flags = ConfigFields(commandLineIn: elsewhere.path)
         flags.set("cert", "other.crt")
         flags.set("key", "other.key")

@@ -28,7 +28,8 @@ struct CertificateAuthorityTests {
         let aki = try #require(try cert.extensions.authorityKeyIdentifier)
         #expect(aki.keyIdentifier == ski.keyIdentifier)
         #expect(cert.publicKey.isValidSignature(cert.signature, for: cert))
-        #expect([.ecdsaWithSHA256, .ecdsaWithSHA384, .ed25519, .sha256WithRSAEncryption].contains(cert.signatureAlgorithm))
+        #expect(
+            [.ecdsaWithSHA256, .ecdsaWithSHA384, .ed25519, .sha256WithRSAEncryption].contains(cert.signatureAlgorithm))
         // Serial: positive, at least 64 random bits, at most 20 octets.
         let serial = cert.serialNumber.bytes
         #expect(serial.count >= 9 && serial.count <= 20)
@@ -66,13 +67,17 @@ struct CertificateAuthorityTests {
         #expect(!SecureFile.exists(dir.file("nope")))
     }
 
-    @Test("a server certificate has serverAuth only, its names, CA:FALSE and digitalSignature", arguments: KeyType.allCases)
+    @Test(
+        "a server certificate has serverAuth only, its names, CA:FALSE and digitalSignature",
+        arguments: KeyType.allCases)
     func issueServer(keyType: KeyType) throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
         let ca = try CertificateAuthority.create(directory: dir.path, name: "Barry")
-        let issued = try ca.issue(.server(name: "Jill", dnsNames: ["localhost", "jill.example"], ipAddresses: ["127.0.0.1", "::1"],
-                                          keyType: keyType))
+        let issued = try ca.issue(
+            .server(
+                name: "Jill", dnsNames: ["localhost", "jill.example"], ipAddresses: ["127.0.0.1", "::1"],
+                keyType: keyType))
         #expect(issued.certificatePath == dir.file("Jill.crt"))
         #expect(try SecureFile.mode(of: dir.file("Jill.key")) == 0o600)
         let cert = issued.certificate
@@ -84,9 +89,14 @@ struct CertificateAuthorityTests {
         #expect(usage.digitalSignature)
         #expect(usage.keyEncipherment == keyType.isRSA)
         #expect(!usage.keyCertSign)
-        #expect(CertificateDescription.alternativeNames(of: cert) == ["DNS:localhost", "DNS:jill.example", "IP:127.0.0.1", "IP:::1"])
+        #expect(
+            CertificateDescription.alternativeNames(of: cert) == [
+                "DNS:localhost", "DNS:jill.example", "IP:127.0.0.1", "IP:::1",
+            ])
         #expect(try cert.extensions.subjectKeyIdentifier != nil)
-        #expect(try cert.extensions.authorityKeyIdentifier?.keyIdentifier == ca.certificate.extensions.subjectKeyIdentifier?.keyIdentifier)
+        #expect(
+            try cert.extensions.authorityKeyIdentifier?.keyIdentifier
+                == ca.certificate.extensions.subjectKeyIdentifier?.keyIdentifier)
         #expect(ca.certificate.publicKey.isValidSignature(cert.signature, for: cert))
         let days = cert.notValidAfter.timeIntervalSince(Date()) / 86_400
         #expect(days > 89.9 && days <= 90.01)
@@ -99,11 +109,15 @@ struct CertificateAuthorityTests {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
         let ca = try CertificateAuthority.create(directory: dir.path)
-        let issued = try ca.issue(.client(name: "Chris", emails: ["chris@example.com"], uris: ["spiffe://example.org/chris"]),
-                                  outPrefix: dir.file("c"))
+        let issued = try ca.issue(
+            .client(name: "Chris", emails: ["chris@example.com"], uris: ["spiffe://example.org/chris"]),
+            outPrefix: dir.file("c"))
         #expect(issued.keyPath == dir.file("c.key"))
         #expect(Array(try #require(try issued.certificate.extensions.extendedKeyUsage)) == [.clientAuth])
-        #expect(CertificateDescription.alternativeNames(of: issued.certificate) == ["email:chris@example.com", "URI:spiffe://example.org/chris"])
+        #expect(
+            CertificateDescription.alternativeNames(of: issued.certificate) == [
+                "email:chris@example.com", "URI:spiffe://example.org/chris",
+            ])
         let inventory = try Inventory.load(directory: dir.path)
         #expect(inventory.certificates.count == 1)
         #expect(inventory.certificates[0].serial == issued.serial)
@@ -121,18 +135,20 @@ struct CertificateAuthorityTests {
         #expect(issued.warnings.contains { $0.contains("clamped") })
     }
 
-    @Test("bad requests fail before anything is written", arguments: [
-        (IssuanceRequest.server(name: "Jill"), "at least one --dns"),
-        (IssuanceRequest.server(name: "Jill", ipAddresses: ["300.1.2.3"]), "invalid IP address"),
-        (IssuanceRequest.server(name: "Jill", dnsNames: ["bad_name.example"]), "invalid DNS name"),
-        (IssuanceRequest.server(name: "Jill", dnsNames: ["-x.example"]), "hyphen"),
-        (IssuanceRequest.server(name: "Jill", dnsNames: ["10.0.0.1"]), "with --ip"),
-        (IssuanceRequest.server(name: "Jill", dnsNames: ["localhost"], days: 0), "--days must be a positive"),
-        (IssuanceRequest.client(name: "Chris", days: -3), "--days must be a positive"),
-        (IssuanceRequest.client(name: "", days: 3), "--name is empty"),
-        (IssuanceRequest.client(name: "Chris", emails: ["not-an-email"]), "invalid e-mail"),
-        (IssuanceRequest.client(name: "a/b"), "cannot be a file name"),
-    ])
+    @Test(
+        "bad requests fail before anything is written",
+        arguments: [
+            (IssuanceRequest.server(name: "Jill"), "at least one --dns"),
+            (IssuanceRequest.server(name: "Jill", ipAddresses: ["300.1.2.3"]), "invalid IP address"),
+            (IssuanceRequest.server(name: "Jill", dnsNames: ["bad_name.example"]), "invalid DNS name"),
+            (IssuanceRequest.server(name: "Jill", dnsNames: ["-x.example"]), "hyphen"),
+            (IssuanceRequest.server(name: "Jill", dnsNames: ["10.0.0.1"]), "with --ip"),
+            (IssuanceRequest.server(name: "Jill", dnsNames: ["localhost"], days: 0), "--days must be a positive"),
+            (IssuanceRequest.client(name: "Chris", days: -3), "--days must be a positive"),
+            (IssuanceRequest.client(name: "", days: 3), "--name is empty"),
+            (IssuanceRequest.client(name: "Chris", emails: ["not-an-email"]), "invalid e-mail"),
+            (IssuanceRequest.client(name: "a/b"), "cannot be a file name"),
+        ])
     func badRequests(request: IssuanceRequest, expected: String) throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }

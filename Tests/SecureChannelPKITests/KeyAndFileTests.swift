@@ -39,8 +39,12 @@ struct KeyAndFileTests {
 
     @Test("a CA key that does not match the CA certificate is reported")
     func keyMismatch() throws {
-        let one = try TemporaryDirectory(), two = try TemporaryDirectory()
-        defer { one.cleanup(); two.cleanup() }
+        let one = try TemporaryDirectory()
+        let two = try TemporaryDirectory()
+        defer {
+            one.cleanup()
+            two.cleanup()
+        }
         _ = try CertificateAuthority.create(directory: one.path)
         _ = try CertificateAuthority.create(directory: two.path)
         try SecureFile.write(try SecureFile.read(two.file("ca.key")), to: one.file("ca.key"), mode: 0o600)

@@ -6,8 +6,9 @@ import X509
 
 @Suite("Revocation: CRLs, revoke, renew")
 struct RevocationTests {
-    @Test("a signed CRL parses back with its number, AKI, dates, entries and reasons, for every key type",
-          arguments: KeyType.allCases)
+    @Test(
+        "a signed CRL parses back with its number, AKI, dates, entries and reasons, for every key type",
+        arguments: KeyType.allCases)
     func roundTrip(keyType: KeyType) throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanup() }
@@ -34,7 +35,8 @@ struct RevocationTests {
         // The next CRL has the next number, and the inventory shows the status.
         let next = try ca.generateCRL(der: true, days: 30)
         #expect(next.number == "02")
-        #expect(try CertificateRevocationList.load(try SecureFile.read(dir.file("crl.pem")), source: "der").number == "02")
+        #expect(
+            try CertificateRevocationList.load(try SecureFile.read(dir.file("crl.pem")), source: "der").number == "02")
         let statuses = try Inventory.load(directory: dir.path).certificates.map { $0.status(at: Date()) }
         #expect(statuses == [.valid, .revoked])
     }
@@ -62,9 +64,12 @@ struct RevocationTests {
         #expect(renewed.serial != first.serial)
         #expect(renewed.certificate.publicKey != first.certificate.publicKey)
         #expect(CertificateDescription.alternativeNames(of: renewed.certificate) == ["DNS:localhost", "IP:127.0.0.1"])
-        let onDisk = try CertificateIO.parseCertificates(try SecureFile.read(dir.file("Jill.crt")), source: "Jill.crt")[0]
+        let onDisk = try CertificateIO.parseCertificates(try SecureFile.read(dir.file("Jill.crt")), source: "Jill.crt")[
+            0]
         #expect(onDisk == renewed.certificate)
-        #expect(try PrivateKeyIO.parse(try SecureFile.read(dir.file("Jill.key")), source: "key").publicKey == onDisk.publicKey)
+        #expect(
+            try PrivateKeyIO.parse(try SecureFile.read(dir.file("Jill.key")), source: "key").publicKey
+                == onDisk.publicKey)
         #expect(try SecureFile.mode(of: dir.file("Jill.key")) == 0o600)
         let same = try ca.renew(name: "Jill", reuseKey: true)
         #expect(same.certificate.publicKey == renewed.certificate.publicKey)

@@ -2,11 +2,12 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOEmbedded
-@testable import SecureChannel
 import SecureChannelBench
 import SecureChannelPKI
 import Testing
 import X509
+
+@testable import SecureChannel
 
 @Suite("In memory: access rules, framing, ServerHello observer")
 struct InMemoryTests {
@@ -20,9 +21,10 @@ struct InMemoryTests {
     static func certificate(cn: String) throws -> Certificate {
         let key = Certificate.PrivateKey(P256.Signing.PrivateKey())
         let name = try DistinguishedName { CommonName(cn) }
-        return try Certificate(version: .v3, serialNumber: .init(), publicKey: key.publicKey, notValidBefore: Date(),
-                               notValidAfter: Date() + 3600, issuer: name, subject: name, signatureAlgorithm: .ecdsaWithSHA256,
-                               extensions: Certificate.Extensions(), issuerPrivateKey: key)
+        return try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: key.publicKey, notValidBefore: Date(),
+            notValidAfter: Date() + 3600, issuer: name, subject: name, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: Certificate.Extensions(), issuerPrivateKey: key)
     }
 
     @Test("access rules allow by CN, DNS SAN, URI SAN or any; nothing else")
@@ -54,7 +56,9 @@ struct InMemoryTests {
                 start = cut
             }
             var got: [[UInt8]] = []
-            while let frame = try channel.readInbound(as: ByteBuffer.self) { got.append(Array(frame.readableBytesView)) }
+            while let frame = try channel.readInbound(as: ByteBuffer.self) {
+                got.append(Array(frame.readableBytesView))
+            }
             results.append(got)
             _ = try? channel.finish()
         }
@@ -82,7 +86,9 @@ struct InMemoryTests {
     func overLong() throws {
         let channel = EmbeddedChannel()
         try Framing.lines.addHandlers(to: channel.pipeline.syncOperations, maximumMessageBytes: 16)
-        #expect(throws: (any Error).self) { try channel.writeInbound(ByteBuffer(repeating: UInt8(ascii: "x"), count: 64)) }
+        #expect(throws: (any Error).self) {
+            try channel.writeInbound(ByteBuffer(repeating: UInt8(ascii: "x"), count: 64))
+        }
         let length = EmbeddedChannel()
         try Framing.length.addHandlers(to: length.pipeline.syncOperations, maximumMessageBytes: 16)
         #expect(throws: (any Error).self) {
@@ -99,7 +105,9 @@ struct InMemoryTests {
         #expect(throws: ByteToMessageDecoderError.PayloadTooLargeError.self) {
             try lines.writeInbound(ByteBuffer(string: "exactly 16 bytes\n" + "seventeen bytes!!\n"))
         }
-        #expect(try lines.readInbound(as: ByteBuffer.self) == ByteBuffer(string: "exactly 16 bytes"), "the one within the limit passed")
+        #expect(
+            try lines.readInbound(as: ByteBuffer.self) == ByteBuffer(string: "exactly 16 bytes"),
+            "the one within the limit passed")
         let length = EmbeddedChannel()
         try Framing.length.addHandlers(to: length.pipeline.syncOperations, maximumMessageBytes: 16)
         #expect(throws: ByteToMessageDecoderError.PayloadTooLargeError.self) {
@@ -125,7 +133,9 @@ struct InMemoryTests {
         let ccs: [UInt8] = [20, 3, 3, 0, 1, 1]
         let second = hello(random: [UInt8](repeating: 9, count: 32), cipher: 0x1302, group: 0x001D)
         #expect(HandshakeObserver.parse(ByteBuffer(bytes: retry + ccs)) == .needMore)
-        #expect(HandshakeObserver.parse(ByteBuffer(bytes: retry + ccs + second)) == .found(.init(cipherSuite: 0x1302, group: 0x001D)))
+        #expect(
+            HandshakeObserver.parse(ByteBuffer(bytes: retry + ccs + second))
+                == .found(.init(cipherSuite: 0x1302, group: 0x001D)))
         #expect(HandshakeObserver.parse(ByteBuffer(bytes: [23, 3, 3, 0, 2, 1, 2])) == .gaveUp)
     }
 

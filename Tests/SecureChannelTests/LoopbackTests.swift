@@ -14,18 +14,22 @@ struct LoopbackTests {
         let pki = try TestPKI()
         defer { pki.cleanup() }
         let seen = NIOLockedValueBox<PeerIdentity?>(nil)
-        let server = try await RunningServer.start(pki, rules: AccessRules(commonNames: ["Chris"]), handler: { message, peer in
-            seen.withLockedValue { $0 = peer }
-            return ByteBuffer(string: "re: " + String(buffer: message))
-        })
-        let client = try await MessageClient.connect(server.clientConfiguration(try pki.identity("Chris"), trust: pki.trust))
+        let server = try await RunningServer.start(
+            pki, rules: AccessRules(commonNames: ["Chris"]),
+            handler: { message, peer in
+                seen.withLockedValue { $0 = peer }
+                return ByteBuffer(string: "re: " + String(buffer: message))
+            })
+        let client = try await MessageClient.connect(
+            server.clientConfiguration(try pki.identity("Chris"), trust: pki.trust))
         #expect(try await client.send("Hello Jill") == "re: Hello Jill")
         #expect(client.server.commonName == "Jill")
         #expect(client.server.dnsNames == ["localhost"])
         #expect(seen.withLockedValue { $0 }?.commonName == "Chris")
         #expect(client.session.tlsVersion == "TLSv1.3")
         #expect(client.session.keyExchangeGroup == "X25519MLKEM768")
-        #expect(client.session.cipherSuite.hasPrefix("TLS_AES_") || client.session.cipherSuite.hasPrefix("TLS_CHACHA20"))
+        #expect(
+            client.session.cipherSuite.hasPrefix("TLS_AES_") || client.session.cipherSuite.hasPrefix("TLS_CHACHA20"))
         await client.close()
         try await server.stop()
     }
@@ -35,7 +39,8 @@ struct LoopbackTests {
         let pki = try TestPKI()
         defer { pki.cleanup() }
         let server = try await RunningServer.start(pki) { $0.framing = .length }
-        let client = try await MessageClient.connect(server.clientConfiguration(try pki.identity("Chris"), trust: pki.trust, framing: .length))
+        let client = try await MessageClient.connect(
+            server.clientConfiguration(try pki.identity("Chris"), trust: pki.trust, framing: .length))
         let payload = ByteBuffer(bytes: (0..<1000).map { UInt8($0 % 256) })
         #expect(try await client.send(payload) == payload)
         await client.close()
@@ -75,11 +80,13 @@ struct LoopbackTests {
 
         // Server problems, seen by the client.
         let wrongName = await channelErrorCode {
-            _ = try await MessageClient.connect(server.clientConfiguration(chris, trust: pki.trust, serverName: "jill.example"))
+            _ = try await MessageClient.connect(
+                server.clientConfiguration(chris, trust: pki.trust, serverName: "jill.example"))
         }
         #expect(wrongName == .serverCertificateRejected)
         let wrongCA = await channelErrorCode {
-            _ = try await MessageClient.connect(server.clientConfiguration(try other.identity("Chris"), trust: other.trust))
+            _ = try await MessageClient.connect(
+                server.clientConfiguration(try other.identity("Chris"), trust: other.trust))
         }
         #expect(wrongCA == .serverCertificateRejected)
 
@@ -98,11 +105,13 @@ struct LoopbackTests {
         let chris = try pki.identity("Chris")
         // Jill's certificate has IP:127.0.0.1, and we connect to 127.0.0.1 — but ask for another name.
         let code = await channelErrorCode {
-            _ = try await MessageClient.connect(server.clientConfiguration(chris, trust: pki.trust, serverName: "db.example"))
+            _ = try await MessageClient.connect(
+                server.clientConfiguration(chris, trust: pki.trust, serverName: "db.example"))
         }
         #expect(code == .serverCertificateRejected)
         // Asking for the IP itself is fine.
-        let byIP = try await MessageClient.connect(server.clientConfiguration(chris, trust: pki.trust, serverName: "127.0.0.1"))
+        let byIP = try await MessageClient.connect(
+            server.clientConfiguration(chris, trust: pki.trust, serverName: "127.0.0.1"))
         #expect(try await byIP.send("ip") == "ip")
         await byIP.close()
         try await server.stop()
@@ -150,7 +159,8 @@ struct LoopbackTests {
         var admitted = false
         for _ in 0..<50 where !admitted {
             if let client = try? await MessageClient.connect(server.clientConfiguration(chris, trust: pki.trust)),
-               (try? await client.send("4")) == "4" {
+                (try? await client.send("4")) == "4"
+            {
                 admitted = true
                 await client.close()
             }
@@ -177,7 +187,8 @@ struct LoopbackTests {
         let pki = try TestPKI()
         defer { pki.cleanup() }
         let server = try await RunningServer.start(pki) { $0.idleTimeout = .seconds(1) }
-        let client = try await MessageClient.connect(server.clientConfiguration(try pki.identity("Chris"), trust: pki.trust))
+        let client = try await MessageClient.connect(
+            server.clientConfiguration(try pki.identity("Chris"), trust: pki.trust))
         #expect(try await client.send("hi") == "hi")
         // Send nothing more: the server must close the connection (the suite's time limit fails the test otherwise).
         let started = Date()
@@ -196,7 +207,8 @@ struct LoopbackTests {
         // take longer than the default 10 s; this test is about the replies, not the speed.
         let server = try await RunningServer.start(pki) { $0.handshakeTimeout = .seconds(60) }
         let chris = try pki.identity("Chris")
-        let clients = 200, messages = 25
+        let clients = 200
+        let messages = 25
         var configuration = server.clientConfiguration(chris, trust: pki.trust)
         configuration.timeout = .seconds(60)
         let failures = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -230,7 +242,9 @@ struct LoopbackTests {
                     for _ in 0..<20 {
                         group.addTask {
                             for _ in 0..<5 {
-                                if let client = try? await MessageClient.connect(server.clientConfiguration(chris, trust: pki.trust)) {
+                                if let client = try? await MessageClient.connect(
+                                    server.clientConfiguration(chris, trust: pki.trust))
+                                {
                                     _ = try? await client.send("x")
                                     await client.close()
                                 }
@@ -248,19 +262,24 @@ struct LoopbackTests {
     func noRules() throws {
         let pki = try TestPKI()
         defer { pki.cleanup() }
-        let configuration = MessageServerConfiguration(identity: try pki.identity("Jill"), trust: pki.trust, rules: AccessRules())
+        let configuration = MessageServerConfiguration(
+            identity: try pki.identity("Jill"), trust: pki.trust, rules: AccessRules())
         let error = #expect(throws: SecureChannelError.self) {
             _ = try MessageServer(configuration: configuration, logger: .init(label: "x")) { m, _ in m }
         }
         #expect(error?.message.contains("allow any client of the CA") == true)
-        #expect(error?.message.contains("--") == false, "library errors never name a CLI flag: \(String(describing: error))")
+        #expect(
+            error?.message.contains("--") == false, "library errors never name a CLI flag: \(String(describing: error))"
+        )
     }
 
     @Test("a leaf certificate passed as the CA is refused with a clear message")
     func leafAsCA() throws {
         let pki = try TestPKI()
         defer { pki.cleanup() }
-        let error = #expect(throws: SecureChannelError.self) { _ = try TrustAnchors.load(file: pki.dir.file("Jill.crt")) }
+        let error = #expect(throws: SecureChannelError.self) {
+            _ = try TrustAnchors.load(file: pki.dir.file("Jill.crt"))
+        }
         #expect(error?.message.contains("not a CA certificate") == true)
     }
 

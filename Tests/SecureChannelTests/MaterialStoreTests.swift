@@ -14,19 +14,25 @@ struct MaterialStoreTests {
         let pki = try TestPKI()
         defer { pki.cleanup() }
         for (name, what) in [("Chris", "cannot be used here"), ("ca", "is a CA certificate")] {
-            let files = TLSMaterialFiles(certificate: pki.dir.file("\(name).crt"), key: pki.dir.file("\(name).key"),
-                                         ca: pki.dir.file("ca.crt"))
+            let files = TLSMaterialFiles(
+                certificate: pki.dir.file("\(name).crt"), key: pki.dir.file("\(name).key"),
+                ca: pki.dir.file("ca.crt"))
             let error = #expect(throws: SecureChannelError.self) {
-                let configuration = try MessageServerConfiguration(host: "127.0.0.1", port: 0, files: files, rules: .anyClient)
-                _ = try MessageServer(configuration: configuration, logger: Logger(label: "test")) { message, _ in message }
+                let configuration = try MessageServerConfiguration(
+                    host: "127.0.0.1", port: 0, files: files, rules: .anyClient)
+                _ = try MessageServer(configuration: configuration, logger: Logger(label: "test")) { message, _ in
+                    message
+                }
             }
             #expect(error?.code == .configuration)
-            #expect(error?.message.contains("\(name).crt") == true && error?.message.contains(what) == true,
-                    "\(String(describing: error))")
+            #expect(
+                error?.message.contains("\(name).crt") == true && error?.message.contains(what) == true,
+                "\(String(describing: error))")
             #expect(error?.message.contains("server certificate (serverAuth)") == true)
         }
         // The control: Jill's certificate starts a server.
-        let configuration = try MessageServerConfiguration(host: "127.0.0.1", port: 0, files: pki.files(), rules: .anyClient)
+        let configuration = try MessageServerConfiguration(
+            host: "127.0.0.1", port: 0, files: pki.files(), rules: .anyClient)
         _ = try MessageServer(configuration: configuration, logger: Logger(label: "test")) { message, _ in message }
     }
 
@@ -35,11 +41,16 @@ struct MaterialStoreTests {
         let pki = try TestPKI()
         defer { pki.cleanup() }
         // Port 9 (discard) on loopback: nothing listens, so reaching the network would fail differently.
-        let configuration = MessageClientConfiguration(host: "127.0.0.1", port: 9, serverName: "localhost",
-                                                       identity: try pki.identity("Jill"), trust: pki.trust)
-        let error = await #expect(throws: SecureChannelError.self) { _ = try await MessageClient.connect(configuration) }
+        let configuration = MessageClientConfiguration(
+            host: "127.0.0.1", port: 9, serverName: "localhost",
+            identity: try pki.identity("Jill"), trust: pki.trust)
+        let error = await #expect(throws: SecureChannelError.self) {
+            _ = try await MessageClient.connect(configuration)
+        }
         #expect(error?.code == .configuration, "\(String(describing: error))")
-        #expect(error?.message.contains("Jill.crt") == true && error?.message.contains("client certificate (clientAuth)") == true)
+        #expect(
+            error?.message.contains("Jill.crt") == true
+                && error?.message.contains("client certificate (clientAuth)") == true)
         // The control: Chris's certificate gets as far as the network.
         var chris = configuration
         chris.identity = try pki.identity("Chris")

@@ -15,21 +15,27 @@ struct OperationsLibraryTests {
 
     @Test("a v2 header (with TLVs) gives the client address and its exact length; the bytes after it are untouched")
     func parsesV2() throws {
-        var header = ProxyProtocolHeader(source: Self.v4, destination: Self.v4Destination, tlsVersion: "TLSv1.3", commonName: "Chris",
-                                         cipher: nil, clientCertificate: nil).encode()
+        var header = ProxyProtocolHeader(
+            source: Self.v4, destination: Self.v4Destination, tlsVersion: "TLSv1.3", commonName: "Chris",
+            cipher: nil, clientCertificate: nil
+        ).encode()
         let length = header.readableBytes
         header.writeString("\u{16}\u{03}\u{01}rest of the stream")
         #expect(ProxyProtocolHeader.parse(header) == .header(length: length, source: Self.v4))
         let v6 = try SocketAddress(ipAddress: "2001:db8::5", port: 4_000)
-        let header6 = ProxyProtocolHeader(source: v6, destination: try SocketAddress(ipAddress: "2001:db8::1", port: 443), tlsVersion: "TLSv1.3",
-                                          commonName: nil, cipher: nil, clientCertificate: nil).encode()
+        let header6 = ProxyProtocolHeader(
+            source: v6, destination: try SocketAddress(ipAddress: "2001:db8::1", port: 443), tlsVersion: "TLSv1.3",
+            commonName: nil, cipher: nil, clientCertificate: nil
+        ).encode()
         #expect(ProxyProtocolHeader.parse(header6) == .header(length: header6.readableBytes, source: v6))
     }
 
     @Test("partial headers ask for more; v1, garbage, TLS, bad versions and commands are refused with a reason")
     func refusesOthers() throws {
-        let whole = ProxyProtocolHeader(source: Self.v4, destination: Self.v4Destination, tlsVersion: "TLSv1.3", commonName: nil, cipher: nil,
-                                        clientCertificate: nil).encode()
+        let whole = ProxyProtocolHeader(
+            source: Self.v4, destination: Self.v4Destination, tlsVersion: "TLSv1.3", commonName: nil, cipher: nil,
+            clientCertificate: nil
+        ).encode()
         for cut in [1, 11, 12, 15, 16, whole.readableBytes - 1] {
             #expect(ProxyProtocolHeader.parse(whole.getSlice(at: 0, length: cut)!) == .needMore, "cut at \(cut)")
         }
@@ -47,7 +53,8 @@ struct OperationsLibraryTests {
         #expect(reason(command)?.contains("command") == true)
         var local = Array(whole.readableBytesView)
         local[12] = 0x20  // LOCAL: the proxy's own connection (a health check); no client address
-        #expect(ProxyProtocolHeader.parse(ByteBuffer(bytes: local)) == .header(length: whole.readableBytes, source: nil))
+        #expect(
+            ProxyProtocolHeader.parse(ByteBuffer(bytes: local)) == .header(length: whole.readableBytes, source: nil))
         var short = Array(whole.readableBytesView.prefix(16))
         short[14] = 0
         short[15] = 4  // claims IPv4 addresses in 4 bytes
@@ -60,7 +67,8 @@ struct OperationsLibraryTests {
         defer { pki.cleanup() }
         let (entered, enteredContinuation) = AsyncStream<Void>.makeStream()
         let (release, releaseContinuation) = AsyncStream<Void>.makeStream()
-        var configuration = MessageServerConfiguration(identity: try pki.identity("Jill"), trust: pki.trust, rules: .anyClient)
+        var configuration = MessageServerConfiguration(
+            identity: try pki.identity("Jill"), trust: pki.trust, rules: .anyClient)
         configuration.shutdownGracePeriod = .seconds(30)
         let logger = Logger(label: "test.health")
         let endpoint = PrometheusEndpoint(host: "127.0.0.1", port: 0, logger: logger)
@@ -71,7 +79,8 @@ struct OperationsLibraryTests {
             return message
         }
         endpoint.reportReadiness { server.isReady }
-        let services = ServiceGroup(configuration: .init(services: [.init(service: endpoint), .init(service: server)], logger: logger))
+        let services = ServiceGroup(
+            configuration: .init(services: [.init(service: endpoint), .init(service: server)], logger: logger))
         let running = Task { try await services.run() }
         let healthPort = try #require(try await endpoint.listeningAddress().port)
         let port = try #require(try await server.listeningAddress().port)
@@ -83,8 +92,10 @@ struct OperationsLibraryTests {
         }
         #expect(try await health().hasPrefix("HTTP/1.0 200 OK"))
 
-        let client = try await MessageClient.connect(MessageClientConfiguration(
-            host: "127.0.0.1", port: port, serverName: "localhost", identity: try pki.identity("Chris"), trust: pki.trust, timeout: .seconds(30)))
+        let client = try await MessageClient.connect(
+            MessageClientConfiguration(
+                host: "127.0.0.1", port: port, serverName: "localhost", identity: try pki.identity("Chris"),
+                trust: pki.trust, timeout: .seconds(30)))
         let reply = Task { try await client.send("in flight") }
         for await _ in entered { break }
         await services.triggerGracefulShutdown()

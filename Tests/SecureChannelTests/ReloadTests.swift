@@ -15,7 +15,8 @@ struct ReloadTests {
         _ = try pki.ca.generateCRL()
         let dave = try pki.client("Dave")
         let server = try await RunningServer.start(pki, watching: pki.files(crl: true))
-        let chris = try await MessageClient.connect(server.clientConfiguration(try pki.identity("Chris"), trust: pki.trust))
+        let chris = try await MessageClient.connect(
+            server.clientConfiguration(try pki.identity("Chris"), trust: pki.trust))
         let other = try await MessageClient.connect(server.clientConfiguration(dave, trust: pki.trust))
         #expect(try await chris.send("before") == "before")
         try pki.ca.revoke(name: "Chris", reason: .keyCompromise)
@@ -25,7 +26,8 @@ struct ReloadTests {
         #expect(try await other.send("still fine") == "still fine")
         // And Chris cannot come back.
         let again = await channelErrorCode {
-            let client = try await MessageClient.connect(server.clientConfiguration(try pki.identity("Chris"), trust: pki.trust))
+            let client = try await MessageClient.connect(
+                server.clientConfiguration(try pki.identity("Chris"), trust: pki.trust))
             _ = try await client.send("let me in")
         }
         #expect(again == .clientCertificateRejected)
@@ -39,23 +41,32 @@ struct ReloadTests {
         defer { pki.cleanup() }
         let server = try await RunningServer.start(pki, watching: pki.files())
         let chris = try pki.identity("Chris")
-        let oldSerial = try await MessageClient.connect(server.clientConfiguration(chris, trust: pki.trust)).server.serial
+        let oldSerial = try await MessageClient.connect(server.clientConfiguration(chris, trust: pki.trust)).server
+            .serial
         let rotated = NIOLockedValueBox(false)
         let newSerial = NIOLockedValueBox<String?>(nil)
         let results = try await withThrowingTaskGroup(of: (ok: Int, failed: Int, sawNew: Bool).self) { group in
             for _ in 0..<50 {
                 group.addTask {
-                    var ok = 0, failed = 0, sawNew = false, round = 0
+                    var ok = 0
+                    var failed = 0
+                    var sawNew = false
+                    var round = 0
                     // Reconnect every few messages so new connections meet the rotation; stop a while after it.
                     var extraRounds = 3
                     while extraRounds > 0 {
                         round += 1
                         if rotated.withLockedValue({ $0 }) { extraRounds -= 1 }
                         do {
-                            let client = try await MessageClient.connect(server.clientConfiguration(chris, trust: pki.trust))
+                            let client = try await MessageClient.connect(
+                                server.clientConfiguration(chris, trust: pki.trust))
                             if client.server.serial == newSerial.withLockedValue({ $0 }) { sawNew = true }
                             for m in 0..<5 {
-                                if try await client.send("r\(round) m\(m)") == "r\(round) m\(m)" { ok += 1 } else { failed += 1 }
+                                if try await client.send("r\(round) m\(m)") == "r\(round) m\(m)" {
+                                    ok += 1
+                                } else {
+                                    failed += 1
+                                }
                             }
                             await client.close()
                         } catch {
@@ -71,7 +82,9 @@ struct ReloadTests {
             let renewed = try pki.ca.renew(name: "Jill")
             newSerial.withLockedValue { $0 = renewed.serial }
             // Wait until a new connection sees the new certificate (bounded by the time limit).
-            while try await MessageClient.connect(server.clientConfiguration(chris, trust: pki.trust)).server.serial != renewed.serial {
+            while try await MessageClient.connect(server.clientConfiguration(chris, trust: pki.trust)).server.serial
+                != renewed.serial
+            {
                 try await Task.sleep(for: .milliseconds(100))  // polling for the reload
             }
             rotated.withLockedValue { $0 = true }
@@ -92,9 +105,11 @@ struct ReloadTests {
         let chris = try pki.identity("Chris")
         let before = try await MessageClient.connect(server.clientConfiguration(chris, trust: pki.trust)).server.serial
         let good = try SecureFile.read(pki.dir.file("Jill.crt"))
-        try SecureFile.write(Array(good.prefix(good.count / 2)), to: pki.dir.file("Jill.crt"), mode: 0o644)  // half-written
+        // Half-written.
+        try SecureFile.write(Array(good.prefix(good.count / 2)), to: pki.dir.file("Jill.crt"), mode: 0o644)
         #expect(server.server.reload(reason: "test") == false)
-        try SecureFile.write(try SecureFile.read(pki.dir.file("Chris.key")), to: pki.dir.file("Jill.key"), mode: 0o600)  // wrong key
+        // The wrong key.
+        try SecureFile.write(try SecureFile.read(pki.dir.file("Chris.key")), to: pki.dir.file("Jill.key"), mode: 0o600)
         try SecureFile.write(good, to: pki.dir.file("Jill.crt"), mode: 0o644)
         #expect(server.server.reload(reason: "test") == false)
         let during = try await MessageClient.connect(server.clientConfiguration(chris, trust: pki.trust))
@@ -103,7 +118,9 @@ struct ReloadTests {
         // A proper renewal is picked up.
         let renewed = try pki.ca.renew(name: "Jill")
         #expect(server.server.reload(reason: "test"))
-        #expect(try await MessageClient.connect(server.clientConfiguration(chris, trust: pki.trust)).server.serial == renewed.serial)
+        #expect(
+            try await MessageClient.connect(server.clientConfiguration(chris, trust: pki.trust)).server.serial
+                == renewed.serial)
         try await server.stop()
     }
 
@@ -112,9 +129,9 @@ struct ReloadTests {
         let pki = try TestPKI()
         defer { pki.cleanup() }
         let server = try await RunningServer.start(pki)
-        // Issued "a day ago" for one day, plus eight seconds: it expires eight seconds from now (enough to connect
-        // even on a loaded machine).
-        let shortLived = try pki.client("Brief", now: Date() - 86_400 + 8, days: 1)
+        // Issued "a day ago" for one day, plus fifteen seconds: it expires fifteen seconds from now (enough to
+        // connect even while the whole suite loads both cores; eight seconds was not, twice).
+        let shortLived = try pki.client("Brief", now: Date() - 86_400 + 15, days: 1)
         let client = try await MessageClient.connect(server.clientConfiguration(shortLived, trust: pki.trust))
         #expect(try await client.send("while valid") == "while valid")
         let expiry = shortLived.leaf.notValidAfter

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -9,7 +10,6 @@ import SecureChannel
 import SecureChannelPKI
 import SecureChannelTunnel
 import ServiceLifecycle
-import Logging
 import TestSupport
 import Testing
 import X509
@@ -33,7 +33,8 @@ struct HostileInputTests {
             case .wrongPurpose, .hundredCertificateChain: return .badCertificate
             case .revoked: return .revoked
             case .notAllowed: return .notAllowed
-            case .caAsClient, .sslv3Hello, .tls10Hello, .tls11Hello, .httpRequest, .randomBytes, .resetMidHandshake: return .handshakeFailed
+            case .caAsClient, .sslv3Hello, .tls10Hello, .tls11Hello, .httpRequest, .randomBytes, .resetMidHandshake:
+                return .handshakeFailed
             case .truncatedHelloThenSilence, .halfOpenFlood: return .handshakeTimeout
             case .connectionFlood: return .limit
             case .overLongLine, .invalidUTF8, .byteByByte, .disconnectMidMessage, .renegotiation: return nil
@@ -66,7 +67,9 @@ struct HostileInputTests {
             if let reason = attack.refusal {
                 // The refusal is counted under its reason (before the log line the attack waited for is written).
                 let counted = harness.refusals(reason)
-                #expect(counted >= (attack == .halfOpenFlood ? 1_000 : 1), "\(attack) counted \(counted) times as \(reason.rawValue)")
+                #expect(
+                    counted >= (attack == .halfOpenFlood ? 1_000 : 1),
+                    "\(attack) counted \(counted) times as \(reason.rawValue)")
                 if attack == .connectionFlood { #expect(counted == 13) }
             }
             try await harness.finish()
@@ -106,20 +109,23 @@ struct HostileInputTests {
             let factory = PrometheusMetricsFactory(registry: registry)
             switch kind {
             case .messageServer:
-                let server = try await RunningServer.start(pki, rules: rules, watching: pki.files(crl: true), configure: { configuration in
-                    configuration.maximumMessageBytes = 1_000
-                    configuration.handshakeTimeout = .seconds(4)
-                    configuration.maximumConnections = maximumConnections
-                    configuration.tls = tls
-                    configuration.metricsFactory = factory
-                }, log: log)
+                let server = try await RunningServer.start(
+                    pki, rules: rules, watching: pki.files(crl: true),
+                    configure: { configuration in
+                        configuration.maximumMessageBytes = 1_000
+                        configuration.handshakeTimeout = .seconds(4)
+                        configuration.maximumConnections = maximumConnections
+                        configuration.tls = tls
+                        configuration.metricsFactory = factory
+                    }, log: log)
                 port = server.port
                 reload = { _ = server.server.reload() }
                 stop = { try await server.stop() }
             case .tunnelServer:
                 let target = try await EchoTarget.start()
                 var configuration = TunnelServerConfiguration(
-                    host: "127.0.0.1", port: 0, target: .tcp(host: "127.0.0.1", port: target.port), files: pki.files(crl: true),
+                    host: "127.0.0.1", port: 0, target: .tcp(host: "127.0.0.1", port: target.port),
+                    files: pki.files(crl: true),
                     rules: rules)
                 configuration.handshakeTimeout = .seconds(4)
                 configuration.maximumConnections = maximumConnections
@@ -141,25 +147,32 @@ struct HostileInputTests {
             }
             let honest: HonestClient
             do {
-                honest = try await HonestClient.start(Self.clientConfiguration(port: port, try pki.identity("Chris"), trust: pki.trust))
+                honest = try await HonestClient.start(
+                    Self.clientConfiguration(port: port, try pki.identity("Chris"), trust: pki.trust))
             } catch {
                 try? await stop()
                 throw SecureChannelError(.connectionFailed, "honest client: \(error); server log: \(log.all)")
             }
-            return Harness(pki: pki, port: port, log: log, registry: registry, listener: kind == .messageServer ? "serve" : "tunnel",
-                           honest: honest, reload: reload, stop: stop)
+            return Harness(
+                pki: pki, port: port, log: log, registry: registry,
+                listener: kind == .messageServer ? "serve" : "tunnel",
+                honest: honest, reload: reload, stop: stop)
         }
 
         /// `securechannel_connections_refused_total` for `reason`, from the server's metrics.
         func refusals(_ reason: RefusalReason) -> Double {
-            let series = "securechannel_connections_refused_total{listener=\"\(listener)\",reason=\"\(reason.rawValue)\"} "
+            let series =
+                "securechannel_connections_refused_total{listener=\"\(listener)\",reason=\"\(reason.rawValue)\"} "
             let line = registry.emitToString().split(separator: "\n").first { $0.hasPrefix(series) }
             return line.flatMap { Double($0.dropFirst(series.count)) } ?? 0
         }
 
-        static func clientConfiguration(port: Int, _ identity: TLSIdentity, trust: TrustAnchors) -> MessageClientConfiguration {
-            var configuration = MessageClientConfiguration(host: "127.0.0.1", port: port, serverName: "localhost",
-                                                           identity: identity, trust: trust, timeout: .seconds(10))
+        static func clientConfiguration(port: Int, _ identity: TLSIdentity, trust: TrustAnchors)
+            -> MessageClientConfiguration
+        {
+            var configuration = MessageClientConfiguration(
+                host: "127.0.0.1", port: port, serverName: "localhost",
+                identity: identity, trust: trust, timeout: .seconds(10))
             configuration.checksOwnCertificate = false  // the attacks present wrong certificates on purpose
             return configuration
         }
@@ -188,7 +201,9 @@ struct HostileInputTests {
         }
 
         /// Waits for a log line containing every one of `parts`.
-        func expectLog(_ parts: String..., timeout: Double = 10, sourceLocation: SourceLocation = #_sourceLocation) async {
+        func expectLog(_ parts: String..., timeout: Double = 10, sourceLocation: SourceLocation = #_sourceLocation)
+            async
+        {
             let line = await log.waitForLine(timeout: timeout) { line in parts.allSatisfy { line.contains($0) } }
             #expect(line != nil, "no log line with \(parts); log: \(log.all.suffix(8))", sourceLocation: sourceLocation)
         }
@@ -209,7 +224,9 @@ struct HostileInputTests {
         func run(_ attack: Attack) async throws {
             switch attack {
             case .noCertificate:
-                #expect(await TLSProbe.exchange(port: port, configuration: TLSProbe.configuration(trust: pki.trust), line: "no cert") == nil)
+                #expect(
+                    await TLSProbe.exchange(
+                        port: port, configuration: TLSProbe.configuration(trust: pki.trust), line: "no cert") == nil)
                 await expectLog("no client certificate")
             case .rogueCA:
                 let rogue = try TestPKI()
@@ -233,10 +250,13 @@ struct HostileInputTests {
                 // Neither MessageClient nor BoringSSL will present a certificate whose keyUsage forbids signing,
                 // so OpenSSL plays the attacker.
                 let openssl = try Tools.require("openssl")
-                let process = try RunningProcess(openssl, [
-                    "s_client", "-connect", "127.0.0.1:\(port)", "-servername", "localhost",
-                    "-cert", pki.dir.file("ca.crt"), "-key", pki.dir.file("ca.key"), "-CAfile", pki.dir.file("ca.crt"),
-                ])
+                let process = try RunningProcess(
+                    openssl,
+                    [
+                        "s_client", "-connect", "127.0.0.1:\(port)", "-servername", "localhost",
+                        "-cert", pki.dir.file("ca.crt"), "-key", pki.dir.file("ca.key"), "-CAfile",
+                        pki.dir.file("ca.crt"),
+                    ])
                 defer { process.stop() }
                 process.send("I am the CA\n")
                 // BoringSSL refuses it before our verification runs: the CA's keyUsage does not allow signing.
@@ -249,7 +269,8 @@ struct HostileInputTests {
                 await refused(revoked)
                 await expectLog("CN=Revoked", "revoked")
             case .notAllowed:
-                await refused(try TLSIdentity.load(certificateFile: pki.dir.file("Eve.crt"), keyFile: pki.dir.file("Eve.key")))
+                await refused(
+                    try TLSIdentity.load(certificateFile: pki.dir.file("Eve.crt"), keyFile: pki.dir.file("Eve.key")))
                 await expectLog("refused by rules", "CN=Eve")
             case .sslv3Hello, .tls10Hello, .tls11Hello:
                 let version: UInt16 = attack == .sslv3Hello ? 0x0300 : attack == .tls10Hello ? 0x0301 : 0x0302
@@ -266,7 +287,7 @@ struct HostileInputTests {
                 await expectLog("127.0.0.1:\(socket.localPort)", "plaintext HTTP")
             case .randomBytes:
                 let socket = try await RawTCP.connect(port: port)
-                try? socket.send((0..<4_096).map { _ in UInt8.random(in: 0 ... 255) })
+                try? socket.send((0..<4_096).map { _ in UInt8.random(in: 0...255) })
                 #expect(await socket.receiveAll().ended)
                 await expectLog("127.0.0.1:\(socket.localPort)", "handshake failed")
             case .truncatedHelloThenSilence:
@@ -302,12 +323,14 @@ struct HostileInputTests {
                 #expect(Array(reply.readableBytesView) == bytes, "bytes come back as they were sent")
                 await client.close()
             case .byteByByte:
-                let reply = await TLSProbe.exchange(port: port, configuration: try TLSProbe.configuration(trust: pki.trust, identity: pki),
-                                                    line: "split into one TLS record per byte", byteByByte: true)
+                let reply = await TLSProbe.exchange(
+                    port: port, configuration: try TLSProbe.configuration(trust: pki.trust, identity: pki),
+                    line: "split into one TLS record per byte", byteByByte: true)
                 #expect(reply == "split into one TLS record per byte")
             case .disconnectMidMessage:
-                let reply = await TLSProbe.exchange(port: port, configuration: try TLSProbe.configuration(trust: pki.trust, identity: pki),
-                                                    line: "a whole message first", thenLeaveAfter: "half a mess")
+                let reply = await TLSProbe.exchange(
+                    port: port, configuration: try TLSProbe.configuration(trust: pki.trust, identity: pki),
+                    line: "a whole message first", thenLeaveAfter: "half a mess")
                 #expect(reply == "a whole message first")
                 await expectLog("CN=Chris", "ended inside a message")
             case .resetMidHandshake:
@@ -318,10 +341,13 @@ struct HostileInputTests {
                 await expectLog("ended", "reset by peer")
             case .renegotiation:
                 let openssl = try Tools.require("openssl")
-                let process = try RunningProcess(openssl, [
-                    "s_client", "-connect", "127.0.0.1:\(port)", "-tls1_2", "-servername", "localhost",
-                    "-cert", pki.dir.file("Chris.crt"), "-key", pki.dir.file("Chris.key"), "-CAfile", pki.dir.file("ca.crt"),
-                ])
+                let process = try RunningProcess(
+                    openssl,
+                    [
+                        "s_client", "-connect", "127.0.0.1:\(port)", "-tls1_2", "-servername", "localhost",
+                        "-cert", pki.dir.file("Chris.crt"), "-key", pki.dir.file("Chris.key"), "-CAfile",
+                        pki.dir.file("ca.crt"),
+                    ])
                 defer { process.stop() }
                 try await process.waitForOutput { $0.contains("Verify return code") }
                 process.send("hello before\n")
@@ -330,8 +356,10 @@ struct HostileInputTests {
                 try await process.waitForOutput { $0.contains("RENEGOTIATING") }
                 await expectLog("CN=Chris", "renegotiation refused")
             case .hundredCertificateChain:
-                let reply = await TLSProbe.exchange(port: port, configuration: try TLSProbe.configuration(trust: pki.trust, identity: pki, padChainTo: 100),
-                                                    line: "long chain")
+                let reply = await TLSProbe.exchange(
+                    port: port,
+                    configuration: try TLSProbe.configuration(trust: pki.trust, identity: pki, padChainTo: 100),
+                    line: "long chain")
                 #expect(reply == nil)
                 await expectLog("chain too long (100 certificates")
             case .connectionFlood:
@@ -390,7 +418,9 @@ final class HonestClient: Sendable {
                 lastError = error
             }
         }
-        guard let client = established else { throw lastError ?? SecureChannelError(.connectionFailed, "no honest connection") }
+        guard let client = established else {
+            throw lastError ?? SecureChannelError(.connectionFailed, "no honest connection")
+        }
         honest.task.withLockedValue {
             $0 = Task {
                 var number = 0
@@ -436,20 +466,27 @@ final class HonestClient: Sendable {
 enum TLSProbe {
     static func configuration(trust: TrustAnchors) -> TLSConfiguration {
         var configuration = TLSConfiguration.makeClientConfiguration()
-        configuration.trustRoots = .certificates(trust.certificates.compactMap {
-            try? NIOSSLCertificate(bytes: try $0.serializeAsPEM().derBytes, format: .der)
-        })
+        configuration.trustRoots = .certificates(
+            trust.certificates.compactMap {
+                try? NIOSSLCertificate(bytes: try $0.serializeAsPEM().derBytes, format: .der)
+            })
         configuration.certificateVerification = .noHostnameVerification
         return configuration
     }
 
     /// Chris's certificate and key; with `padChainTo`, followed by that many minus one self-signed "intermediates"
     /// all named like the CA.
-    static func configuration(trust: TrustAnchors, identity pki: TestPKI, padChainTo: Int = 1) throws -> TLSConfiguration {
-        try configuration(trust: trust, certificate: pki.dir.file("Chris.crt"), key: pki.dir.file("Chris.key"), padChainTo: padChainTo)
+    static func configuration(trust: TrustAnchors, identity pki: TestPKI, padChainTo: Int = 1) throws
+        -> TLSConfiguration
+    {
+        try configuration(
+            trust: trust, certificate: pki.dir.file("Chris.crt"), key: pki.dir.file("Chris.key"), padChainTo: padChainTo
+        )
     }
 
-    static func configuration(trust: TrustAnchors, certificate: String, key: String, padChainTo: Int = 1) throws -> TLSConfiguration {
+    static func configuration(trust: TrustAnchors, certificate: String, key: String, padChainTo: Int = 1) throws
+        -> TLSConfiguration
+    {
         var configuration = configuration(trust: trust)
         var chain = [try NIOSSLCertificate(file: certificate, format: .pem)]
         for _ in 1..<padChainTo {
@@ -458,7 +495,9 @@ enum TLSProbe {
             let certificate = try Certificate(
                 version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey), notValidBefore: Date() - 3_600,
                 notValidAfter: Date() + 86_400, issuer: name, subject: name, signatureAlgorithm: .ecdsaWithSHA256,
-                extensions: try Certificate.Extensions { Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil)) },
+                extensions: try Certificate.Extensions {
+                    Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil))
+                },
                 issuerPrivateKey: .init(key))
             chain.append(try NIOSSLCertificate(bytes: try certificate.serializeAsPEM().derBytes, format: .der))
         }
@@ -469,14 +508,17 @@ enum TLSProbe {
 
     /// Handshakes, sends `line` (with a newline when `terminate`), and returns the reply line, or nil when the
     /// connection failed or closed without one.
-    static func exchange(port: Int, configuration: TLSConfiguration, line: String, byteByByte: Bool = false,
-                         terminate: Bool = true, thenLeaveAfter partial: String? = nil) async -> String? {
+    static func exchange(
+        port: Int, configuration: TLSConfiguration, line: String, byteByByte: Bool = false,
+        terminate: Bool = true, thenLeaveAfter partial: String? = nil
+    ) async -> String? {
         do {
             let context = try NIOSSLContext(configuration: configuration)
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connect(host: "127.0.0.1", port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: "localhost"))
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: context, serverHostname: "localhost"))
                         return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     }
                 }

@@ -5,10 +5,11 @@ import NIOCore
 import NIOPosix
 import SecureChannel
 import SecureChannelPKI
-@testable import SecureChannelTunnel
 import ServiceLifecycle
 import TestSupport
 import Testing
+
+@testable import SecureChannelTunnel
 
 /// A plaintext TCP server on 127.0.0.1 for tests: echoes (and forwards a half-close), or records what it gets.
 final class PlainTarget: @unchecked Sendable {
@@ -84,15 +85,18 @@ struct TunnelPair {
     let serverPort: Int
     let clientPort: Int
 
-    static func start(_ pki: TestPKI, targetPort: Int, clientName: String = "Chris", rules: AccessRules = .anyClient,
-                      proxyProtocol: Bool = false, crl: Bool = false,
-                      configureServer: (inout TunnelServerConfiguration) -> Void = { _ in }) async throws -> TunnelPair {
+    static func start(
+        _ pki: TestPKI, targetPort: Int, clientName: String = "Chris", rules: AccessRules = .anyClient,
+        proxyProtocol: Bool = false, crl: Bool = false,
+        configureServer: (inout TunnelServerConfiguration) -> Void = { _ in }
+    ) async throws -> TunnelPair {
         var logger = Logger(label: "test.tunnel")
         logger.logLevel = .critical
         var serverConfiguration = TunnelServerConfiguration(
             host: "127.0.0.1", port: 0, target: .tcp(host: "127.0.0.1", port: targetPort),
-            files: TLSMaterialFiles(certificate: pki.dir.file("Jill.crt"), key: pki.dir.file("Jill.key"), ca: pki.dir.file("ca.crt"),
-                                    crls: crl ? [pki.dir.file("crl.pem")] : []),
+            files: TLSMaterialFiles(
+                certificate: pki.dir.file("Jill.crt"), key: pki.dir.file("Jill.key"), ca: pki.dir.file("ca.crt"),
+                crls: crl ? [pki.dir.file("crl.pem")] : []),
             rules: rules, proxyProtocol: proxyProtocol, connectTimeout: .seconds(2))
         serverConfiguration.shutdownGracePeriod = .milliseconds(200)
         configureServer(&serverConfiguration)
@@ -101,21 +105,26 @@ struct TunnelPair {
         let runServer = Task { try await serverTask.run() }
         let serverPort = try #require(try await server.listeningAddress().port)
         var clientConfiguration = TunnelClientConfiguration(
-            listen: .tcp(host: "127.0.0.1", port: 0), targetHost: "127.0.0.1", targetPort: serverPort, serverName: "localhost",
-            files: TLSMaterialFiles(certificate: pki.dir.file("\(clientName).crt"), key: pki.dir.file("\(clientName).key"),
-                                    ca: pki.dir.file("ca.crt")))
+            listen: .tcp(host: "127.0.0.1", port: 0), targetHost: "127.0.0.1", targetPort: serverPort,
+            serverName: "localhost",
+            files: TLSMaterialFiles(
+                certificate: pki.dir.file("\(clientName).crt"), key: pki.dir.file("\(clientName).key"),
+                ca: pki.dir.file("ca.crt")))
         clientConfiguration.shutdownGracePeriod = .milliseconds(200)
         let client = try TunnelClient(configuration: clientConfiguration, logger: logger)
-        let services = ServiceGroup(configuration: .init(
-            services: [.init(service: client), .init(service: FileWatchService(watching: [server, client]))], logger: logger))
+        let services = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: client), .init(service: FileWatchService(watching: [server, client]))],
+                logger: logger))
         let task = Task {
             try await services.run()
             await serverTask.triggerGracefulShutdown()
             try await runServer.value
         }
         let clientPort = try #require(try await client.listeningAddress().port)
-        return TunnelPair(pki: pki, server: server, client: client, services: services, task: task, serverPort: serverPort,
-                          clientPort: clientPort)
+        return TunnelPair(
+            pki: pki, server: server, client: client, services: services, task: task, serverPort: serverPort,
+            clientPort: clientPort)
     }
 
     func stop() async throws {

@@ -4,9 +4,10 @@ import NIOCore
 import NIOPosix
 import SecureChannel
 import SecureChannelPKI
-@testable import SecureChannelTunnel
 import TestSupport
 import Testing
+
+@testable import SecureChannelTunnel
 
 @Suite("Tunnel: client → mTLS → server → target", .timeLimit(.minutes(3)))
 struct TunnelTests {
@@ -16,7 +17,8 @@ struct TunnelTests {
         defer { pki.cleanup() }
         let target = try await PlainTarget(.echo)
         let pair = try await TunnelPair.start(pki, targetPort: target.port)
-        let size = 32 * 1024 * 1024, chunk = 64 * 1024
+        let size = 32 * 1024 * 1024
+        let chunk = 64 * 1024
         var generator = SystemRandomNumberGenerator()
         let block = (0..<chunk).map { _ in UInt8.random(in: 0...255, using: &generator) }
         var sent = SHA256()
@@ -56,7 +58,9 @@ struct TunnelTests {
         await target.stop()
     }
 
-    @Test("a tunnel server with acceptProxyProtocol refuses a client that comes without a PROXY header; the same pair without it works")
+    @Test(
+        "a tunnel server with acceptProxyProtocol refuses a client that comes without a PROXY header; the same pair without it works"
+    )
     func acceptProxyProtocolRefusesDirectClients() async throws {
         let pki = try TestPKI(clients: ["Eve"], crl: true)
         defer { pki.cleanup() }
@@ -125,7 +129,8 @@ struct TunnelTests {
         let pki = try TestPKI(clients: ["Eve"], crl: true)
         defer { pki.cleanup() }
         let target = try await PlainTarget(.record)
-        let pair = try await TunnelPair.start(pki, targetPort: target.port, clientName: "Eve", rules: AccessRules(commonNames: ["Chris"]))
+        let pair = try await TunnelPair.start(
+            pki, targetPort: target.port, clientName: "Eve", rules: AccessRules(commonNames: ["Chris"]))
         let got = try await PlainClient.sendAndCountReply(port: pair.clientPort, "secret for chris only")
         #expect(got == 0)
         #expect(target.received.withLockedValue { $0 }.isEmpty)
@@ -139,7 +144,9 @@ struct TunnelTests {
         defer { pki.cleanup() }
         let target = try await PlainTarget(.silent)  // accepts, never reads
         let pair = try await TunnelPair.start(pki, targetPort: target.port)
-        let accepted = try await Task.detached { try Self.pushUntilBlocked(port: pair.clientPort, limit: 256 * 1024 * 1024) }.value
+        let accepted = try await Task.detached {
+            try Self.pushUntilBlocked(port: pair.clientPort, limit: 256 * 1024 * 1024)
+        }.value
         // Kernel socket buffers on the three hops hold some megabytes; an unbounded tunnel would take all 256 MB.
         #expect(accepted < 64 * 1024 * 1024, "accepted \(accepted) bytes")
         #expect(accepted > 0)
@@ -156,7 +163,9 @@ struct TunnelTests {
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard rc == 0 else { throw TimedOut(what: "connect", seconds: 0) }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
@@ -198,7 +207,8 @@ struct TunnelTests {
         #expect(header.sourceAddress == "127.0.0.1" && header.destinationPort == pair.serverPort)
         #expect(header.tlv[ProxyProtocolHeader.TLV.sslVersion] == Array("TLSv1.3".utf8))
         #expect(header.tlv[ProxyProtocolHeader.TLV.sslCN] == Array("Chris".utf8))
-        let chris = try CertificateIO.parseCertificates(try SecureFile.read(pki.dir.file("Chris.crt")), source: "Chris.crt")[0]
+        let chris = try CertificateIO.parseCertificates(
+            try SecureFile.read(pki.dir.file("Chris.crt")), source: "Chris.crt")[0]
         #expect(header.tlv[ProxyProtocolHeader.TLV.clientCertificate] == (try CertificateIO.der(chris)))
         #expect(header.sslClientFlags == 0x03 && header.sslVerify == 0)
         #expect(Array(bytes[header.length...]) == Array("PAYLOAD".utf8))
@@ -239,9 +249,11 @@ struct TunnelTests {
         #expect(!TunnelEndpoint.tcp(host: "0.0.0.0", port: 1).isLocal)
         #expect(!TunnelEndpoint.tcp(host: "192.0.2.1", port: 1).isLocal)
         let files = TLSMaterialFiles(certificate: "a", key: "b", ca: "c")
-        let server = TunnelServerConfiguration(host: "127.0.0.1", port: 0, target: .tcp(host: "192.0.2.1", port: 80), files: files, rules: .anyClient)
+        let server = TunnelServerConfiguration(
+            host: "127.0.0.1", port: 0, target: .tcp(host: "192.0.2.1", port: 80), files: files, rules: .anyClient)
         #expect(throws: SecureChannelError.self) { try server.validate() }
-        let client = TunnelClientConfiguration(listen: .tcp(host: "0.0.0.0", port: 0), targetHost: "x", targetPort: 1, files: files)
+        let client = TunnelClientConfiguration(
+            listen: .tcp(host: "0.0.0.0", port: 0), targetHost: "x", targetPort: 1, files: files)
         #expect(throws: SecureChannelError.self) { try client.validate() }
     }
 }
@@ -269,11 +281,13 @@ enum ProxyV2 {
         let source = body[0..<4].map(String.init).joined(separator: ".")
         let destinationPort = Int(body[10]) << 8 | Int(body[11])
         var tlv: [UInt8: [UInt8]] = [:]
-        var flags: UInt8 = 0, verify: UInt32 = 0
+        var flags: UInt8 = 0
+        var verify: UInt32 = 0
         func walk(_ data: ArraySlice<UInt8>) {
             var index = data.startIndex
             while index + 3 <= data.endIndex {
-                let type = data[index], len = Int(data[index + 1]) << 8 | Int(data[index + 2])
+                let type = data[index]
+                let len = Int(data[index + 1]) << 8 | Int(data[index + 2])
                 let value = data[(index + 3)..<min(index + 3 + len, data.endIndex)]
                 tlv[type] = Array(value)
                 if type == ProxyProtocolHeader.TLV.ssl, value.count >= 5 {
@@ -285,7 +299,8 @@ enum ProxyV2 {
             }
         }
         walk(body[12...])
-        return Header(command: bytes[12], family: bytes[13], sourceAddress: source, destinationPort: destinationPort, tlv: tlv,
-                      sslClientFlags: flags, sslVerify: verify, length: 16 + length)
+        return Header(
+            command: bytes[12], family: bytes[13], sourceAddress: source, destinationPort: destinationPort, tlv: tlv,
+            sslClientFlags: flags, sslVerify: verify, length: 16 + length)
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A blocking TCP socket to 127.0.0.1 for tests that must misbehave below TLS: raw bytes, half-open
@@ -20,13 +20,16 @@ public final class RawTCP: @unchecked Sendable {
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard connected == 0 else {
             Glibc.close(fd)
             throw RawTCPError(what: "connect() to port \(port): errno \(errno)")
         }
-        var timeout = timeval(tv_sec: Int(receiveTimeout), tv_usec: Int((receiveTimeout - Double(Int(receiveTimeout))) * 1e6))
+        var timeout = timeval(
+            tv_sec: Int(receiveTimeout), tv_usec: Int((receiveTimeout - Double(Int(receiveTimeout))) * 1e6))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var local = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -41,7 +44,9 @@ public final class RawTCP: @unchecked Sendable {
     public static func connect(port: Int, count: Int = 1, receiveTimeout: Double = 5) async throws -> [RawTCP] {
         try await withCheckedThrowingContinuation { continuation in
             Thread {
-                continuation.resume(with: Result { try (0..<count).map { _ in try RawTCP(port: port, receiveTimeout: receiveTimeout) } })
+                continuation.resume(
+                    with: Result { try (0..<count).map { _ in try RawTCP(port: port, receiveTimeout: receiveTimeout) } }
+                )
             }.start()
         }
     }
@@ -59,7 +64,9 @@ public final class RawTCP: @unchecked Sendable {
     public func send(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            let written = bytes[offset...].withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+            }
             guard written > 0 else { throw RawTCPError(what: "send(): errno \(errno)") }
             offset += written
         }
@@ -106,13 +113,16 @@ public final class RawTCP: @unchecked Sendable {
     /// TLS 1.1) and one CBC suite, as an old client would send it.
     public static func legacyClientHello(version: UInt16) -> [UInt8] {
         var body: [UInt8] = [UInt8(version >> 8), UInt8(version & 0xFF)]
-        body += (0..<32).map { _ in UInt8.random(in: 0 ... 255) }  // random
+        body += (0..<32).map { _ in UInt8.random(in: 0...255) }  // random
         body += [0]  // no session id
         body += [0, 2, 0x00, 0x2F]  // TLS_RSA_WITH_AES_128_CBC_SHA
         body += [1, 0]  // null compression
         let handshake: [UInt8] = [1, 0, UInt8(body.count >> 8), UInt8(body.count & 0xFF)] + body
         let recordVersion: UInt16 = version == 0x0300 ? 0x0300 : 0x0301
-        return [0x16, UInt8(recordVersion >> 8), UInt8(recordVersion & 0xFF), UInt8(handshake.count >> 8), UInt8(handshake.count & 0xFF)]
+        return [
+            0x16, UInt8(recordVersion >> 8), UInt8(recordVersion & 0xFF), UInt8(handshake.count >> 8),
+            UInt8(handshake.count & 0xFF),
+        ]
             + handshake
     }
 
@@ -149,7 +159,8 @@ public enum ProcessStats {
     /// Resident set size of `pid` in KiB.
     public static func residentKiB(_ pid: pid_t) -> Int {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return -1 }
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+        else { return -1 }
         return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
     }
 }

@@ -36,8 +36,7 @@ public final class RunningProcess: @unchecked Sendable {
         let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
         defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
+            for pointer in argv + envp { free(pointer) }
         }
         _ = FileManager.default.createFile(atPath: directory.file("out"), contents: nil)
         // The calling thread (a concurrency pool thread) may block signals; the child must start with none blocked
@@ -116,7 +115,9 @@ public final class RunningProcess: @unchecked Sendable {
                 if predicate(final) { return final }
                 throw ProcessEnded(name: name, output: final)
             }
-            if Date() > deadline { throw TimedOut(what: "\(name) waiting for output; got: \(text.suffix(500))", seconds: timeout) }
+            if Date() > deadline {
+                throw TimedOut(what: "\(name) waiting for output; got: \(text.suffix(500))", seconds: timeout)
+            }
             try await Task.sleep(for: .milliseconds(20))  // polling a child's output file
         }
     }

@@ -18,23 +18,31 @@ public struct RunningServer: Sendable {
         configure: (inout MessageServerConfiguration) -> Void = { _ in }, handler: MessageHandler? = nil,
         log: LogCapture? = nil
     ) async throws -> RunningServer {
-        var configuration = try files.map { try MessageServerConfiguration(host: "127.0.0.1", port: 0, files: $0, rules: rules) }
+        var configuration =
+            try files.map { try MessageServerConfiguration(host: "127.0.0.1", port: 0, files: $0, rules: rules) }
             ?? MessageServerConfiguration(identity: try pki.identity("Jill"), trust: pki.trust, rules: rules)
         configure(&configuration)
-        var logger = log.map { capture in Logger(label: "test.server") { _ in capture.handler } } ?? Logger(label: "test.server")
+        var logger =
+            log.map { capture in Logger(label: "test.server") { _ in capture.handler } } ?? Logger(label: "test.server")
         logger.logLevel = log == nil ? .critical : .info
-        let server = try MessageServer(configuration: configuration, logger: logger, handler: handler ?? { message, _ in message })
-        let services = ServiceGroup(configuration: .init(
-            services: [.init(service: server), .init(service: FileWatchService(watching: [server]))], logger: logger))
+        let server = try MessageServer(
+            configuration: configuration, logger: logger, handler: handler ?? { message, _ in message })
+        let services = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: server), .init(service: FileWatchService(watching: [server]))], logger: logger
+            ))
         let task = Task { try await services.run() }
         let address = try await server.listeningAddress()
         return RunningServer(server: server, services: services, task: task, port: try #require(address.port))
     }
 
-    public func clientConfiguration(_ identity: TLSIdentity, trust: TrustAnchors, serverName: String? = "localhost",
-                             framing: Framing = .lines) -> MessageClientConfiguration {
-        MessageClientConfiguration(host: "127.0.0.1", port: port, serverName: serverName, identity: identity, trust: trust,
-                                   framing: framing, timeout: .seconds(10))
+    public func clientConfiguration(
+        _ identity: TLSIdentity, trust: TrustAnchors, serverName: String? = "localhost",
+        framing: Framing = .lines
+    ) -> MessageClientConfiguration {
+        MessageClientConfiguration(
+            host: "127.0.0.1", port: port, serverName: serverName, identity: identity, trust: trust,
+            framing: framing, timeout: .seconds(10))
     }
 
     public func stop() async throws {
@@ -55,7 +63,6 @@ public func channelErrorCode(_ body: () async throws -> Void) async -> SecureCha
         return nil
     }
 }
-
 
 /// Collects a server's log lines in memory, so that tests can check the reason it gives.
 public final class LogCapture: Sendable {

@@ -13,7 +13,9 @@ public struct TestPKI: Sendable {
     public let trust: TrustAnchors
 
     /// Barry, Jill and Chris, plus a client certificate for each of `clients`; `crl.pem` (empty) when `crl`.
-    public init(keyType: KeyType = .ecdsaP256, clients: [String] = [], crl: Bool = false, in directory: String? = nil) throws {
+    public init(keyType: KeyType = .ecdsaP256, clients: [String] = [], crl: Bool = false, in directory: String? = nil)
+        throws
+    {
         dir = try directory.map { try TemporaryDirectory(existing: $0) } ?? TemporaryDirectory()
         ca = try CertificateAuthority.create(directory: dir.path, name: "Barry", keyType: keyType)
         trust = try TrustAnchors([ca.certificate])
@@ -35,8 +37,9 @@ public struct TestPKI: Sendable {
 
     /// `NAME`'s files with Barry's CA, and `crl.pem` when `crl` is set (Jill's by default).
     public func files(_ name: String = "Jill", crl: Bool = false) -> TLSMaterialFiles {
-        TLSMaterialFiles(certificate: dir.file("\(name).crt"), key: dir.file("\(name).key"), ca: dir.file("ca.crt"),
-                         crls: crl ? [dir.file("crl.pem")] : [])
+        TLSMaterialFiles(
+            certificate: dir.file("\(name).crt"), key: dir.file("\(name).key"), ca: dir.file("ca.crt"),
+            crls: crl ? [dir.file("crl.pem")] : [])
     }
 
     /// Removes the directory.

@@ -90,7 +90,9 @@ public enum Tools {
     ) async throws -> ProcessResult {
         let directory = try TemporaryDirectory()
         defer { directory.cleanup() }
-        let outPath = directory.file("stdout"), errPath = directory.file("stderr"), inPath = directory.file("stdin")
+        let outPath = directory.file("stdout")
+        let errPath = directory.file("stderr")
+        let inPath = directory.file("stdin")
         _ = FileManager.default.createFile(atPath: outPath, contents: nil)
         _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         _ = FileManager.default.createFile(atPath: inPath, contents: Data((stdin ?? "").utf8))

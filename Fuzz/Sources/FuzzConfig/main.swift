@@ -1,6 +1,6 @@
 // The configuration file parser (YAML via Yams, then our checks of the serve section and every tunnel entry).
 import FuzzShim
-import SecureChannelTunnel
+import SecureChannelConfig
 
 #if canImport(Glibc)
 import Glibc

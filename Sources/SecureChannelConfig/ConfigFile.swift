@@ -223,14 +223,9 @@ public struct ConfigFile: Sendable {
             var configuration = TunnelServerConfiguration(
                 host: host, port: port, target: target, files: files, rules: try fields.accessRules(),
                 proxyProtocol: try fields.flag("proxy-protocol"), allowRemoteTarget: allowRemote, tls: tls)
-            if let value = try fields.integer("max-connections") { configuration.maximumConnections = value }
+            try fields.applyListenerKeys(to: &configuration)
             if let value = try fields.seconds("handshake-timeout") { configuration.handshakeTimeout = value }
-            if let value = try fields.seconds("idle-timeout") { configuration.idleTimeout = value }
             if let value = try fields.seconds("connect-timeout") { configuration.connectTimeout = value }
-            if let value = try fields.seconds("drain-timeout") { configuration.shutdownGracePeriod = value }
-            if let value = try fields.integer("expiry-warning-days", minimum: 0) {
-                configuration.expiryWarningDays = value
-            }
             configuration.acceptProxyProtocol = try fields.flag("accept-proxy-protocol")
             configuration.reusePort = try fields.flag("reuse-port")
             configuration.metricsLabel = name
@@ -254,13 +249,33 @@ public struct ConfigFile: Sendable {
         var configuration = TunnelClientConfiguration(
             listen: listen, targetHost: host, targetPort: port, serverName: try fields.optionalString("server-name"),
             files: files, allowRemoteListen: allowRemote, tls: tls)
+        try fields.applyListenerKeys(to: &configuration)
         if let value = try fields.seconds("connect-timeout") { configuration.connectTimeout = value }
-        if let value = try fields.integer("max-connections") { configuration.maximumConnections = value }
-        if let value = try fields.seconds("idle-timeout") { configuration.idleTimeout = value }
-        if let value = try fields.seconds("drain-timeout") { configuration.shutdownGracePeriod = value }
-        if let value = try fields.integer("expiry-warning-days", minimum: 0) { configuration.expiryWarningDays = value }
         configuration.metricsLabel = name
         try configuration.validate()
         return .client(name: name, configuration)
+    }
+}
+
+/// The settings every listening side reads from the same keys, whatever its library configuration.
+protocol ListenerKeys {
+    var maximumConnections: Int { get set }
+    var idleTimeout: TimeAmount { get set }
+    var shutdownGracePeriod: TimeAmount { get set }
+    var expiryWarningDays: Int { get set }
+}
+
+extension MessageServerConfiguration: ListenerKeys {}
+extension TunnelServerConfiguration: ListenerKeys {}
+extension TunnelClientConfiguration: ListenerKeys {}
+
+extension ConfigFields {
+    /// `max-connections`, `idle-timeout`, `drain-timeout`, `expiry-warning-days`: a key that is absent keeps the
+    /// configuration's default.
+    func applyListenerKeys(to configuration: inout some ListenerKeys) throws {
+        if let value = try integer("max-connections") { configuration.maximumConnections = value }
+        if let value = try seconds("idle-timeout") { configuration.idleTimeout = value }
+        if let value = try seconds("drain-timeout") { configuration.shutdownGracePeriod = value }
+        if let value = try integer("expiry-warning-days", minimum: 0) { configuration.expiryWarningDays = value }
     }
 }

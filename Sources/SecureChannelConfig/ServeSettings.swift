@@ -36,10 +36,7 @@ public struct ServeSettings: Sendable {
         }
         if let value = try fields.integer("max-message-bytes") { server.maximumMessageBytes = value }
         if let value = try fields.seconds("handshake-timeout") { server.handshakeTimeout = value }
-        if let value = try fields.seconds("idle-timeout") { server.idleTimeout = value }
-        if let value = try fields.integer("max-connections") { server.maximumConnections = value }
-        if let value = try fields.integer("expiry-warning-days", minimum: 0) { server.expiryWarningDays = value }
-        if let value = try fields.seconds("drain-timeout") { server.shutdownGracePeriod = value }
+        try fields.applyListenerKeys(to: &server)
         server.acceptProxyProtocol = try fields.flag("accept-proxy-protocol")
         server.reusePort = try fields.flag("reuse-port")
         try server.validate()

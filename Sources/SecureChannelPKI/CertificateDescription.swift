@@ -93,34 +93,6 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
         self.warnings = warnings
     }
 
-    /// The text block `cert inspect` prints.
-    public func text(index: Int? = nil, of total: Int? = nil) -> String {
-        var lines: [String] = []
-        if let index, let total, total > 1 { lines.append("Certificate \(index) of \(total)") }
-        func row(_ label: String, _ value: String) {
-            lines.append("  " + (label + ":").padding(toLength: 22, withPad: " ", startingAt: 0) + value)
-        }
-        row("Subject", subject)
-        row("Issuer", issuer + (selfIssued ? " (self-issued)" : ""))
-        row("Serial", serial)
-        row("Version", "v\(version)")
-        row("Not before", Self.format(notBefore))
-        let left = daysLeft >= 0 ? "\(daysLeft) days left" : "expired \(-daysLeft) days ago"
-        row("Not after", "\(Self.format(notAfter)) (\(left))")
-        row(
-            "Alternative names",
-            subjectAlternativeNames.isEmpty ? "(none)" : subjectAlternativeNames.joined(separator: ", "))
-        row("Key usage", keyUsage.isEmpty ? "(none)" : keyUsage.joined(separator: ", "))
-        row("Extended key usage", extendedKeyUsage.isEmpty ? "(none)" : extendedKeyUsage.joined(separator: ", "))
-        row("Basic constraints", basicConstraints ?? "(none)")
-        row("Public key", "\(keyType) (\(keyBits) bits)")
-        row("Signature", signatureAlgorithm)
-        row("SHA-256 fingerprint", sha256Fingerprint)
-        row("Public key SHA-256", publicKeySHA256)
-        for warning in warnings { lines.append("  warning: \(warning)") }
-        return lines.joined(separator: "\n")
-    }
-
     /// ISO 8601 UTC, to the second.
     public static func format(_ date: Date) -> String {
         let formatter = ISO8601DateFormatter()

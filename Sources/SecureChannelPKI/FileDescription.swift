@@ -16,18 +16,6 @@ public struct KeyDescription: Codable, Sendable, Equatable {
     /// Problems or hints.
     public var warnings: [String]
 
-    /// The text block `cert inspect` prints.
-    public func text() -> String {
-        var lines = ["Private key"]
-        func row(_ label: String, _ value: String) {
-            lines.append("  " + (label + ":").padding(toLength: 22, withPad: " ", startingAt: 0) + value)
-        }
-        row("Format", format)
-        if let keyType, let keyBits { row("Key", "\(keyType) (\(keyBits) bits)") }
-        if let publicKeySHA256 { row("Public key SHA-256", publicKeySHA256) }
-        for warning in warnings { lines.append("  warning: \(warning)") }
-        return lines.joined(separator: "\n")
-    }
 }
 
 /// A CRL as `cert inspect` shows it.
@@ -62,28 +50,6 @@ public struct CRLDescription: Codable, Sendable, Equatable {
         entries = crl.entries
     }
 
-    /// The text block `cert inspect` prints.
-    public func text() -> String {
-        var lines = ["Certificate revocation list (X.509 v2)"]
-        func row(_ label: String, _ value: String) {
-            lines.append("  " + (label + ":").padding(toLength: 22, withPad: " ", startingAt: 0) + value)
-        }
-        row("Issuer", issuer)
-        row("CRL number", number ?? "(none)")
-        row("This update", CertificateDescription.format(thisUpdate))
-        row(
-            "Next update",
-            nextUpdate.map { CertificateDescription.format($0) + (expired ? " (EXPIRED)" : "") } ?? "(none)")
-        row("Authority key id", authorityKeyIdentifier ?? "(none)")
-        row("Signature", signatureAlgorithm)
-        row("Revoked", "\(entries.count)")
-        for entry in entries {
-            lines.append(
-                "    serial \(entry.serial)  revoked \(CertificateDescription.format(entry.revocationDate))  reason \(entry.reason?.name ?? "(none)")"
-            )
-        }
-        return lines.joined(separator: "\n")
-    }
 }
 
 /// Everything found in one file: certificates, private keys and CRLs, in order.

@@ -111,7 +111,7 @@ public struct ProxyProtocolHeader: Sendable, Equatable {
                     "a PROXY protocol v1 (text) header: configure the proxy to send v2 (HAProxy: send-proxy-v2)")
             }
             return .invalid(
-                "no PROXY protocol v2 header: with --accept-proxy-protocol every connection must come through the proxy"
+                "no PROXY protocol v2 header: this listener requires one, so every connection must come through the proxy"
             )
         }
         guard view.count >= 16 else { return .needMore }

@@ -27,8 +27,8 @@ public struct RevocationList: Sendable {
             }
             if crl.isExpired(at: now) && !allowExpired {
                 throw SecureChannelError(
-                    .configuration,
-                    "\(source) expired on \(crl.nextUpdate.map(CertificateDescription.format) ?? "?"); publish a fresh one ('securechannel ca crl') or pass --crl-expired allow"
+                    .expiredCRL,
+                    "\(source) expired on \(crl.nextUpdate.map(CertificateDescription.format) ?? "?"); publish a fresh one ('securechannel ca crl') or allow expired CRLs explicitly"
                 )
             }
         }

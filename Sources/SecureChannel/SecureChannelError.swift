@@ -12,6 +12,7 @@ public struct SecureChannelError: Error, Sendable, Hashable, CustomStringConvert
             case handshakeFailed = "handshake-failed"
             case connectionClosed = "connection-closed"
             case messageTooLong = "message-too-long"
+            case expiredCRL = "expired-crl"
         }
         let backing: Backing
         /// The configuration is unusable (missing files, key not matching certificate, no access rule).
@@ -30,6 +31,8 @@ public struct SecureChannelError: Error, Sendable, Hashable, CustomStringConvert
         public static let connectionClosed = Code(backing: .connectionClosed)
         /// A message exceeds the configured maximum size.
         public static let messageTooLong = Code(backing: .messageTooLong)
+        /// A CRL is past its nextUpdate and expired CRLs are not allowed (fail closed).
+        public static let expiredCRL = Code(backing: .expiredCRL)
         /// The stable string form.
         public var description: String { backing.rawValue }
     }

@@ -54,9 +54,10 @@ public struct TrustAnchors: Sendable {
     let nioCertificates: [NIOSSLCertificate]
 
     /// Trusts exactly `certificates`, which must be CA certificates.
-    public init(_ certificates: [Certificate], source: String = "--ca") throws {
+    public init(_ certificates: [Certificate], source: String = "the CA file") throws {
         guard !certificates.isEmpty else {
-            throw SecureChannelError(.configuration, "no CA certificate given; pass --ca FILE")
+            throw SecureChannelError(
+                .configuration, "no CA certificate given: pass the certificate(s) of the CA peers must chain to")
         }
         for certificate in certificates {
             if case .notCertificateAuthority = try? certificate.extensions.basicConstraints {

@@ -49,7 +49,12 @@ struct SendCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let material = try files.materialFiles().load()
+        let material: TLSMaterial
+        do {
+            material = try files.materialFiles().load()
+        } catch let error as SecureChannelError where error.code == .expiredCRL {
+            throw SecureChannelError(error.code, error.message + ": pass --crl-expired allow")
+        }
         let configuration = MessageClientConfiguration(
             host: connect.host, port: connect.port, serverName: serverName, identity: material.identity,
             trust: material.trust, revocation: material.revocation,

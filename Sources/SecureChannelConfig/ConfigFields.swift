@@ -185,18 +185,20 @@ public struct ConfigFields: Sendable {
         return (host, port)
     }
 
-    /// The name of `key` as its origin spells it: `--key` on the command line, `key: true` in a file.
-    func spelled(_ key: String, value: String = "true") -> String {
-        values[key]?.origin == "the command line" || values[key] == nil ? "--\(key)" : "\(key): \(value)"
-    }
-
-    /// `--cert`, `--key`, `--ca`, `--crl`, `--crl-expired`: loaded once here so that a bad file is reported now.
-    func materialFiles() throws -> TLSMaterialFiles {
+    /// `--cert`, `--key`, `--ca`, `--crl`, `--crl-expired`: loaded once here, and our certificate checked to fit
+    /// `purpose`, so that a bad file is reported now (`config check` too), in this layer's words.
+    func materialFiles(for purpose: CertificatePurpose) throws -> TLSMaterialFiles {
         let files = TLSMaterialFiles(
             certificate: try path("cert", hint: "our certificate"), key: try path("key", hint: "our private key"),
             ca: try path("ca", hint: "the CA certificate"), crls: list("crl").map { absolute($0, key: "crl") },
             allowExpiredCRL: try choice("crl-expired", ["deny", "allow"]) == "allow")
-        _ = try files.load()
+        do {
+            try files.load().identity.checkFits(purpose)
+        } catch let error as SecureChannelError where error.code == .expiredCRL {
+            // The code beneath stays; the way out is said in this layer's words.
+            throw SecureChannelError(
+                error.code, error.message + ": pass --crl-expired allow (in a file: crl-expired: allow)")
+        }
         return files
     }
 

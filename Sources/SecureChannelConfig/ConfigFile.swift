@@ -203,7 +203,7 @@ public struct ConfigFile: Sendable {
             throw SecureChannelError(.configuration, "missing 'mode': server or client")
         }
         try fields.checkKeys(mode == "server" ? serverKeys : clientKeys, what: "a \(mode) tunnel")
-        let files = try fields.materialFiles()
+        let files = try fields.materialFiles(for: mode == "server" ? .server : .client)
         let tls = try fields.tlsPolicy()
         if mode == "server" {
             guard

@@ -29,7 +29,7 @@ public struct ServeSettings: Sendable {
             throw fields.failure("listen", "must be HOST:PORT")
         }
         var server = try MessageServerConfiguration(
-            host: host, port: port, files: try fields.materialFiles(), rules: try fields.accessRules())
+            host: host, port: port, files: try fields.materialFiles(for: .server), rules: try fields.accessRules())
         server.tls = try fields.tlsPolicy()
         if let framing = try fields.choice("framing", Framing.allCases.map(\.rawValue)) {
             server.framing = Framing(rawValue: framing) ?? .lines

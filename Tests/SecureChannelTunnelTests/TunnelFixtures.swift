@@ -88,7 +88,8 @@ struct TunnelPair {
     static func start(
         _ pki: TestPKI, targetPort: Int, clientName: String = "Chris", rules: AccessRules = .anyClient,
         proxyProtocol: Bool = false, crl: Bool = false,
-        configureServer: (inout TunnelServerConfiguration) -> Void = { _ in }
+        configureServer: (inout TunnelServerConfiguration) -> Void = { _ in },
+        configureClient: (inout TunnelClientConfiguration) -> Void = { _ in }
     ) async throws -> TunnelPair {
         var logger = Logger(label: "test.tunnel")
         logger.logLevel = .critical
@@ -111,6 +112,7 @@ struct TunnelPair {
                 certificate: pki.dir.file("\(clientName).crt"), key: pki.dir.file("\(clientName).key"),
                 ca: pki.dir.file("ca.crt")))
         clientConfiguration.shutdownGracePeriod = .milliseconds(200)
+        configureClient(&clientConfiguration)
         let client = try TunnelClient(configuration: clientConfiguration, logger: logger)
         let services = ServiceGroup(
             configuration: .init(

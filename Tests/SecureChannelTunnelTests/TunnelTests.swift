@@ -303,4 +303,42 @@ enum ProxyV2 {
             command: bytes[12], family: bytes[13], sourceAddress: source, destinationPort: destinationPort, tlv: tlv,
             sslClientFlags: flags, sslVerify: verify, length: 16 + length)
     }
+
+}
+
+@Suite("Tunnel client: the listener core's limits", .timeLimit(.minutes(2)))
+struct TunnelClientLimitTests {
+    @Test(
+        "the tunnel client has the servers' limits: beyond --max-connections a local connection is refused at once, the open one goes on; an idle tunnel is closed"
+    )
+    func tunnelClientLimits() async throws {
+        let pki = try TestPKI()
+        defer { pki.cleanup() }
+        let target = try await PlainTarget(.echo)
+        let pair = try await TunnelPair.start(
+            pki, targetPort: target.port,
+            configureClient: {
+                $0.maximumConnections = 1
+                $0.idleTimeout = .seconds(2)
+            })
+        let first = try await PlainClient.connect(port: pair.clientPort)
+        try await first.executeThenClose { inbound, outbound in
+            var replies = inbound.makeAsyncIterator()
+            try await outbound.write(ByteBuffer(string: "one"))
+            #expect(String(buffer: try #require(try await replies.next())) == "one")
+            // A second local connection while the first is open: refused, nothing forwarded.
+            let second = try await RawTCP.connect(port: pair.clientPort)
+            try second.send(Array("two".utf8))
+            let refused = await second.receiveAll()
+            #expect(refused.bytes.isEmpty && refused.ended, "closed at once, nothing forwarded")
+            try await outbound.write(ByteBuffer(string: "three"))
+            #expect(String(buffer: try #require(try await replies.next())) == "three", "the open tunnel goes on")
+            // Quiet for longer than the idle timeout: the client closes the tunnel.
+            let started = ContinuousClock.now
+            #expect(try await replies.next() == nil)
+            #expect(ContinuousClock.now - started >= .milliseconds(1500))
+        }
+        try await pair.stop()
+        await target.stop()
+    }
 }

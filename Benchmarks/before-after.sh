@@ -53,9 +53,12 @@ run() {  # binary label
         --key pki/Chris.key --ca pki/ca.crt > tc.out 2>/dev/null & local tcp=$!
     local cport; cport=$(port_of tc.out "listening on ")
     "$H" bench --connect "127.0.0.1:$cport" --plaintext --mode echo --connections 50 --size 64 --duration 8 --json > t.json
+    "$H" bench --connect "127.0.0.1:$cport" --plaintext --mode handshake --connections 4 --duration 5 --json > th.json
+    "$H" bench --connect "127.0.0.1:$cport" --plaintext --mode bulk --connections 1 --size 16384 --duration 5 --json > tb.json
     kill $tcp $tsp; wait $tcp $tsp 2>/dev/null || true
-    printf '%-5s serve echo %6s msg/s   serve handshakes %5s/s   tunnel pair echo %6s msg/s\n' "$2" \
-        "$(field e.json messages_per_second)" "$(field h.json handshakes_per_second)" "$(field t.json messages_per_second)"
+    printf '%-5s serve echo %6s msg/s   serve handshakes %5s/s   pair echo %6s msg/s   pair connections %4s/s   pair bulk %4s MB/s\n' "$2" \
+        "$(field e.json messages_per_second)" "$(field h.json handshakes_per_second)" "$(field t.json messages_per_second)" \
+        "$(field th.json handshakes_per_second)" "$(field tb.json megabytes_per_second)"
 }
 for _ in $(seq "$ROUNDS"); do
     run "$BASE" base

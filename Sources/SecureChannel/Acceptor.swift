@@ -344,7 +344,7 @@ package final class Acceptor: Sendable {
         }
         try pipeline.addHandler(QuickAckHandler(handshake: handshake.futureResult))
         try pipeline.addHandler(HandshakeObserver(side: .server, record: record))
-        try pipeline.addHandler(FatalCloseHandler())
+        try pipeline.addHandler(FatalCloseHandler(record: record))
         try pipeline.addHandler(tlsHandler)
 
         try pipeline.addHandler(

@@ -106,6 +106,7 @@ final class HandshakeEventsHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        record.tlsFailed = true  // read by FatalCloseHandler when the TLS handler then closes
         let reason = ErrorDescription.describe(error, record: record, handshakeCompleted: completed)
         if !completed, reason == ErrorDescription.noClientCertificate { record.noteRefusal(.noCertificate) }
         record.noteClose(reason)

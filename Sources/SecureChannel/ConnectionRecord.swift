@@ -14,6 +14,7 @@ package final class ConnectionRecord: Sendable {
         var tlsVersion: TLSVersion?
         var closeReason: String?
         var verificationFailure: String?
+        var tlsFailed = false
         var busy = false
         var handshake: EventLoopFuture<Void>?
         var traffic: String?
@@ -90,6 +91,12 @@ package final class ConnectionRecord: Sendable {
 
     package func noteClose(_ reason: String) {
         state.withLockedValue { if $0.closeReason == nil { $0.closeReason = reason } }
+    }
+
+    /// Whether the TLS layer reported an error (a failed handshake, a bad record): its close then carries an alert.
+    package var tlsFailed: Bool {
+        get { state.withLockedValue { $0.tlsFailed } }
+        set { state.withLockedValue { $0.tlsFailed = newValue } }
     }
 
     package var verificationFailure: String? {

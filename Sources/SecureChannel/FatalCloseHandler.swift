@@ -8,7 +8,8 @@ import NIOCore
 /// fails to decrypt or is too long, NIOSSL closes before it writes the `bad_record_mac` / `record_overflow` alert
 /// BoringSSL produced (it writes pending output at the end of the read, which the close came before); and after a
 /// handshake alert the socket closes while the client's flight is still arriving, so the kernel answers the
-/// unread bytes with a TCP reset that destroys the alert at the client.
+/// unread bytes with a TCP reset that destroys the alert at the client. Clean closes (close_notify, idle, shutdown)
+/// pass straight through: the drain would only add work to every connection.
 final class FatalCloseHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -26,6 +27,13 @@ final class FatalCloseHandler: ChannelDuplexHandler {
     }
 
     private var state = State.open
+    private let record: ConnectionRecord
+
+    /// `record` tells whether the TLS layer failed (set by ``HandshakeEventsHandler``, which sees the error before
+    /// the TLS handler closes): only such a close is held; a clean close passes at once.
+    init(record: ConnectionRecord) {
+        self.record = record
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .open = state else { return }  // draining: the peer's leftovers are dropped
@@ -56,7 +64,7 @@ final class FatalCloseHandler: ChannelDuplexHandler {
     }
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        guard mode == .all, case .open = state, context.channel.isActive else {
+        guard mode == .all, case .open = state, context.channel.isActive, record.tlsFailed else {
             if case .draining(let held, _) = state, mode == .all {
                 // A second close while draining joins the first.
                 if let promise { held?.futureResult.cascade(to: promise) ?? promise.succeed() }

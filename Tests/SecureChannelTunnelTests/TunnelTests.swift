@@ -335,7 +335,10 @@ struct TunnelClientLimitTests {
             #expect(String(buffer: try #require(try await replies.next())) == "three", "the open tunnel goes on")
             // Quiet for longer than the idle timeout: the client closes the tunnel.
             let started = ContinuousClock.now
-            #expect(try await replies.next() == nil)
+            // The end shows as end of input, or as a reset when the close races our read: either is a close.
+            let ended: Bool
+            do { ended = try await replies.next() == nil } catch { ended = true }
+            #expect(ended)
             #expect(ContinuousClock.now - started >= .milliseconds(1500))
         }
         try await pair.stop()

@@ -194,6 +194,9 @@ package final class Acceptor: Sendable {
     }
 
     private func warnAboutExpiry(_ material: TLSMaterial, now: Date = Date()) {
+        for warning in material.identity.warnings {
+            logger.warning("\(warning)", metadata: ["event": "key-permissions"])
+        }
         let horizon = now + TimeInterval(settings.expiryWarningDays) * 86_400
         let mine =
             [("the \(terminatesTLS ? "server" : "client") certificate", material.identity.leaf)]
@@ -204,9 +207,9 @@ package final class Acceptor: Sendable {
                 logger.warning(
                     "\(what) EXPIRED on \(date): renew it ('securechannel ca renew')", metadata: ["event": "expiry"])
             } else {
-                let days = Int(certificate.notValidAfter.timeIntervalSince(now) / 86_400)
+                let days = DaysLeft.days(DaysLeft.count(until: certificate.notValidAfter, now: now))
                 logger.warning(
-                    "\(what) expires on \(date) (in \(days) days): renew it soon", metadata: ["event": "expiry"])
+                    "\(what) expires on \(date) (in \(days)): renew it soon", metadata: ["event": "expiry"])
             }
         }
     }

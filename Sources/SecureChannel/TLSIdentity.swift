@@ -11,6 +11,8 @@ public struct TLSIdentity: Sendable {
     let nioKey: NIOSSLPrivateKey
     /// Where the certificate came from (its file), for messages.
     public let source: String
+    /// What the user should know about the files, e.g. a key readable by others (each said once per process).
+    public internal(set) var warnings: [String] = []
 
     /// The leaf certificate.
     public var leaf: Certificate { chain[0] }
@@ -43,7 +45,9 @@ public struct TLSIdentity: Sendable {
                 .configuration,
                 "\(keyFile) does not belong to \(certificateFile); pass the key issued with this certificate")
         }
-        return try TLSIdentity(chain: chain, privateKey: key, source: certificateFile)
+        var identity = try TLSIdentity(chain: chain, privateKey: key, source: certificateFile)
+        if let warning = SecureFile.keyExposureWarning(keyFile) { identity.warnings.append(warning) }
+        return identity
     }
 }
 

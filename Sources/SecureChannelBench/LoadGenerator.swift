@@ -80,8 +80,6 @@ public struct LoadGenerator: Sendable {
         public var megabytesPerSecond: Double?
         /// Latency of a round trip (echo and handshake modes), else nil.
         public var latencyMs: Latency?
-        /// Whether TLS session resumption was used (never: see `bench --help`).
-        public var resumed: Bool
         /// Negotiated parameters seen on the first connection.
         public var session: SessionInfo?
         /// Round trips completed with the right reply.
@@ -106,7 +104,7 @@ public struct LoadGenerator: Sendable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case mode, connections, seconds, errors, resumed, session, messages, integrity
+            case mode, connections, seconds, errors, session, messages, integrity
             case firstError = "first_error"
             case handshakesPerSecond = "handshakes_per_second"
             case messagesPerSecond = "messages_per_second"
@@ -126,7 +124,6 @@ public struct LoadGenerator: Sendable {
             try container.encode(messagesPerSecond, forKey: .messagesPerSecond)
             try container.encode(megabytesPerSecond, forKey: .megabytesPerSecond)
             try container.encode(latencyMs, forKey: .latencyMs)
-            try container.encode(resumed, forKey: .resumed)
             try container.encode(session, forKey: .session)
             try container.encode(messages, forKey: .messages)
             try container.encode(integrity, forKey: .integrity)
@@ -267,7 +264,7 @@ public struct LoadGenerator: Sendable {
             handshakesPerSecond: options.mode == .handshake ? Double(handshakes) / seconds : nil,
             messagesPerSecond: Double(messages) / seconds,
             megabytesPerSecond: Double(messages * options.size) / seconds / 1e6,
-            latencyMs: latency, resumed: false, session: session, messages: messages, integrity: integrity)
+            latencyMs: latency, session: session, messages: messages, integrity: integrity)
     }
 
     private static func more(_ done: Int, _ count: Int?, _ deadline: ContinuousClock.Instant?) -> Bool {

@@ -16,9 +16,8 @@ struct BenchCommand: AsyncParsableCommand {
             counted), bulk (messages of --size \
             streamed with 32 outstanding per connection, replies read and discarded). \
             Works against any server that echoes lines: securechannel serve, stunnel in front of an echo service, \
-            openssl s_server... Build with 'swift build -c release' before measuring. \
-            --resume: swift-nio-ssl exposes no client-side session cache, so every handshake is a full one; the \
-            flag is accepted and the report says resumed=false.
+            openssl s_server... Build with 'swift build -c release' before measuring. Every handshake is a full \
+            one: swift-nio-ssl has no client-side session cache, so there is no resumption to measure.
 
             EXAMPLES:
               securechannel bench --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt --mode echo --connections 100 --duration 10
@@ -77,9 +76,6 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds to run when --messages is not given.", valueName: "seconds"))
     var duration: Double = 10
 
-    @Flag(help: "Ask for TLS session resumption (not available in this TLS stack: reported as resumed=false).")
-    var resume = false
-
     @Flag(help: "Print one JSON object on stdout.")
     var json = false
 
@@ -117,9 +113,6 @@ struct BenchCommand: AsyncParsableCommand {
             target: target,
             options: .init(
                 mode: mode, connections: connections, messages: messages, size: size, duration: duration))
-        if resume && !json {
-            Console.error("note: --resume: swift-nio-ssl has no client session cache; every handshake is a full one")
-        }
         let progress = LoadGenerator.Progress()
         let ticker =
             isatty(STDERR_FILENO) == 1
@@ -127,16 +120,26 @@ struct BenchCommand: AsyncParsableCommand {
                 let start = Date()
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(1))
+                    if Task.isCancelled { break }
                     let now = progress.snapshot
                     let line = String(
                         format: "\r%5.1f s: %d messages, %d handshakes, %d errors   ",
                         Date().timeIntervalSince(start), now.messages, now.handshakes, now.errors)
-                    FileHandle.standardError.write(Data(line.utf8))
+                    Console.write(STDERR_FILENO, line, onClosedPipe: .exit)
                 }
             } : nil
-        let report = try await generator.run(progress: progress)
+        let report: LoadGenerator.Report
+        do {
+            report = try await generator.run(progress: progress)
+        } catch {
+            ticker?.cancel()
+            await ticker?.value
+            throw error
+        }
+        // The ticker has written its last line before the report: no progress line after the table.
         ticker?.cancel()
-        if ticker != nil { FileHandle.standardError.write(Data("\n".utf8)) }
+        await ticker?.value
+        if ticker != nil { Console.write(STDERR_FILENO, "\n", onClosedPipe: .exit) }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
@@ -177,7 +180,6 @@ struct BenchCommand: AsyncParsableCommand {
             ])
         }
         rows.append(["TLS", report.session?.summary ?? "-"])
-        rows.append(["resumed", "\(report.resumed)"])
         return TextTable.render(rows)
     }
 }

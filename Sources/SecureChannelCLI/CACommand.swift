@@ -2,6 +2,10 @@ import ArgumentParser
 import Foundation
 import SecureChannelPKI
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// `securechannel ca …`: create and run a certificate authority.
 struct CACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,18 +20,30 @@ struct CACommand: AsyncParsableCommand {
 
 /// Options every `ca` command that uses the CA key shares.
 struct CAOptions: ParsableArguments {
-    @Option(help: "The CA directory (holds ca.crt, ca.key, index.json).")
+    @Option(help: "The CA directory (holds ca.crt, ca.key, index.json).", completion: .directory)
     var dir: String
 
     @Option(
         help: ArgumentHelp(
             "File whose first line is the CA key's passphrase (or set SECURECHANNEL_CA_PASSPHRASE).",
-            valueName: "file"))
+            valueName: "file"), completion: .file())
     var passphraseFile: String?
 
     /// The passphrase from --passphrase-file, else the environment, else nil.
     func passphrase() throws -> [UInt8]? {
         try Passphrase.resolve(file: passphraseFile)
+    }
+
+    /// Opens the CA; asks for the passphrase on the terminal when the key is encrypted and none was given;
+    /// prints what the user should know (a key readable by others).
+    func open() throws -> CertificateAuthority {
+        var passphrase = try passphrase()
+        if passphrase == nil, CertificateAuthority.keyIsEncrypted(directory: dir), isatty(STDIN_FILENO) != 0 {
+            passphrase = try Passphrase.prompt("Passphrase for \(dir)/\(CertificateAuthority.Files.key): ")
+        }
+        let authority = try CertificateAuthority.open(directory: dir, passphrase: passphrase)
+        for warning in authority.warnings { Console.error("warning: \(warning)") }
+        return authority
     }
 }
 
@@ -55,6 +71,37 @@ enum Passphrase {
         }
         return nil
     }
+
+    /// Reads one line from the terminal with echo off.
+    static func prompt(_ text: String) throws -> [UInt8] {
+        let tty = Glibc.open("/dev/tty", O_RDWR | O_CLOEXEC)
+        guard tty >= 0 else {
+            throw PKIError(
+                .passphraseRequired,
+                "the CA key is encrypted and there is no terminal to ask on; pass --passphrase-file FILE or set \(environmentVariable)"
+            )
+        }
+        defer { Glibc.close(tty) }
+        var saved = termios()
+        let canHideEcho = tcgetattr(tty, &saved) == 0
+        if canHideEcho {
+            var quiet = saved
+            quiet.c_lflag &= ~tcflag_t(ECHO)
+            tcsetattr(tty, TCSAFLUSH, &quiet)
+        }
+        defer {
+            if canHideEcho { tcsetattr(tty, TCSAFLUSH, &saved) }
+            _ = Glibc.write(tty, "\n", 1)
+        }
+        _ = text.withCString { Glibc.write(tty, $0, strlen($0)) }
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while Glibc.read(tty, &byte, 1) == 1, byte != 0x0A {
+            if byte != 0x0D { line.append(byte) }
+        }
+        guard !line.isEmpty else { throw PKIError(.passphraseRequired, "no passphrase given; nothing was changed") }
+        return line
+    }
 }
 
 /// `securechannel ca init`.
@@ -78,17 +125,18 @@ struct CAInitCommand: AsyncParsableCommand {
     var name: String = CertificateAuthority.defaultName
 
     @Option(
-        help: ArgumentHelp("Key type: \(KeyType.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "type"))
-    var keyType: String = KeyType.default.rawValue
+        help: ArgumentHelp("Key type: \(KeyType.allValueStrings.joined(separator: ", ")).", valueName: "type"))
+    var keyType: KeyType = .default
 
-    @Option(help: "Validity in days.")
+    @Option(parsing: .unconditional, help: "Validity in days.")
     var days: Int = CertificateAuthority.defaultDays
+
+    func validate() throws { try Check.days(days) }
 
     func run() async throws {
         let passphrase = try ca.passphrase()
-        let type = try KeyType(parsing: keyType)
         let authority = try CertificateAuthority.create(
-            directory: ca.dir, name: name, keyType: type, days: days, passphrase: passphrase)
+            directory: ca.dir, name: name, keyType: keyType, days: days, passphrase: passphrase)
         let description = try CertificateDescription(authority.certificate)
         Console.out("created CA \"\(name)\" in \(ca.dir)")
         Console.out(
@@ -115,19 +163,23 @@ struct LeafOptions: ParsableArguments {
     @Option(help: "The subject's name (its CN); also the default file prefix.")
     var name: String
 
-    @Option(help: "Validity in days (clamped to the CA's own expiry).")
+    @Option(parsing: .unconditional, help: "Validity in days (clamped to the CA's own expiry).")
     var days: Int = IssuanceRequest.defaultDays
 
     @Option(
-        help: ArgumentHelp("Key type: \(KeyType.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "type"))
-    var keyType: String = KeyType.default.rawValue
+        help: ArgumentHelp("Key type: \(KeyType.allValueStrings.joined(separator: ", ")).", valueName: "type"))
+    var keyType: KeyType = .default
 
-    @Option(help: ArgumentHelp("Write PREFIX.crt and PREFIX.key (default: DIR/NAME).", valueName: "prefix"))
+    @Option(
+        help: ArgumentHelp("Write PREFIX.crt and PREFIX.key (default: DIR/NAME).", valueName: "prefix"),
+        completion: .file())
     var out: String?
+
+    func validate() throws { try Check.days(days) }
 
     func issue(_ request: IssuanceRequest, ca options: CAOptions) throws {
         try request.validate()
-        let authority = try CertificateAuthority.open(directory: options.dir, passphrase: try options.passphrase())
+        let authority = try options.open()
         let issued = try authority.issue(request, outPrefix: out)
         let notAfter = CertificateDescription.format(issued.certificate.notValidAfter)
         Console.out(
@@ -163,8 +215,7 @@ struct CAIssueServerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let request = IssuanceRequest.server(
-            name: leaf.name, dnsNames: dns, ipAddresses: ip, days: leaf.days,
-            keyType: try KeyType(parsing: leaf.keyType))
+            name: leaf.name, dnsNames: dns, ipAddresses: ip, days: leaf.days, keyType: leaf.keyType)
         try leaf.issue(request, ca: ca)
     }
 }
@@ -191,7 +242,7 @@ struct CAIssueClientCommand: AsyncParsableCommand {
 
     func run() async throws {
         let request = IssuanceRequest.client(
-            name: leaf.name, emails: email, uris: uri, days: leaf.days, keyType: try KeyType(parsing: leaf.keyType))
+            name: leaf.name, emails: email, uris: uri, days: leaf.days, keyType: leaf.keyType)
         try leaf.issue(request, ca: ca)
     }
 }
@@ -200,19 +251,36 @@ struct CAIssueClientCommand: AsyncParsableCommand {
 struct CAListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
-        abstract: "List every certificate this CA issued, with its status.",
+        abstract: "List every certificate this CA issued, with its status and files.",
         discussion: """
+            FILE is the prefix of PREFIX.crt and PREFIX.key, relative to DIR when inside it. DAYS LEFT counts \
+            whole days rounded up (a fresh 90-day certificate shows 90).
+
             EXAMPLES:
               securechannel ca list --dir pki
-              securechannel ca list --dir pki --json
+              securechannel ca list --dir pki --status revoked --json
+              securechannel ca list --dir pki --expiring-within 14
             """
     )
 
-    @Option(help: "The CA directory.")
+    @Option(help: "The CA directory.", completion: .directory)
     var dir: String
 
     @Flag(help: "Print JSON instead of a table.")
     var json = false
+
+    @Option(help: "Only certificates with this status: valid, expired, revoked or not-yet-valid.")
+    var status: CertificateStatus?
+
+    @Option(
+        help: ArgumentHelp("Only valid certificates that expire within this many days.", valueName: "days"))
+    var expiringWithin: Int?
+
+    func validate() throws {
+        if let expiringWithin, expiringWithin < 0 {
+            throw ValidationError("--expiring-within must be 0 days or more")
+        }
+    }
 
     func run() async throws {
         guard SecureFile.exists("\(dir)/\(CertificateAuthority.Files.certificate)") else {
@@ -220,26 +288,40 @@ struct CAListCommand: AsyncParsableCommand {
         }
         let inventory = try Inventory.load(directory: dir)
         let now = Date()
-        let rows = inventory.certificates.map { InventoryRow(entry: $0, now: now) }
+        let rows = inventory.certificates.map { InventoryRow(entry: $0, now: now) }.filter { row in
+            if let status, row.status != status { return false }
+            if let expiringWithin, row.status != .valid || row.daysLeft > expiringWithin { return false }
+            return true
+        }
         if json {
             Console.out(try JSONText.encode(rows))
             return
         }
         guard !rows.isEmpty else {
-            Console.out(
-                "no certificates issued yet; issue one with 'securechannel ca issue server|client --dir \(dir) ...'")
+            if inventory.certificates.isEmpty {
+                Console.out(
+                    "no certificates issued yet; issue one with 'securechannel ca issue server|client --dir \(dir) ...'"
+                )
+            } else {
+                Console.out("no certificate matches (\(inventory.certificates.count) in the inventory)")
+            }
             return
         }
-        var table = [["SERIAL", "KIND", "SUBJECT", "NAMES", "NOT AFTER", "STATUS", "DAYS LEFT"]]
+        var table = [["SERIAL", "KIND", "SUBJECT", "NAMES", "FILE", "NOT AFTER", "STATUS", "DAYS LEFT"]]
         for row in rows {
             table.append([
                 row.serial, row.kind.rawValue, row.subject,
                 row.subjectAlternativeNames.isEmpty ? "-" : row.subjectAlternativeNames.joined(separator: ","),
-                CertificateDescription.format(row.notAfter), row.status.rawValue, String(row.daysLeft),
+                row.file, CertificateDescription.format(row.notAfter),
+                row.revocationReason.map { "revoked (\($0))" } ?? row.status.rawValue, String(row.daysLeft),
             ])
         }
         Console.out(TextTable.render(table))
     }
+}
+
+extension CertificateStatus: ExpressibleByArgument, CaseIterable {
+    public static var allCases: [CertificateStatus] { [.valid, .expired, .revoked, .notYetValid] }
 }
 
 /// One row of `ca list`, also its JSON shape.
@@ -254,7 +336,13 @@ struct InventoryRow: Encodable {
     var notAfter: Date
     var status: CertificateStatus
     var daysLeft: Int
+    /// The file prefix as stored (relative to the CA directory when inside it).
+    var file: String
     var certificatePath: String
+    var keyPath: String?
+    var revokedAt: Date?
+    var revocationReason: String?
+    var publicKeySHA256: String?
 
     init(entry: Inventory.Entry, now: Date) {
         serial = entry.serial
@@ -266,8 +354,13 @@ struct InventoryRow: Encodable {
         notBefore = entry.notBefore
         notAfter = entry.notAfter
         status = entry.status(at: now)
-        daysLeft = Int((entry.notAfter.timeIntervalSince(now) / 86_400).rounded(.down))
+        daysLeft = DaysLeft.count(until: entry.notAfter, now: now)
+        file = entry.prefix
         certificatePath = entry.certificatePath
+        keyPath = entry.keyPath.isEmpty ? nil : entry.keyPath
+        revokedAt = entry.revocation?.date
+        revocationReason = entry.revocation?.reason
+        publicKeySHA256 = entry.publicKeySHA256
     }
 }
 

@@ -28,8 +28,8 @@ struct CARevokeCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "RFC 5280 reason: \(RevocationReason.allCases.map(\.name).joined(separator: ", ")).", valueName: "reason"))
-    var reason: String = RevocationReason.unspecified.name
+            "RFC 5280 reason: \(RevocationReason.allValueStrings.joined(separator: ", ")).", valueName: "reason"))
+    var reason: RevocationReason = .unspecified
 
     func validate() throws {
         guard (name == nil) != (serial == nil) else {
@@ -38,8 +38,8 @@ struct CARevokeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let why = try RevocationReason(parsing: reason)
-        let authority = try CertificateAuthority.open(directory: ca.dir, passphrase: try ca.passphrase())
+        let why = reason
+        let authority = try ca.open()
         let revoked = try authority.revoke(name: name, serial: serial, reason: why)
         for entry in revoked {
             Console.out(
@@ -66,17 +66,19 @@ struct CACRLCommand: AsyncParsableCommand {
 
     @OptionGroup var ca: CAOptions
 
-    @Option(help: ArgumentHelp("Where to write (default DIR/crl.pem).", valueName: "file"))
+    @Option(help: ArgumentHelp("Where to write (default DIR/crl.pem).", valueName: "file"), completion: .file())
     var out: String?
 
-    @Option(help: "Days until nextUpdate.")
+    @Option(parsing: .unconditional, help: "Days until nextUpdate.")
     var days: Int = CertificateAuthority.defaultCRLDays
+
+    func validate() throws { try Check.days(days) }
 
     @Flag(help: "Write DER instead of PEM.")
     var der = false
 
     func run() async throws {
-        let authority = try CertificateAuthority.open(directory: ca.dir, passphrase: try ca.passphrase())
+        let authority = try ca.open()
         let crl = try authority.generateCRL(out: out, der: der, days: days)
         let path = out ?? "\(ca.dir)/\(CertificateAuthority.crlFileName)"
         Console.out(
@@ -109,14 +111,18 @@ struct CARenewCommand: AsyncParsableCommand {
     @Flag(help: "Keep the existing key.")
     var reuseKey = false
 
-    @Option(help: "Validity in days of the new certificate.")
+    @Option(parsing: .unconditional, help: "Validity in days of the new certificate.")
     var days: Int = IssuanceRequest.defaultDays
 
-    @Option(help: ArgumentHelp("Write PREFIX.crt and PREFIX.key instead of replacing the files.", valueName: "prefix"))
+    @Option(
+        help: ArgumentHelp("Write PREFIX.crt and PREFIX.key instead of replacing the files.", valueName: "prefix"),
+        completion: .file())
     var out: String?
 
+    func validate() throws { try Check.days(days) }
+
     func run() async throws {
-        let authority = try CertificateAuthority.open(directory: ca.dir, passphrase: try ca.passphrase())
+        let authority = try ca.open()
         let issued = try authority.renew(name: name, reuseKey: reuseKey, days: days, outPrefix: out)
         Console.out(
             "renewed \(name): serial \(issued.serial), valid until \(CertificateDescription.format(issued.certificate.notValidAfter))\(reuseKey ? " (same key)" : " (new key)")"

@@ -42,8 +42,8 @@ struct CertRequestCommand: AsyncParsableCommand {
     var uri: [String] = []
 
     @Option(
-        help: ArgumentHelp("Key type: \(KeyType.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "type"))
-    var keyType: String = KeyType.default.rawValue
+        help: ArgumentHelp("Key type: \(KeyType.allValueStrings.joined(separator: ", ")).", valueName: "type"))
+    var keyType: KeyType = .default
 
     func run() async throws {
         for path in [keyOut, csrOut] where SecureFile.exists(path) {
@@ -51,7 +51,7 @@ struct CertRequestCommand: AsyncParsableCommand {
         }
         let (key, csr) = try CertificateRequest.make(
             name: name, dnsNames: dns, ipAddresses: ip, emails: email, uris: uri,
-            keyType: try KeyType(parsing: keyType))
+            keyType: keyType)
         try SecureFile.write(try PrivateKeyIO.pem(key), to: keyOut, mode: SecureFile.privateMode, overwrite: false)
         do {
             try SecureFile.write(
@@ -90,20 +90,23 @@ struct CASignCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "The CSR (PEM or DER), e.g. from 'securechannel cert request' or 'openssl req'.", valueName: "file"))
+            "The CSR (PEM or DER; - for standard input), e.g. from 'securechannel cert request' or 'openssl req'.",
+            valueName: "file"), completion: .file())
     var csr: String
 
     @Option(help: "server or client.")
     var kind: CertificateKind
 
-    @Option(help: "Validity in days (clamped to the CA's own expiry).")
+    @Option(parsing: .unconditional, help: "Validity in days (clamped to the CA's own expiry).")
     var days: Int = IssuanceRequest.defaultDays
 
-    @Option(help: ArgumentHelp("Write PREFIX.crt (default: DIR/NAME).", valueName: "prefix"))
+    @Option(help: ArgumentHelp("Write PREFIX.crt (default: DIR/NAME).", valueName: "prefix"), completion: .file())
     var out: String?
 
+    func validate() throws { try Check.days(days) }
+
     func run() async throws {
-        let authority = try CertificateAuthority.open(directory: ca.dir, passphrase: try ca.passphrase())
+        let authority = try ca.open()
         let issued = try authority.sign(csrFile: csr, kind: kind, days: days, outPrefix: out)
         let notAfter = CertificateDescription.format(issued.certificate.notValidAfter)
         let names = CertificateDescription.alternativeNames(of: issued.certificate)

@@ -17,16 +17,19 @@ struct CertInspectCommand: AsyncParsableCommand {
         commandName: "inspect",
         abstract: "Show a certificate: names, validity, usages, key, fingerprint (every certificate of a chain).",
         discussion: """
-            Reads PEM or DER: certificates (v1 and v3), private keys (PKCS#8, encrypted PKCS#8, PKCS#1, SEC1) and \
-            CRLs (ours and openssl ca -gencrl's).
+            Reads PEM or DER: certificates (v1 and v3), private keys (PKCS#8, encrypted PKCS#8, PKCS#1, SEC1), \
+            CRLs (ours and openssl ca -gencrl's) and certificate requests (whether the self-signature holds). \
+            FILE - reads standard input.
 
             EXAMPLES:
               securechannel cert inspect pki/Jill.crt
               securechannel cert inspect --json chain.pem
+              openssl req -new -key k.pem -subj /CN=x | securechannel cert inspect -
             """
     )
 
-    @Argument(help: "A certificate, chain or key file, PEM or DER.")
+    @Argument(
+        help: "A certificate, chain, key, CRL or CSR file, PEM or DER; - for standard input.", completion: .file())
     var file: String
 
     @Flag(help: "Print JSON instead of text.")
@@ -37,7 +40,11 @@ struct CertInspectCommand: AsyncParsableCommand {
 
     func run() async throws {
         let description = try FileDescription(
-            bytes: try SecureFile.read(file), source: file, passphrase: try Passphrase.resolve(file: passphraseFile))
+            bytes: try SecureFile.read(file), source: file == "-" ? "standard input" : file,
+            passphrase: try Passphrase.resolve(file: passphraseFile))
+        if !description.keys.isEmpty, let warning = SecureFile.keyExposureWarning(file) {
+            Console.error("warning: \(warning)")
+        }
         if json {
             Console.out(try JSONText.encode(description))
             return
@@ -46,6 +53,7 @@ struct CertInspectCommand: AsyncParsableCommand {
         let blocks =
             certificates.enumerated().map { $1.text(index: $0 + 1, of: certificates.count) }
             + description.keys.map { $0.text() } + description.crls.map { $0.text() }
+            + description.requests.map { $0.text() }
         Console.out(blocks.joined(separator: "\n\n"))
     }
 }
@@ -60,28 +68,41 @@ struct CertVerifyCommand: AsyncParsableCommand {
             The exit status is 0 only for OK.
 
             EXAMPLES:
-              securechannel cert verify --ca pki/ca.crt --purpose server --host localhost pki/Jill.crt
+              securechannel cert verify --ca pki/ca.crt --purpose server --server-name localhost pki/Jill.crt
               securechannel cert verify --ca pki/ca.crt --purpose client pki/Chris.crt
             """
     )
 
-    @Option(help: ArgumentHelp("The CA certificate(s) to trust.", valueName: "ca-file"))
+    @Option(help: ArgumentHelp("The CA certificate(s) to trust.", valueName: "ca-file"), completion: .file())
     var ca: String
 
     @Option(help: "Require this extended key usage: server or client.")
     var purpose: CertificatePurpose?
 
-    @Option(help: "Require this DNS name or IP address among the certificate's names.")
+    @Option(help: "Require this DNS name or IP address among the certificate's names (as a client checks it).")
+    var serverName: String?
+
+    @Option(name: .customLong("host"), help: .hidden)
     var host: String?
 
-    @Option(help: ArgumentHelp("Also check that this private key belongs to the certificate.", valueName: "key-file"))
+    @Option(
+        help: ArgumentHelp("Also check that this private key belongs to the certificate.", valueName: "key-file"),
+        completion: .file())
     var key: String?
 
     @Option(help: ArgumentHelp("File whose first line decrypts an encrypted --key.", valueName: "file"))
     var passphraseFile: String?
 
-    @Argument(help: "The certificate (with any intermediates after it), PEM or DER.")
+    @Argument(
+        help: "The certificate (with any intermediates after it), PEM or DER; - for standard input.",
+        completion: .file())
     var file: String
+
+    func validate() throws {
+        if serverName != nil && host != nil {
+            throw ValidationError("--host is the old name of --server-name: give one of them")
+        }
+    }
 
     func run() async throws {
         let roots = try CertificateIO.parseCertificates(try SecureFile.read(ca), source: ca)
@@ -93,7 +114,8 @@ struct CertVerifyCommand: AsyncParsableCommand {
                 throw PKIError(.keyMismatch, "\(key) does not belong to \(file); pass the key that was issued with it")
             }
         }
-        try await CertificateVerification.verify(chain: chain, roots: roots, purpose: purpose, host: host)
+        try await CertificateVerification.verify(
+            chain: chain, roots: roots, purpose: purpose, host: serverName ?? host)
         Console.out("OK")
     }
 }

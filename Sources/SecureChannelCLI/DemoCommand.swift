@@ -38,13 +38,15 @@ struct DemoCommand: AsyncParsableCommand {
             ?? FileManager.default.temporaryDirectory.appendingPathComponent(
                 "securechannel-demo-\(UUID().uuidString.prefix(8))"
             ).path
-        defer { if temporary { try? FileManager.default.removeItem(atPath: directory) } }
+        // Interrupted (SIGINT, SIGTERM) or not, a temporary folder with a CA key in it never stays behind.
+        let cleanup = temporary ? InterruptCleanup(removing: directory) : nil
+        defer { cleanup?.finish() }
 
-        let barry = try CertificateAuthority.create(directory: directory, name: "Barry")
+        let (barry, jill, chris) =
+            try cleanup?.whileWriting { try Self.makePKI(in: directory) }
+            ?? Self.makePKI(in: directory)
         Console.out("1. Barry, the CA:       \(barry.certificatePath)")
-        let jill = try barry.issue(.server(name: "Jill", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"]))
         Console.out("2. Jill's server cert:  \(jill.certificatePath) (serverAuth; DNS:localhost, IP:127.0.0.1)")
-        let chris = try barry.issue(.client(name: "Chris"))
         Console.out("3. Chris's client cert: \(chris.certificatePath) (clientAuth)")
 
         let trust = try TrustAnchors([barry.certificate])
@@ -91,5 +93,52 @@ struct DemoCommand: AsyncParsableCommand {
         }
         Console.out(
             "Jill's server stopped." + (temporary ? " (temporary files removed)" : " Files kept in \(directory)."))
+    }
+
+    static func makePKI(in directory: String) throws -> (CertificateAuthority, IssuedCertificate, IssuedCertificate) {
+        let barry = try CertificateAuthority.create(directory: directory, name: "Barry")
+        let jill = try barry.issue(.server(name: "Jill", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"]))
+        let chris = try barry.issue(.client(name: "Chris"))
+        return (barry, jill, chris)
+    }
+}
+
+/// Removes a folder when the command ends, and also when SIGINT or SIGTERM ends it early (then the exit status is
+/// 128 + the signal, as a shell shows it). Files are written only inside ``whileWriting(_:)``, which a signal waits
+/// for, so nothing is created after the folder is gone.
+final class InterruptCleanup: @unchecked Sendable {
+    private let path: String
+    private let lock = NSLock()
+    private var sources: [any DispatchSourceSignal] = []
+
+    init(removing path: String) {
+        self.path = path
+        for number in [SIGINT, SIGTERM] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [self] in
+                lock.lock()  // held until exit: no file is written after the removal
+                try? FileManager.default.removeItem(atPath: self.path)
+                Console.write(
+                    STDERR_FILENO, "interrupted: removed \(self.path)\n", onClosedPipe: .drop)
+                exit(128 + number)
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    func whileWriting<T>(_ body: () throws -> T) rethrows -> T {
+        try lock.withLock { try body() }
+    }
+
+    /// The normal end: remove the folder, give the signals back.
+    func finish() {
+        lock.withLock {
+            try? FileManager.default.removeItem(atPath: path)
+            for source in sources { source.cancel() }
+        }
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
     }
 }

@@ -20,7 +20,7 @@ extension CertificateDescription {
         row("Serial", serial)
         row("Version", "v\(version)")
         row("Not before", CertificateDescription.format(notBefore))
-        let left = daysLeft >= 0 ? "\(daysLeft) days left" : "expired \(-daysLeft) days ago"
+        let left = DaysLeft.phrase(daysLeft, expired: notAfter < Date())
         row("Not after", "\(CertificateDescription.format(notAfter)) (\(left))")
         row(
             "Alternative names",
@@ -69,6 +69,26 @@ extension CRLDescription {
                 "    serial \(entry.serial)  revoked \(CertificateDescription.format(entry.revocationDate))  reason \(entry.reason?.name ?? "(none)")"
             )
         }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension RequestDescription {
+    /// The text block `cert inspect` prints.
+    func text() -> String {
+        var lines = ["Certificate request (PKCS#10)"]
+        func row(_ label: String, _ value: String) { lines.append(InspectRows.row(label, value)) }
+        row("Subject", subject)
+        row(
+            "Alternative names",
+            subjectAlternativeNames.isEmpty ? "(none)" : subjectAlternativeNames.joined(separator: ", "))
+        row(
+            "Requested extensions", requestedExtensions.isEmpty ? "(none)" : requestedExtensions.joined(separator: "; ")
+        )
+        row("Public key", "\(keyType) (\(keyBits) bits)")
+        row("Public key SHA-256", publicKeySHA256)
+        row("Signature", "\(signatureAlgorithm), " + (signatureValid ? "self-signature holds" : "INVALID"))
+        for warning in warnings { lines.append("  warning: \(warning)") }
         return lines.joined(separator: "\n")
     }
 }

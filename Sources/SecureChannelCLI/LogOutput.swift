@@ -46,7 +46,7 @@ struct JSONLogHandler: LogHandler {
         else {
             return
         }
-        FileHandle.standardError.write(data + Data("\n".utf8))
+        Console.write(STDERR_FILENO, String(decoding: data, as: UTF8.self) + "\n", onClosedPipe: .drop)
     }
 
     /// Numbers stay numbers; anything else is its text.
@@ -71,7 +71,7 @@ struct TextLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         let line = "\(LogTimestamp.now()) \(event.level.rawValue) \(event.message)\n"
-        FileHandle.standardError.write(Data(line.utf8))
+        Console.write(STDERR_FILENO, line, onClosedPipe: .drop)
     }
 }
 

@@ -3,6 +3,10 @@ import Foundation
 import SecureChannel
 import SecureChannelPKI
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The `securechannel` command tree. `@main` lives in the `securechannel` target; tests call
 /// ``execute(_:)`` in-process.
 public struct SecureChannelCommand: AsyncParsableCommand {
@@ -18,7 +22,7 @@ public struct SecureChannelCommand: AsyncParsableCommand {
               securechannel ca issue client --dir pki --name Chris
               securechannel ca list --dir pki
               securechannel cert inspect pki/Jill.crt
-              securechannel cert verify --ca pki/ca.crt --purpose server --host localhost pki/Jill.crt
+              securechannel cert verify --ca pki/ca.crt --purpose server --server-name localhost pki/Jill.crt
               securechannel serve --listen 127.0.0.1:8443 --cert pki/Jill.crt --key pki/Jill.key --ca pki/ca.crt --allow-cn Chris
               securechannel send --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt "Hello Jill"
               securechannel ca revoke --dir pki --name Chris --reason keyCompromise
@@ -37,6 +41,8 @@ public struct SecureChannelCommand: AsyncParsableCommand {
     /// Parses `arguments` (without the program name), runs the command, prints any error as one line on
     /// stderr, and returns the exit status.
     public static func execute(_ arguments: [String]) async -> Int32 {
+        // A closed stdout or stderr pipe becomes EPIPE for Console (a quiet end), never a signal mid-write.
+        signal(SIGPIPE, SIG_IGN)
         do {
             var command = try parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {
@@ -80,13 +86,39 @@ struct CLIError: Error {
     init(_ message: String) { self.message = message }
 }
 
-/// Writing to stdout and stderr, line by line and unbuffered.
+/// Writing to stdout and stderr, line by line and unbuffered, with write(2): Foundation's `FileHandle.write` traps
+/// when the reader of a pipe has gone (`securechannel bench … | head`), and SIGPIPE is ignored in this process
+/// (``SecureChannelCommand/execute(_:)``), so a closed pipe shows up here as EPIPE.
 enum Console {
+    /// The exit status of a command whose output pipe was closed: what a shell shows for SIGPIPE (128 + 13).
+    static let closedPipeStatus: Int32 = 141
+
     static func out(_ line: String) {
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        write(STDOUT_FILENO, line + "\n", onClosedPipe: .exit)
     }
 
     static func error(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        write(STDERR_FILENO, line + "\n", onClosedPipe: .exit)
+    }
+
+    /// What to do when the reader is gone.
+    enum ClosedPipe {
+        /// End the command quietly with ``closedPipeStatus`` (nobody is reading its answer).
+        case exit
+        /// Drop the text (a server's log line: the server goes on).
+        case drop
+    }
+
+    static func write(_ fd: Int32, _ text: String, onClosedPipe: ClosedPipe) {
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress!, $0.count) }
+            if n < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                if errno == EPIPE, onClosedPipe == .exit { Glibc.exit(closedPipeStatus) }
+                return
+            }
+            bytes = bytes.dropFirst(n)
+        }
     }
 }

@@ -55,6 +55,7 @@ struct SendCommand: AsyncParsableCommand {
         } catch let error as SecureChannelError where error.code == .expiredCRL {
             throw SecureChannelError(error.code, error.message + ": pass --crl-expired allow")
         }
+        for warning in material.identity.warnings { Console.error("warning: \(warning)") }
         let configuration = MessageClientConfiguration(
             host: connect.host, port: connect.port, serverName: serverName, identity: material.identity,
             trust: material.trust, revocation: material.revocation,

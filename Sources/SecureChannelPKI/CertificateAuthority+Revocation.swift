@@ -40,6 +40,11 @@ extension CertificateAuthority {
             }
             for index in fresh {
                 inventory.certificates[index].revocation = Inventory.Revocation(date: now, reason: reason.name)
+                let entry = inventory.certificates[index]
+                if let hash = entry.publicKeySHA256, inventory.revocation(ofKey: hash) == nil {
+                    inventory.revokedKeys.append(
+                        .init(publicKeySHA256: hash, serial: entry.serial, reason: reason.name))
+                }
             }
             try writeCRL(
                 inventory: &inventory, to: "\(directory)/\(Self.crlFileName)", der: false, days: crlDays, now: now)
@@ -113,8 +118,13 @@ extension CertificateAuthority {
             if san.hasPrefix("URI:") { request.uris.append(String(san.dropFirst(4))) }
         }
         try request.validate()
-        let oldPrefix =
-            old.certificatePath.hasSuffix(".crt") ? String(old.certificatePath.dropLast(4)) : old.certificatePath
+        let oldPrefix = Inventory.resolve(old.prefix, in: directory)
+        if outPrefix == nil && !Inventory.isInside(oldPrefix, directory: directory) {
+            throw PKIError(
+                .outsideDirectory,
+                "\(old.name)'s files are recorded outside \(directory) (\(old.certificatePath)); ca commands write only inside --dir or where --out says: pass --out PREFIX, e.g. --out \(directory)/\(old.name)"
+            )
+        }
         let prefix = outPrefix ?? oldPrefix
         let key: Certificate.PrivateKey
         if old.keyPath.isEmpty {
@@ -123,7 +133,14 @@ extension CertificateAuthority {
             )
         }
         if reuseKey {
-            key = try PrivateKeyIO.parse(try SecureFile.read(old.keyPath), source: old.keyPath)
+            if let revocation = old.revocation {
+                throw PKIError(
+                    .revokedKey,
+                    "\(old.name)'s certificate \(old.serial) was revoked (\(revocation.reason)): its key is never certified again; renew without --reuse-key"
+                )
+            }
+            let keyPath = Inventory.resolve(old.keyPath, in: directory)
+            key = try PrivateKeyIO.parse(try SecureFile.read(keyPath), source: keyPath)
         } else {
             key = try keyType.generate()
         }

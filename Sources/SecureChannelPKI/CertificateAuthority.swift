@@ -30,6 +30,8 @@ public struct CertificateAuthority: Sendable {
     /// The CA certificate.
     public let certificate: Certificate
     let privateKey: Certificate.PrivateKey
+    /// What the user should know after ``open(directory:passphrase:)``, e.g. a CA key readable by others.
+    public internal(set) var warnings: [String] = []
 
     /// Path of the CA certificate.
     public var certificatePath: String { "\(directory)/\(Files.certificate)" }
@@ -121,7 +123,15 @@ public struct CertificateAuthority: Sendable {
         guard key.publicKey == certificate.publicKey else {
             throw PKIError(.keyMismatch, "\(keyPath) does not belong to \(certPath); restore the matching key")
         }
-        return CertificateAuthority(directory: directory, certificate: certificate, privateKey: key)
+        var authority = CertificateAuthority(directory: directory, certificate: certificate, privateKey: key)
+        if let warning = SecureFile.keyExposureWarning(keyPath) { authority.warnings.append(warning) }
+        return authority
+    }
+
+    /// Whether the CA key in `directory` is encrypted (so opening it needs a passphrase).
+    public static func keyIsEncrypted(directory: String) -> Bool {
+        guard let bytes = try? SecureFile.read("\(directory)/\(Files.key)") else { return false }
+        return String(decoding: bytes.prefix(64), as: UTF8.self).contains("ENCRYPTED")
     }
 
     /// Issues a leaf certificate and a new key, writes `PREFIX.crt` and `PREFIX.key` (0600), and records it
@@ -151,6 +161,13 @@ public struct CertificateAuthority: Sendable {
                 }
             }
             var inventory = try Inventory.load(directory: directory)
+            let publicKeySHA256 = try publicKey.spkiSHA256()
+            if let revoked = inventory.revocation(ofKey: publicKeySHA256) {
+                throw PKIError(
+                    .revokedKey,
+                    "this public key belonged to certificate \(revoked.serial), revoked (\(revoked.reason)): a revoked key is never certified again; make a new key"
+                )
+            }
             let issued = try sign(request, publicKey: publicKey, inventory: inventory, now: now)
             let pem = try CertificateIO.pem([issued.certificate])
             try Self.createIssuedDirectory(directory)
@@ -174,9 +191,9 @@ public struct CertificateAuthority: Sendable {
                         keyType: KeyType(publicKey)?.rawValue ?? request.keyType.rawValue,
                         notBefore: issued.certificate.notValidBefore,
                         notAfter: issued.certificate.notValidAfter,
-                        certificatePath: Self.absolute(certPath),
-                        keyPath: keyPath.isEmpty ? "" : Self.absolute(keyPath),
-                        revocation: nil))
+                        certificatePath: Inventory.storedPath(certPath, in: directory),
+                        keyPath: Inventory.storedPath(keyPath, in: directory),
+                        revocation: nil, publicKeySHA256: publicKeySHA256))
                 try inventory.save(directory: directory)
             } catch {
                 for path in written { unlink(path) }
@@ -257,10 +274,6 @@ public struct CertificateAuthority: Sendable {
         } catch {
             throw PKIError(.io, "cannot create \(path): \(error.localizedDescription)")
         }
-    }
-
-    static func absolute(_ path: String) -> String {
-        URL(fileURLWithPath: path).standardizedFileURL.path
     }
 }
 

@@ -50,10 +50,10 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
         serial = SerialNumbers.hex(certificate.serialNumber)
         notBefore = certificate.notValidBefore
         notAfter = certificate.notValidAfter
-        daysLeft = Int((certificate.notValidAfter.timeIntervalSince(now) / 86_400).rounded(.down))
+        daysLeft = DaysLeft.count(until: certificate.notValidAfter, now: now)
         subjectAlternativeNames = Self.alternativeNames(of: certificate)
-        keyUsage = Self.keyUsageNames(certificate)
-        extendedKeyUsage = Self.extendedKeyUsageNames(certificate)
+        keyUsage = Self.keyUsageNames(certificate.extensions)
+        extendedKeyUsage = Self.extendedKeyUsageNames(certificate.extensions)
         if let constraints = try? certificate.extensions.basicConstraints {
             switch constraints {
             case .isCertificateAuthority(let pathLength):
@@ -102,7 +102,12 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
 
     /// `DNS:`, `IP:`, `email:` and `URI:` strings for the certificate's subjectAltName.
     public static func alternativeNames(of certificate: Certificate) -> [String] {
-        guard let names = try? certificate.extensions.subjectAlternativeNames else { return [] }
+        alternativeNames(in: certificate.extensions)
+    }
+
+    /// The same for a set of extensions (a CSR's extension request).
+    static func alternativeNames(in extensions: Certificate.Extensions) -> [String] {
+        guard let names = try? extensions.subjectAlternativeNames else { return [] }
         return names.map(alternativeName)
     }
 
@@ -130,8 +135,8 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
         return bytes.map { String(format: "%02x", $0) }.joined()
     }
 
-    static func keyUsageNames(_ certificate: Certificate) -> [String] {
-        guard let usage = try? certificate.extensions.keyUsage else { return [] }
+    static func keyUsageNames(_ extensions: Certificate.Extensions) -> [String] {
+        guard let usage = try? extensions.keyUsage else { return [] }
         var names: [String] = []
         if usage.digitalSignature { names.append("digitalSignature") }
         if usage.nonRepudiation { names.append("nonRepudiation") }
@@ -145,8 +150,8 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
         return names
     }
 
-    static func extendedKeyUsageNames(_ certificate: Certificate) -> [String] {
-        guard let usages = try? certificate.extensions.extendedKeyUsage else { return [] }
+    static func extendedKeyUsageNames(_ extensions: Certificate.Extensions) -> [String] {
+        guard let usages = try? extensions.extendedKeyUsage else { return [] }
         return usages.map { usage in
             switch usage {
             case .serverAuth: return "serverAuth"
@@ -159,5 +164,29 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
             default: return usage.description
             }
         }
+    }
+}
+
+/// Days left until an expiry, counted one way everywhere (`ca list`, `cert inspect`, the servers' expiry warning).
+public enum DaysLeft {
+    /// Whole days until `date`, rounded up while it lies ahead (one with an hour left shows 1); after it, minus the
+    /// whole days since (0 on the day it expired). A minute of slack absorbs the rounding of certificate times to
+    /// whole seconds, so a fresh 90-day certificate shows 90, never 91.
+    public static func count(until date: Date, now: Date = Date()) -> Int {
+        let remaining = date.timeIntervalSince(now)
+        guard remaining > 0 else { return -Int((-remaining / 86_400).rounded(.down)) }
+        return max(1, Int(((remaining - 60) / 86_400).rounded(.up)))
+    }
+
+    /// `1 day`, `90 days`.
+    public static func days(_ count: Int) -> String {
+        count == 1 ? "1 day" : "\(count) days"
+    }
+
+    /// `90 days left`, `1 day left`, `expired today`, `expired 3 days ago`, for ``count(until:now:)``'s value
+    /// (`expired` says whether the date has passed, as 0 and 1 alone cannot tell).
+    public static func phrase(_ count: Int, expired: Bool) -> String {
+        guard expired else { return "\(days(count)) left" }
+        return count == 0 ? "expired today" : "expired \(days(-count)) ago"
     }
 }

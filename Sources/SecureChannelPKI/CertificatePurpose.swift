@@ -22,7 +22,7 @@ public enum CertificatePurpose: String, Sendable, CaseIterable, Codable {
             return "wrong purpose: the certificate has no extendedKeyUsage; a \(rawValue) certificate needs \(wanted)"
         }
         guard usages.contains(extendedKeyUsage) else {
-            let has = CertificateDescription.extendedKeyUsageNames(certificate).joined(separator: ", ")
+            let has = CertificateDescription.extendedKeyUsageNames(certificate.extensions).joined(separator: ", ")
             return
                 "wrong purpose: the certificate is for \(has), not \(wanted) (is this a \(self == .server ? "client" : "server") certificate?)"
         }

@@ -52,7 +52,67 @@ public struct CRLDescription: Codable, Sendable, Equatable {
 
 }
 
-/// Everything found in one file: certificates, private keys and CRLs, in order.
+/// A certificate signing request (PKCS#10) as `cert inspect` shows it.
+public struct RequestDescription: Codable, Sendable, Equatable {
+    /// The subject asked for.
+    public var subject: String
+    /// The subjectAltName entries asked for (`DNS:…`, `IP:…`, `email:…`, `URI:…`).
+    public var subjectAlternativeNames: [String]
+    /// Key algorithm, e.g. `ECDSA P-256`.
+    public var keyType: String
+    /// Key size in bits.
+    public var keyBits: Int
+    /// SHA-256 of the public key's SubjectPublicKeyInfo.
+    public var publicKeySHA256: String
+    /// Every extension requested, each as a short text (`subjectAltName`, `basicConstraints CA:TRUE`, …).
+    public var requestedExtensions: [String]
+    /// Whether the request's self-signature holds (its maker has the private key).
+    public var signatureValid: Bool
+    /// Signature algorithm.
+    public var signatureAlgorithm: String
+    /// Problems a CA would refuse it for.
+    public var warnings: [String]
+
+    /// Describes `csr`.
+    public init(_ csr: CertificateSigningRequest) throws {
+        subject = csr.subject.description
+        let extensions = (try? csr.attributes.extensionRequest?.extensions) ?? Certificate.Extensions()
+        subjectAlternativeNames = CertificateDescription.alternativeNames(in: extensions)
+        let info = csr.publicKey.keyDescription
+        keyType = info.algorithm
+        keyBits = info.bits
+        publicKeySHA256 = try csr.publicKey.spkiSHA256()
+        signatureValid = csr.publicKey.isValidSignature(csr.signature, for: csr)
+        signatureAlgorithm = csr.signatureAlgorithm.description.replacingOccurrences(
+            of: "SignatureAlgorithm.", with: "")
+        var requested: [String] = []
+        var warnings: [String] = []
+        for ext in extensions {
+            switch ext.oid {
+            case .X509ExtensionID.subjectAlternativeName: requested.append("subjectAltName")
+            case .X509ExtensionID.basicConstraints:
+                if case .isCertificateAuthority = try? BasicConstraints(ext) {
+                    requested.append("basicConstraints CA:TRUE")
+                    warnings.append("asks to be a CA: 'securechannel ca sign' refuses it")
+                } else {
+                    requested.append("basicConstraints CA:FALSE")
+                }
+            case .X509ExtensionID.keyUsage:
+                let names = CertificateDescription.keyUsageNames(extensions)
+                requested.append("keyUsage " + names.joined(separator: ","))
+            case .X509ExtensionID.extendedKeyUsage:
+                let names = CertificateDescription.extendedKeyUsageNames(extensions)
+                requested.append("extendedKeyUsage " + names.joined(separator: ","))
+            default: requested.append("\(ext.oid)" + (ext.critical ? " (critical)" : ""))
+            }
+        }
+        if !signatureValid { warnings.insert("the self-signature does not hold: the request was altered", at: 0) }
+        requestedExtensions = requested
+        self.warnings = warnings
+    }
+}
+
+/// Everything found in one file: certificates, private keys, CRLs and certificate requests, in order.
 public struct FileDescription: Codable, Sendable, Equatable {
     /// Certificates, in file order.
     public var certificates: [CertificateDescription]
@@ -60,12 +120,15 @@ public struct FileDescription: Codable, Sendable, Equatable {
     public var keys: [KeyDescription]
     /// CRLs, in file order.
     public var crls: [CRLDescription]
+    /// Certificate signing requests, in file order.
+    public var requests: [RequestDescription]
 
     /// Reads a PEM bundle or a DER file. Encrypted keys are decrypted when `passphrase` is given.
     public init(bytes: [UInt8], source: String, passphrase: [UInt8]? = nil, now: Date = Date()) throws {
         certificates = []
         keys = []
         crls = []
+        requests = []
         if let documents = try PEMFile.documents(bytes, source: source) {
             for document in documents {
                 switch document.discriminator {
@@ -75,6 +138,15 @@ public struct FileDescription: Codable, Sendable, Equatable {
                     certificates.append(try CertificateDescription(certificate, now: now))
                 case let kind where kind.hasSuffix("PRIVATE KEY"):
                     keys.append(try Self.describeKey(document: document, source: source, passphrase: passphrase))
+                case "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST":
+                    do {
+                        requests.append(
+                            try RequestDescription(CertificateSigningRequest(derEncoded: document.derBytes)))
+                    } catch let error as PKIError {
+                        throw error
+                    } catch {
+                        throw PKIError.malformed("\(source) holds an unreadable certificate request: \(error)")
+                    }
                 case "X509 CRL":
                     crls.append(
                         CRLDescription(try CertificateRevocationList.parse(document.derBytes, source: source), now: now)
@@ -83,9 +155,10 @@ public struct FileDescription: Codable, Sendable, Equatable {
                     continue  // EC PARAMETERS and the like carry nothing of their own
                 }
             }
-            if certificates.isEmpty && keys.isEmpty && crls.isEmpty {
+            if certificates.isEmpty && keys.isEmpty && crls.isEmpty && requests.isEmpty {
                 let found = documents.map(\.discriminator).joined(separator: ", ")
-                throw PKIError.malformed("\(source) holds no certificate, private key or CRL (found: \(found))")
+                throw PKIError.malformed(
+                    "\(source) holds no certificate, private key, CRL or certificate request (found: \(found))")
             }
             return
         }
@@ -95,6 +168,10 @@ public struct FileDescription: Codable, Sendable, Equatable {
         }
         if let crl = try? CertificateRevocationList(derEncoded: bytes) {
             crls = [CRLDescription(crl, now: now)]
+            return
+        }
+        if let csr = try? CertificateSigningRequest(derEncoded: bytes) {
+            requests = [try RequestDescription(csr)]
             return
         }
         if (try? EncryptedPrivateKeyInfo(derEncoded: bytes)) != nil {
@@ -110,7 +187,8 @@ public struct FileDescription: Codable, Sendable, Equatable {
             keys = [try Self.describe(key, format: "DER")]
         } catch {
             throw PKIError.malformed(
-                "\(source): not a certificate, private key or CRL in PEM or DER form; check the file")
+                "\(source): not a certificate, private key, CRL or certificate request in PEM or DER form; check the file"
+            )
         }
     }
 

@@ -17,6 +17,8 @@ public struct PKIError: Error, Sendable, Hashable, CustomStringConvertible {
             case unsupported = "unsupported"
             case verificationFailed = "verification-failed"
             case notFound = "not-found"
+            case revokedKey = "revoked-key"
+            case outsideDirectory = "outside-directory"
         }
 
         let backing: Backing
@@ -43,6 +45,10 @@ public struct PKIError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let verificationFailed = Code(backing: .verificationFailed)
         /// A named item (certificate in the inventory) does not exist.
         public static let notFound = Code(backing: .notFound)
+        /// The public key belongs to a revoked certificate: it is never certified again.
+        public static let revokedKey = Code(backing: .revokedKey)
+        /// A write would land outside the CA directory and no `--out` asked for it.
+        public static let outsideDirectory = Code(backing: .outsideDirectory)
 
         /// The stable string form, e.g. `key-mismatch`.
         public var description: String { backing.rawValue }

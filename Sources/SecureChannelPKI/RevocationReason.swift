@@ -33,3 +33,25 @@ public enum RevocationReason: Int, Sendable, CaseIterable, Codable {
         self = reason
     }
 }
+
+extension RevocationReason {
+    /// Written as its RFC 5280 name (`"keyCompromise"`), as people and scripts read it; the number is read too.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(name)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let number = try? container.decode(Int.self), let reason = RevocationReason(rawValue: number) {
+            self = reason
+            return
+        }
+        let text = try container.decode(String.self)
+        guard let reason = Self.allCases.first(where: { $0.name == text }) else {
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "unknown revocation reason '\(text)'")
+        }
+        self = reason
+    }
+}

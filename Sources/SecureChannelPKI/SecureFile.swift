@@ -16,19 +16,68 @@ public enum SecureFile {
     /// Mode for certificates, CRLs and the inventory.
     public static let publicMode: mode_t = 0o644
 
-    /// Reads a whole file, with a one-line error naming the path.
+    /// The largest input read from standard input, a pipe or a FIFO (certificates, keys, CRLs, CSRs).
+    public static let maximumStreamBytes = 64 << 20
+
+    /// Reads a whole file, with a one-line error naming the path. `-` is standard input (readable once per
+    /// process); pipes, FIFOs, `/dev/stdin` and `<(…)` are read like files.
     public static func read(_ path: String) throws -> [UInt8] {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+        if path == "-" { return try StandardInput.shared.readOnce() }
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            if errno == EACCES {
+                throw PKIError(.io, "\(path) cannot be reached; check the permissions of its directories")
+            }
             throw PKIError(.fileNotFound, "\(path) does not exist; check the path")
         }
-        if isDirectory.boolValue {
+        if info.st_mode & S_IFMT == S_IFDIR {
             throw PKIError(.malformedInput, "\(path) is a directory; pass a file")
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw PKIError(.io, "\(path) cannot be read; check its permissions")
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == EACCES { throw PKIError(.io, "\(path) cannot be read; check its permissions") }
+            throw PKIError(.io, "\(path) cannot be opened: \(errnoText())")
         }
-        return Array(data)
+        defer { close(fd) }
+        return try readAll(fd, source: path)
+    }
+
+    /// Reads `fd` to its end (at most ``maximumStreamBytes``).
+    static func readAll(_ fd: Int32, source: String) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { systemRead(fd, $0.baseAddress!, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw PKIError(.io, "\(source) cannot be read: \(errnoText())")
+            }
+            if n == 0 { return bytes }
+            bytes += chunk[..<n]
+            if bytes.count > maximumStreamBytes {
+                throw PKIError(
+                    .malformedInput, "\(source) is larger than \(maximumStreamBytes >> 20) MiB; pass the right file")
+            }
+        }
+    }
+
+    /// Standard input as a file named `-`: read whole, once.
+    final class StandardInput: @unchecked Sendable {
+        static let shared = StandardInput()
+        private let lock = NSLock()
+        private var consumed = false
+
+        func readOnce() throws -> [UInt8] {
+            try lock.withLock {
+                guard !consumed else {
+                    throw PKIError(
+                        .invalidArgument,
+                        "standard input (-) was already read for another file; only one input can be -")
+                }
+                consumed = true
+                return try SecureFile.readAll(0, source: "standard input")
+            }
+        }
     }
 
     /// `path`'s directory (empty for a bare name) and last component, like `dirname`/`basename`.
@@ -117,6 +166,23 @@ public enum SecureFile {
         FileManager.default.fileExists(atPath: path)
     }
 
+    /// A warning when the private key at `path` can be read by its group or others, once per path per process
+    /// (a server reloading the same file does not repeat it); nil when the mode is fine or was already reported.
+    public static func keyExposureWarning(_ path: String) -> String? {
+        guard path != "-", let mode = try? mode(of: path), mode & 0o077 != 0 else { return nil }
+        guard KeyWarnings.shared.first(path) else { return nil }
+        return
+            "\(path) is readable by \(mode & 0o007 != 0 ? "others" : "its group") (mode \(String(mode, radix: 8))): a private key should be 0600; run chmod 600 \(path)"
+    }
+
+    /// The paths already warned about.
+    final class KeyWarnings: @unchecked Sendable {
+        static let shared = KeyWarnings()
+        private let lock = NSLock()
+        private var warned: Set<String> = []
+        func first(_ path: String) -> Bool { lock.withLock { warned.insert(path).inserted } }
+    }
+
     /// The permission bits of a file.
     public static func mode(of path: String) throws -> mode_t {
         var info = stat()
@@ -150,4 +216,9 @@ public enum SecureFile {
 /// The C library's write(2), reachable from inside types that declare their own `write`.
 private func systemWrite(_ fd: Int32, _ pointer: UnsafeRawPointer, _ count: Int) -> Int {
     write(fd, pointer, count)
+}
+
+/// The C library's read(2), reachable from inside types that declare their own `read`.
+private func systemRead(_ fd: Int32, _ pointer: UnsafeMutableRawPointer, _ count: Int) -> Int {
+    read(fd, pointer, count)
 }

@@ -93,6 +93,8 @@ package final class Acceptor: Sendable {
         var initialized: [ObjectIdentifier: ConnectionRecord] = [:]
         var draining = false
         var bound = false
+        /// Warnings about our files already logged.
+        var warned: Set<String> = []
     }
 
     package init(settings: AcceptorSettings, store: MaterialStore, logger: Logger, group: any EventLoopGroup) throws {
@@ -194,7 +196,11 @@ package final class Acceptor: Sendable {
     }
 
     private func warnAboutExpiry(_ material: TLSMaterial, now: Date = Date()) {
-        for warning in material.identity.warnings {
+        // Each said once: a reload of the same file does not repeat it.
+        let fresh = state.withLockedValue { state in
+            material.identity.warnings.filter { state.warned.insert($0).inserted }
+        }
+        for warning in fresh {
             logger.warning("\(warning)", metadata: ["event": "key-permissions"])
         }
         let horizon = now + TimeInterval(settings.expiryWarningDays) * 86_400

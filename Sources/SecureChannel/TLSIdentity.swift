@@ -11,7 +11,7 @@ public struct TLSIdentity: Sendable {
     let nioKey: NIOSSLPrivateKey
     /// Where the certificate came from (its file), for messages.
     public let source: String
-    /// What the user should know about the files, e.g. a key readable by others (each said once per process).
+    /// What the user should know about the files, e.g. a key readable by others.
     public internal(set) var warnings: [String] = []
 
     /// The leaf certificate.

@@ -12,6 +12,14 @@ extension KeyType: ExpressibleByArgument {
 
     public var defaultValueDescription: String { rawValue }
     public static var allValueStrings: [String] { allCases.map(\.rawValue) }
+
+    /// For `transform:`: one line listing the choices (ArgumentParser lists six or more on separate lines).
+    static func argument(_ text: String) throws -> KeyType {
+        guard let type = KeyType(argument: text) else {
+            throw ArgumentText("use one of \(allValueStrings.joined(separator: ", "))")
+        }
+        return type
+    }
 }
 
 extension RevocationReason: ExpressibleByArgument {
@@ -22,6 +30,14 @@ extension RevocationReason: ExpressibleByArgument {
 
     public var defaultValueDescription: String { name }
     public static var allValueStrings: [String] { allCases.map(\.name) }
+
+    /// For `transform:`: one line listing the choices.
+    static func argument(_ text: String) throws -> RevocationReason {
+        guard let reason = RevocationReason(argument: text) else {
+            throw ArgumentText("use one of \(allValueStrings.joined(separator: ", "))")
+        }
+        return reason
+    }
 }
 
 /// The error text ArgumentParser appends to "The value '…' is invalid for '--flag <value>'".
@@ -32,6 +48,15 @@ struct ArgumentText: Error, CustomStringConvertible {
 
 /// Checks shared by the commands' `validate()`: a failure is a usage error.
 enum Check {
+    /// Standard input can be read once: at most one of `paths` may be `-`.
+    static func oneStandardInput(_ paths: (flag: String, path: String?)...) throws {
+        let dashes = paths.filter { $0.path == "-" }.map(\.flag)
+        guard dashes.count <= 1 else {
+            throw ValidationError(
+                "only one input can be - (standard input), not \(dashes.joined(separator: " and "))")
+        }
+    }
+
     /// `--days` and the like: 1 up to the longest validity the CA issues.
     static func days(_ days: Int, flag: String = "--days") throws {
         guard days > 0 else { throw ValidationError("\(flag) must be 1 or more (got \(days))") }

@@ -26,7 +26,7 @@ struct BenchCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("Server address.", valueName: "host:port"))
+    @Option(help: ArgumentHelp("Server address.", valueName: "host:port"), transform: Endpoint.argument)
     var connect: Endpoint
 
     @Option(help: ArgumentHelp("Our certificate (PEM or DER; intermediates after the leaf).", valueName: "file"))

@@ -125,7 +125,10 @@ struct CAInitCommand: AsyncParsableCommand {
     var name: String = CertificateAuthority.defaultName
 
     @Option(
-        help: ArgumentHelp("Key type: \(KeyType.allValueStrings.joined(separator: ", ")).", valueName: "type"))
+        help: ArgumentHelp(
+            "Key type: \(KeyType.allValueStrings.joined(separator: ", ")) (default: \(KeyType.default.rawValue)).",
+            valueName: "type"),
+        completion: .list(KeyType.allValueStrings), transform: KeyType.argument)
     var keyType: KeyType = .default
 
     @Option(parsing: .unconditional, help: "Validity in days.")
@@ -167,7 +170,10 @@ struct LeafOptions: ParsableArguments {
     var days: Int = IssuanceRequest.defaultDays
 
     @Option(
-        help: ArgumentHelp("Key type: \(KeyType.allValueStrings.joined(separator: ", ")).", valueName: "type"))
+        help: ArgumentHelp(
+            "Key type: \(KeyType.allValueStrings.joined(separator: ", ")) (default: \(KeyType.default.rawValue)).",
+            valueName: "type"),
+        completion: .list(KeyType.allValueStrings), transform: KeyType.argument)
     var keyType: KeyType = .default
 
     @Option(

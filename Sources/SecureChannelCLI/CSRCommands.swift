@@ -42,7 +42,10 @@ struct CertRequestCommand: AsyncParsableCommand {
     var uri: [String] = []
 
     @Option(
-        help: ArgumentHelp("Key type: \(KeyType.allValueStrings.joined(separator: ", ")).", valueName: "type"))
+        help: ArgumentHelp(
+            "Key type: \(KeyType.allValueStrings.joined(separator: ", ")) (default: \(KeyType.default.rawValue)).",
+            valueName: "type"),
+        completion: .list(KeyType.allValueStrings), transform: KeyType.argument)
     var keyType: KeyType = .default
 
     func run() async throws {
@@ -103,7 +106,10 @@ struct CASignCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Write PREFIX.crt (default: DIR/NAME).", valueName: "prefix"), completion: .file())
     var out: String?
 
-    func validate() throws { try Check.days(days) }
+    func validate() throws {
+        try Check.days(days)
+        try Check.oneStandardInput(("--csr", csr), ("--passphrase-file", ca.passphraseFile))
+    }
 
     func run() async throws {
         let authority = try ca.open()

@@ -38,6 +38,10 @@ struct CertInspectCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("File whose first line decrypts an encrypted key in FILE.", valueName: "file"))
     var passphraseFile: String?
 
+    func validate() throws {
+        try Check.oneStandardInput(("FILE", file), ("--passphrase-file", passphraseFile))
+    }
+
     func run() async throws {
         let description = try FileDescription(
             bytes: try SecureFile.read(file), source: file == "-" ? "standard input" : file,
@@ -102,6 +106,7 @@ struct CertVerifyCommand: AsyncParsableCommand {
         if serverName != nil && host != nil {
             throw ValidationError("--host is the old name of --server-name: give one of them")
         }
+        try Check.oneStandardInput(("FILE", file), ("--ca", ca), ("--key", key), ("--passphrase-file", passphraseFile))
     }
 
     func run() async throws {
@@ -110,6 +115,7 @@ struct CertVerifyCommand: AsyncParsableCommand {
         if let key {
             let privateKey = try PrivateKeyIO.parse(
                 try SecureFile.read(key), passphrase: try Passphrase.resolve(file: passphraseFile), source: key)
+            if let warning = SecureFile.keyExposureWarning(key) { Console.error("warning: \(warning)") }
             guard privateKey.publicKey == chain[0].publicKey else {
                 throw PKIError(.keyMismatch, "\(key) does not belong to \(file); pass the key that was issued with it")
             }

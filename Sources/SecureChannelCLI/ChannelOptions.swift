@@ -26,6 +26,15 @@ struct Endpoint: ExpressibleByArgument, CustomStringConvertible {
         return Endpoint(host: host, port: port)
     }
 
+    /// Parses a flag's value; the error text completes ArgumentParser's "The value '…' is invalid for '--flag'".
+    static func argument(_ text: String) throws -> Endpoint {
+        do {
+            return try parse(text)
+        } catch {
+            throw ArgumentText("expected HOST:PORT, e.g. 127.0.0.1:8443, localhost:8443 or [::1]:8443")
+        }
+    }
+
     static func display(_ address: SocketAddress) -> String {
         ConnectionRecord.display(address)
     }

@@ -43,6 +43,10 @@ public struct SecureChannelCommand: AsyncParsableCommand {
     public static func execute(_ arguments: [String]) async -> Int32 {
         // A closed stdout or stderr pipe becomes EPIPE for Console (a quiet end), never a signal mid-write.
         signal(SIGPIPE, SIG_IGN)
+        if let unknown = UnknownSubcommand.find(in: arguments, root: Self.self) {
+            Console.error("error: \(unknown)")
+            return ExitCode.validationFailure.rawValue
+        }
         do {
             var command = try parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {
@@ -71,6 +75,48 @@ public struct SecureChannelCommand: AsyncParsableCommand {
             }
             return code.rawValue
         }
+    }
+}
+
+/// `securechannel ca issue clent …`: ArgumentParser would complain about the first option it cannot place
+/// (`Unknown option '--dir'`); say instead that the subcommand is unknown and which ones there are.
+enum UnknownSubcommand {
+    static func find(in arguments: [String], root: any ParsableCommand.Type) -> String? {
+        var command = root
+        var path = [root.configuration.commandName ?? "securechannel"]
+        for argument in arguments {
+            let subcommands = command.configuration.subcommands
+            guard !subcommands.isEmpty, !argument.hasPrefix("-") else { return nil }
+            let names = subcommands.map { $0.configuration.commandName ?? "" }
+            if let index = names.firstIndex(of: argument) {
+                command = subcommands[index]
+                path.append(argument)
+                continue
+            }
+            if argument == "help" { return nil }
+            let guess = names.min { distance($0, argument) < distance($1, argument) }
+            let hint = guess.flatMap { distance($0, argument) <= 2 ? " (did you mean '\($0)'?)" : nil } ?? ""
+            return
+                "unknown subcommand '\(argument)' for '\(path.joined(separator: " "))'\(hint); use one of: \(names.joined(separator: ", "))"
+        }
+        return nil
+    }
+
+    /// Edit distance (insertions, deletions, substitutions).
+    static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a)
+        let b = Array(b)
+        var row = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var previous = row[0]
+            row[0] = i
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                let current = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                previous = current
+            }
+        }
+        return row[b.count]
     }
 }
 

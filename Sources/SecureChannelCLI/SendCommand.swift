@@ -20,7 +20,7 @@ struct SendCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("Server address.", valueName: "host:port"))
+    @Option(help: ArgumentHelp("Server address.", valueName: "host:port"), transform: Endpoint.argument)
     var connect: Endpoint
 
     @OptionGroup var files: TLSFileOptions

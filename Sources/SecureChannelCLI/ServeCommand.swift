@@ -46,7 +46,9 @@ struct ServeCommand: AsyncParsableCommand {
             "Read the 'serve:' section of this YAML file; flags given as well override it.", valueName: "file"))
     var config: String?
 
-    @Option(help: ArgumentHelp("Address to listen on. Required (here or in --config).", valueName: "host:port"))
+    @Option(
+        help: ArgumentHelp("Address to listen on. Required (here or in --config).", valueName: "host:port"),
+        transform: Endpoint.argument)
     var listen: Endpoint?
 
     @OptionGroup var files: TLSFileOptions
@@ -85,7 +87,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(
         help: ArgumentHelp(
             "Serve Prometheus metrics on http://HOST:PORT/metrics and a health check on /healthz.",
-            valueName: "host:port"))
+            valueName: "host:port"), transform: Endpoint.argument)
     var metrics: Endpoint?
 
     @Flag(

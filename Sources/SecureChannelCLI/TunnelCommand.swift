@@ -53,7 +53,7 @@ struct TunnelConfigCommand: AsyncParsableCommand {
     @Option(
         help: ArgumentHelp(
             "Serve Prometheus metrics on http://HOST:PORT/metrics and /healthz. Overrides the file's top-level metrics.",
-            valueName: "host:port"))
+            valueName: "host:port"), transform: Endpoint.argument)
     var metrics: Endpoint?
 
     func run() async throws {
@@ -128,7 +128,7 @@ struct TunnelServerCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: ArgumentHelp("TLS address to listen on.", valueName: "host:port"))
+    @Option(help: ArgumentHelp("TLS address to listen on.", valueName: "host:port"), transform: Endpoint.argument)
     var listen: Endpoint
 
     @Option(help: ArgumentHelp("Plaintext service: host:port or unix:/path.", valueName: "target"))
@@ -189,8 +189,9 @@ struct TunnelServerCommand: AsyncParsableCommand {
     var expiryWarningDays: Int?
 
     @Option(
-        help: ArgumentHelp("Serve Prometheus metrics on http://HOST:PORT/metrics and /healthz.", valueName: "host:port")
-    )
+        help: ArgumentHelp(
+            "Serve Prometheus metrics on http://HOST:PORT/metrics and /healthz.", valueName: "host:port"),
+        transform: Endpoint.argument)
     var metrics: Endpoint?
 
     func run() async throws {
@@ -235,7 +236,7 @@ struct TunnelClientCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Plaintext address to listen on: host:port or unix:/path.", valueName: "listen"))
     var listen: String
 
-    @Option(help: ArgumentHelp("The tunnel server.", valueName: "host:port"))
+    @Option(help: ArgumentHelp("The tunnel server.", valueName: "host:port"), transform: Endpoint.argument)
     var target: Endpoint
 
     @OptionGroup var files: TLSFileOptions
@@ -282,8 +283,9 @@ struct TunnelClientCommand: AsyncParsableCommand {
     var expiryWarningDays: Int?
 
     @Option(
-        help: ArgumentHelp("Serve Prometheus metrics on http://HOST:PORT/metrics and /healthz.", valueName: "host:port")
-    )
+        help: ArgumentHelp(
+            "Serve Prometheus metrics on http://HOST:PORT/metrics and /healthz.", valueName: "host:port"),
+        transform: Endpoint.argument)
     var metrics: Endpoint?
 
     func run() async throws {

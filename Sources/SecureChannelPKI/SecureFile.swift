@@ -166,21 +166,11 @@ public enum SecureFile {
         FileManager.default.fileExists(atPath: path)
     }
 
-    /// A warning when the private key at `path` can be read by its group or others, once per path per process
-    /// (a server reloading the same file does not repeat it); nil when the mode is fine or was already reported.
+    /// A warning when the private key at `path` can be read by its group or others; nil when its mode is fine.
     public static func keyExposureWarning(_ path: String) -> String? {
         guard path != "-", let mode = try? mode(of: path), mode & 0o077 != 0 else { return nil }
-        guard KeyWarnings.shared.first(path) else { return nil }
         return
             "\(path) is readable by \(mode & 0o007 != 0 ? "others" : "its group") (mode \(String(mode, radix: 8))): a private key should be 0600; run chmod 600 \(path)"
-    }
-
-    /// The paths already warned about.
-    final class KeyWarnings: @unchecked Sendable {
-        static let shared = KeyWarnings()
-        private let lock = NSLock()
-        private var warned: Set<String> = []
-        func first(_ path: String) -> Bool { lock.withLock { warned.insert(path).inserted } }
     }
 
     /// The permission bits of a file.

@@ -15,10 +15,14 @@ public final class MessageClient: Sendable {
     /// The framed request/reply exchange over the TLS channel.
     package let exchange: FramedExchange
 
-    private init(exchange: FramedExchange, server: PeerIdentity) {
+    /// What we can check of our own certificate when the server rejects it.
+    private let material: TLSMaterial
+
+    private init(exchange: FramedExchange, server: PeerIdentity, material: TLSMaterial) {
         self.exchange = exchange
         self.server = server
         self.session = exchange.record.session
+        self.material = material
     }
 
     /// Connects, completes the handshake and verifies the server. Errors are one-line ``SecureChannelError``s.
@@ -39,13 +43,28 @@ public final class MessageClient: Sendable {
             maximumMessageBytes: configuration.maximumMessageBytes, timeout: configuration.timeout, record: record,
             group: group
         ) { channel in try setup.addHandlers(to: channel, record: record) }
-        let server = try await TLSClientSetup.awaitVerifiedServer(exchange.channel, record: record)
-        return MessageClient(exchange: exchange, server: server)
+        let server: PeerIdentity
+        do {
+            server = try await TLSClientSetup.awaitVerifiedServer(exchange.channel, record: record)
+        } catch let error as SecureChannelError where error.code == .clientCertificateRejected {
+            let material = TLSMaterial(
+                identity: configuration.identity, trust: configuration.trust, revocation: configuration.revocation)
+            throw SecureChannelError(error.code, error.message + "; " + OwnCertificateCheck.diagnose(material))
+        }
+        return MessageClient(
+            exchange: exchange, server: server,
+            material: TLSMaterial(
+                identity: configuration.identity, trust: configuration.trust, revocation: configuration.revocation))
     }
 
-    /// Sends one message and waits for its reply (at most the configured timeout).
+    /// Sends one message and waits for its reply (at most the configured timeout). When the server turns our
+    /// certificate down (TLS 1.3 says so only after the handshake), the error adds what we can see ourselves.
     public func send(_ message: ByteBuffer) async throws -> ByteBuffer {
-        try await exchange.send(message)
+        do {
+            return try await exchange.send(message)
+        } catch let error as SecureChannelError where error.code == .clientCertificateRejected {
+            throw SecureChannelError(error.code, error.message + "; " + OwnCertificateCheck.diagnose(material))
+        }
     }
 
     /// Sends a UTF-8 string and returns the reply as a string.
@@ -216,5 +235,35 @@ final class ReplyHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelInactive(context: ChannelHandlerContext) {
         failAll(SecureChannelError(.connectionClosed, "the server closed the connection before replying"))
         context.fireChannelInactive()
+    }
+}
+
+/// Why a server may have refused our certificate, from what the client itself can check.
+enum OwnCertificateCheck {
+    static func diagnose(_ material: TLSMaterial, now: Date = Date()) -> String {
+        let leaf = material.identity.leaf
+        let source = material.identity.source
+        if leaf.notValidAfter < now {
+            return
+                "our certificate \(source) expired on \(CertificateDescription.format(leaf.notValidAfter)): renew it"
+        }
+        if leaf.notValidBefore > now {
+            return
+                "our certificate \(source) is not valid before \(CertificateDescription.format(leaf.notValidBefore)) (is a clock wrong?)"
+        }
+        if let problem = CertificatePurpose.client.problem(with: leaf) {
+            return "our certificate \(source): \(problem)"
+        }
+        if let problem = material.revocation?.problem(with: leaf, now: now) {
+            return "our certificate \(source): \(problem)"
+        }
+        let issuers = Set(material.trust.certificates.map(\.subject)).union(
+            material.identity.chain.dropFirst().map(\.subject))
+        if !issuers.contains(leaf.issuer) {
+            let trusted = material.trust.certificates.map { $0.subject.description }.joined(separator: ", ")
+            return
+                "our certificate \(source) was issued by \(leaf.issuer), not by the CA we trust (\(trusted)): a server that trusts only that CA refuses it"
+        }
+        return "nothing is wrong with it that we can see here: the server's log names the reason"
     }
 }

@@ -28,7 +28,8 @@ struct CARevokeCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "RFC 5280 reason: \(RevocationReason.allValueStrings.joined(separator: ", ")).", valueName: "reason"),
+            "RFC 5280 reason: \(RevocationReason.allValueStrings.joined(separator: ", ")) (default: unspecified).",
+            valueName: "reason"),
         completion: .list(RevocationReason.allValueStrings), transform: RevocationReason.argument)
     var reason: RevocationReason = .unspecified
 

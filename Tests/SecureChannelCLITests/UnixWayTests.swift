@@ -142,6 +142,36 @@ struct UnixWayTests {
         #expect(help.contains("--server-name") && !help.contains("--host"))
     }
 
+    @Test(
+        "when the server rejects our certificate, send says what it can see: expired, another CA, or that the server's log names the reason"
+    )
+    func rejectionReasons() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let pki = dir.file("pki")
+        try await CLI.barryJillChris(in: pki)
+        let barry = try CertificateAuthority.open(directory: pki)
+        _ = try barry.issue(.client(name: "Old", days: 1), now: Date().addingTimeInterval(-3 * 86_400))
+        try await CLI.ok(["ca", "init", "--dir", dir.file("mallory"), "--name", "Mallory"])
+        try await CLI.ok(["ca", "issue", "client", "--dir", dir.file("mallory"), "--name", "Chris"])
+        try await CLI.ok(["ca", "issue", "client", "--dir", pki, "--name", "Revoked"])
+        try await CLI.ok(["ca", "revoke", "--dir", pki, "--name", "Revoked"])
+        let server = try await ServerProcess.start(
+            dir: pki, extra: ["--allow-any-client", "--crl", "\(pki)/crl.pem"])
+        defer { server.stop() }
+        let expired = try await server.send(pki, ["hi"], client: "Old")
+        #expect(expired.status == 1 && expired.stderr.contains("Old.crt expired on"), "\(expired.stderr)")
+        let foreign = try await CLI.run([
+            "send", "--connect", "127.0.0.1:\(server.port)", "--server-name", "localhost", "--cert",
+            dir.file("mallory/Chris.crt"), "--key", dir.file("mallory/Chris.key"), "--ca", "\(pki)/ca.crt", "hi",
+        ])
+        #expect(foreign.status == 1 && foreign.stderr.contains("issued by CN=Mallory"), "\(foreign.stderr)")
+        let revoked = try await server.send(pki, ["hi"], client: "Revoked")
+        #expect(
+            revoked.status == 1 && revoked.stderr.contains("the server's log names the reason"), "\(revoked.stderr)")
+        for result in [expired, foreign, revoked] { #expect(result.stderr.split(separator: "\n").count == 1) }
+    }
+
     /// Runs the binary with stdout and stderr on a pipe whose reader is already gone.
     static func intoClosedPipe(_ arguments: [String]) async throws -> ProcessResult {
         let python = try Tools.require("python3")

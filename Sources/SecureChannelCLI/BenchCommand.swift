@@ -20,29 +20,40 @@ struct BenchCommand: AsyncParsableCommand {
             one: swift-nio-ssl has no client-side session cache, so there is no resumption to measure.
 
             EXAMPLES:
-              securechannel bench --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt --mode echo --connections 100 --duration 10
-              securechannel bench --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt --mode handshake --json
-              securechannel bench --connect 127.0.0.1:9000 --plaintext --mode echo --connections 100   (a tunnel client's entrance)
+              securechannel bench --connect localhost:8443 --cert pki/Chris.crt --key \\
+                  pki/Chris.key --ca pki/ca.crt --mode echo --connections 100 \\
+                  --duration 10
+              securechannel bench --connect localhost:8443 --cert pki/Chris.crt \\
+                  --key pki/Chris.key --ca pki/ca.crt --mode handshake --json
+              # a tunnel client's entrance
+              securechannel bench --connect 127.0.0.1:9000 --plaintext --mode echo \\
+                  --connections 100
             """
     )
 
     @Option(help: ArgumentHelp("Server address.", valueName: "host:port"), transform: Endpoint.argument)
     var connect: Endpoint
 
-    @Option(help: ArgumentHelp("Our certificate (PEM or DER; intermediates after the leaf).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("Our certificate (PEM or DER; intermediates after the leaf).", valueName: "file"),
+        completion: .file())
     var cert: String?
 
-    @Option(help: ArgumentHelp("Our private key (PKCS#8, PKCS#1 or SEC1; PEM or DER).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("Our private key (PKCS#8, PKCS#1 or SEC1; PEM or DER).", valueName: "file"),
+        completion: .file())
     var key: String?
 
     @Option(
-        help: ArgumentHelp("The CA certificate(s) the server must chain to. Only these are trusted.", valueName: "file")
-    )
+        help: ArgumentHelp(
+            "The CA certificate(s) the server must chain to. Only these are trusted.", valueName: "file"),
+        completion: .file())
     var ca: String?
 
     @Option(
         name: .customLong("crl"),
-        help: ArgumentHelp("A CRL from the CA (repeatable); a revoked server is refused.", valueName: "file"))
+        help: ArgumentHelp("A CRL from the CA (repeatable); a revoked server is refused.", valueName: "file"),
+        completion: .file())
     var crls: [String] = []
 
     @Option(

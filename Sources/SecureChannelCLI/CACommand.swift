@@ -115,7 +115,8 @@ struct CAInitCommand: AsyncParsableCommand {
 
             EXAMPLES:
               securechannel ca init --dir pki --name Barry
-              securechannel ca init --dir pki --key-type ecdsa-p384 --days 1825 --passphrase-file pass.txt
+              securechannel ca init --dir pki --key-type ecdsa-p384 --days 1825 \\
+                  --passphrase-file pass.txt
             """
     )
 
@@ -206,7 +207,8 @@ struct CAIssueServerCommand: AsyncParsableCommand {
             At least one --dns or --ip is required: clients check the server's name against these.
 
             EXAMPLE:
-              securechannel ca issue server --dir pki --name Jill --dns localhost --ip 127.0.0.1
+              securechannel ca issue server --dir pki --name Jill --dns localhost \\
+                  --ip 127.0.0.1
             """
     )
 
@@ -233,7 +235,8 @@ struct CAIssueClientCommand: AsyncParsableCommand {
         abstract: "Issue a client certificate (clientAuth).",
         discussion: """
             EXAMPLE:
-              securechannel ca issue client --dir pki --name Chris --email chris@example.com
+              securechannel ca issue client --dir pki --name Chris \\
+                  --email chris@example.com
             """
     )
 

@@ -14,8 +14,10 @@ struct CertRequestCommand: AsyncParsableCommand {
             the names against that kind. Bring back the certificate; the key stays here.
 
             EXAMPLES:
-              securechannel cert request --name jill.example --dns jill.example --ip 10.0.0.5 --key-out /etc/securechannel/jill.key --csr-out jill.csr
-              securechannel cert request --name Chris --key-out chris.key --csr-out chris.csr
+              securechannel cert request --name jill.example --dns jill.example \\
+                  --ip 10.0.0.5 --key-out /etc/securechannel/jill.key --csr-out jill.csr
+              securechannel cert request --name Chris --key-out chris.key \\
+                  --csr-out chris.csr
               securechannel ca sign --dir pki --csr jill.csr --kind server --days 90
             """
     )
@@ -23,10 +25,11 @@ struct CertRequestCommand: AsyncParsableCommand {
     @Option(help: "The subject's name (its CN).")
     var name: String
 
-    @Option(help: ArgumentHelp("Where to write the new private key (mode 0600).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("Where to write the new private key (mode 0600).", valueName: "file"), completion: .file())
     var keyOut: String
 
-    @Option(help: ArgumentHelp("Where to write the CSR (PEM).", valueName: "file"))
+    @Option(help: ArgumentHelp("Where to write the CSR (PEM).", valueName: "file"), completion: .file())
     var csrOut: String
 
     @Option(help: ArgumentHelp("A DNS name for a server certificate (repeatable).", valueName: "name"))
@@ -85,7 +88,8 @@ struct CASignCommand: AsyncParsableCommand {
 
             EXAMPLES:
               securechannel ca sign --dir pki --csr jill.csr --kind server
-              securechannel ca sign --dir pki --csr chris.csr --kind client --days 30 --out certs/chris
+              securechannel ca sign --dir pki --csr chris.csr --kind client --days 30 \\
+                  --out certs/chris
             """
     )
 

@@ -35,7 +35,9 @@ struct CertInspectCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
-    @Option(help: ArgumentHelp("File whose first line decrypts an encrypted key in FILE.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("File whose first line decrypts an encrypted key in FILE.", valueName: "file"),
+        completion: .file())
     var passphraseFile: String?
 
     func validate() throws {
@@ -72,7 +74,8 @@ struct CertVerifyCommand: AsyncParsableCommand {
             The exit status is 0 only for OK.
 
             EXAMPLES:
-              securechannel cert verify --ca pki/ca.crt --purpose server --server-name localhost pki/Jill.crt
+              securechannel cert verify --ca pki/ca.crt --purpose server \\
+                  --server-name localhost pki/Jill.crt
               securechannel cert verify --ca pki/ca.crt --purpose client pki/Chris.crt
             """
     )
@@ -94,7 +97,9 @@ struct CertVerifyCommand: AsyncParsableCommand {
         completion: .file())
     var key: String?
 
-    @Option(help: ArgumentHelp("File whose first line decrypts an encrypted --key.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("File whose first line decrypts an encrypted --key.", valueName: "file"), completion: .file()
+    )
     var passphraseFile: String?
 
     @Argument(

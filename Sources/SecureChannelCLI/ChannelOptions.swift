@@ -48,20 +48,25 @@ struct Endpoint: ExpressibleByArgument, CustomStringConvertible {
 /// here because `serve --config` may give them in a file; a command that needs one says so when it is missing.
 struct TLSFileOptions: ParsableArguments {
     @Option(
-        help: ArgumentHelp("Our certificate (PEM or DER; intermediates after the leaf). Required.", valueName: "file"))
+        help: ArgumentHelp("Our certificate (PEM or DER; intermediates after the leaf). Required.", valueName: "file"),
+        completion: .file())
     var cert: String?
 
-    @Option(help: ArgumentHelp("Our private key (PKCS#8, PKCS#1 or SEC1; PEM or DER). Required.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("Our private key (PKCS#8, PKCS#1 or SEC1; PEM or DER). Required.", valueName: "file"),
+        completion: .file())
     var key: String?
 
     @Option(
         help: ArgumentHelp(
-            "The CA certificate(s) the peer must chain to. Only these are trusted. Required.", valueName: "file"))
+            "The CA certificate(s) the peer must chain to. Only these are trusted. Required.", valueName: "file"),
+        completion: .file())
     var ca: String?
 
     @Option(
         name: .customLong("crl"),
-        help: ArgumentHelp("A CRL from the CA (PEM or DER, repeatable); revoked peers are refused.", valueName: "file"))
+        help: ArgumentHelp("A CRL from the CA (PEM or DER, repeatable); revoked peers are refused.", valueName: "file"),
+        completion: .file())
     var crls: [String] = []
 
     @Option(

@@ -57,7 +57,7 @@ struct ConfigCheckCommand: AsyncParsableCommand {
             """
     )
 
-    @Argument(help: ArgumentHelp("The YAML file.", valueName: "file"))
+    @Argument(help: ArgumentHelp("The YAML file.", valueName: "file"), completion: .file(extensions: ["yaml", "yml"]))
     var file: String
 
     func run() async throws {

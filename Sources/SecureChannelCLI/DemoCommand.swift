@@ -25,7 +25,7 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(
         help: ArgumentHelp(
             "Folder for the CA and certificates (must not hold a CA yet; default: a temporary folder).",
-            valueName: "dir"))
+            valueName: "dir"), completion: .directory)
     var dir: String?
 
     @Option(help: "The message Chris sends.")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SecureChannel
+import SecureChannelConfig
 import SecureChannelPKI
 
 #if canImport(Glibc)
@@ -18,15 +19,20 @@ public struct SecureChannelCommand: AsyncParsableCommand {
             EXAMPLES:
               securechannel demo
               securechannel ca init --dir pki --name Barry
-              securechannel ca issue server --dir pki --name Jill --dns localhost --ip 127.0.0.1
+              securechannel ca issue server --dir pki --name Jill --dns localhost \\
+                  --ip 127.0.0.1
               securechannel ca issue client --dir pki --name Chris
               securechannel ca list --dir pki
               securechannel cert inspect pki/Jill.crt
-              securechannel cert verify --ca pki/ca.crt --purpose server --server-name localhost pki/Jill.crt
-              securechannel serve --listen 127.0.0.1:8443 --cert pki/Jill.crt --key pki/Jill.key --ca pki/ca.crt --allow-cn Chris
-              securechannel send --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt "Hello Jill"
+              securechannel cert verify --ca pki/ca.crt --purpose server \\
+                  --server-name localhost pki/Jill.crt
+              securechannel serve --listen 127.0.0.1:8443 --cert pki/Jill.crt \\
+                  --key pki/Jill.key --ca pki/ca.crt --allow-cn Chris
+              securechannel send --connect localhost:8443 --cert pki/Chris.crt \\
+                  --key pki/Chris.key --ca pki/ca.crt "Hello Jill"
               securechannel ca revoke --dir pki --name Chris --reason keyCompromise
-              securechannel tunnel server --listen 0.0.0.0:6380 --target 127.0.0.1:6379 --cert pki/Jill.crt --key pki/Jill.key --ca pki/ca.crt --allow-cn Chris
+              securechannel tunnel server --listen 0.0.0.0:6380 --target 127.0.0.1:6379 \\
+                  --cert pki/Jill.crt --key pki/Jill.key --ca pki/ca.crt --allow-cn Chris
             """,
         version: "0.1.0",
         subcommands: [
@@ -101,23 +107,7 @@ enum UnknownSubcommand {
         }
         return nil
     }
-
-    /// Edit distance (insertions, deletions, substitutions).
-    static func distance(_ a: String, _ b: String) -> Int {
-        let a = Array(a)
-        let b = Array(b)
-        var row = Array(0...b.count)
-        for i in 1...max(a.count, 1) where !a.isEmpty {
-            var previous = row[0]
-            row[0] = i
-            for j in 1...max(b.count, 1) where !b.isEmpty {
-                let current = row[j]
-                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
-                previous = current
-            }
-        }
-        return row[b.count]
-    }
+    static func distance(_ a: String, _ b: String) -> Int { Suggestion.distance(a, b) }
 }
 
 /// Exit statuses of the CLI.

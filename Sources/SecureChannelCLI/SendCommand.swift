@@ -14,9 +14,13 @@ struct SendCommand: AsyncParsableCommand {
             the address does not stand in for the name. Exits 0 only if every message got its reply.
 
             EXAMPLES:
-              securechannel send --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt "Hello Jill"
-              securechannel send --connect localhost:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt --retry 10 "survives a restart"
-              printf 'one\\ntwo\\n' | securechannel send --connect 127.0.0.1:8443 --server-name localhost --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt
+              securechannel send --connect localhost:8443 --cert pki/Chris.crt \\
+                  --key pki/Chris.key --ca pki/ca.crt "Hello Jill"
+              securechannel send --connect localhost:8443 --cert pki/Chris.crt \\
+                  --key pki/Chris.key --ca pki/ca.crt --retry 10 "survives a restart"
+              printf 'one\\ntwo\\n' | securechannel send --connect 127.0.0.1:8443 \\
+                  --server-name localhost --cert pki/Chris.crt --key pki/Chris.key \\
+                  --ca pki/ca.crt
             """
     )
 

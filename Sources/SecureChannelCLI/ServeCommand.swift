@@ -33,17 +33,23 @@ struct ServeCommand: AsyncParsableCommand {
             error (unknown flag, bad value).
 
             EXAMPLES:
-              securechannel serve --listen 127.0.0.1:8443 --cert pki/Jill.crt --key pki/Jill.key --ca pki/ca.crt --allow-cn Chris
-              securechannel serve --listen [::]:0 --cert pki/Jill.crt --key pki/Jill.key --ca pki/ca.crt --allow-any-client --log-format json
-              securechannel serve --config /etc/securechannel/serve.yaml --metrics 127.0.0.1:9090
-              securechannel serve --config serve.yaml --listen 127.0.0.1:9443 --accept-proxy-protocol   (behind HAProxy send-proxy-v2)
+              securechannel serve --listen 127.0.0.1:8443 --cert pki/Jill.crt \\
+                  --key pki/Jill.key --ca pki/ca.crt --allow-cn Chris
+              securechannel serve --listen [::]:0 --cert pki/Jill.crt --key pki/Jill.key \\
+                  --ca pki/ca.crt --allow-any-client --log-format json
+              securechannel serve --config /etc/securechannel/serve.yaml \\
+                  --metrics 127.0.0.1:9090
+              # behind HAProxy send-proxy-v2
+              securechannel serve --config serve.yaml --listen 127.0.0.1:9443 \\
+                  --accept-proxy-protocol
               curl -s http://127.0.0.1:9090/metrics | grep securechannel_connections
             """
     )
 
     @Option(
         help: ArgumentHelp(
-            "Read the 'serve:' section of this YAML file; flags given as well override it.", valueName: "file"))
+            "Read the 'serve:' section of this YAML file; flags given as well override it.", valueName: "file"),
+        completion: .file())
     var config: String?
 
     @Option(

@@ -19,11 +19,13 @@ struct TunnelCommand: AsyncParsableCommand {
               securechannel tunnel server --listen 0.0.0.0:6380 --target 127.0.0.1:6379 \\
                   --cert pki/Jill.crt --key pki/Jill.key --ca pki/ca.crt --allow-cn Chris
               # on the application host
-              securechannel tunnel client --listen 127.0.0.1:6379 --target db.example:6380 \\
+              securechannel tunnel client --listen 127.0.0.1:6379 \\
+                  --target db.example:6380 --server-name db.example \\
                   --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt
               redis-cli -p 6379 ping
 
-            Several tunnels from one YAML file: securechannel tunnel --config tunnels.yaml [--log-format json] [--metrics HOST:PORT]
+            Several tunnels from one YAML file:
+              securechannel tunnel --config tunnels.yaml --log-format json
             """,
         subcommands: [TunnelConfigCommand.self, TunnelServerCommand.self, TunnelClientCommand.self],
         defaultSubcommand: TunnelConfigCommand.self
@@ -42,7 +44,7 @@ struct TunnelConfigCommand: AsyncParsableCommand {
     @Option(
         help: ArgumentHelp(
             "Run every tunnel in the 'tunnels:' list of this YAML file (see 'securechannel config --help'); nothing starts if one entry is bad.",
-            valueName: "file"))
+            valueName: "file"), completion: .file())
     var config: String?
 
     @Option(
@@ -124,7 +126,8 @@ struct TunnelServerCommand: AsyncParsableCommand {
             reloaded like serve's; a revoked client's tunnels are cut.
 
             EXAMPLE:
-              securechannel tunnel server --listen 0.0.0.0:8443 --target 127.0.0.1:8080 --cert pki/Jill.crt --key pki/Jill.key --ca pki/ca.crt --allow-cn Chris
+              securechannel tunnel server --listen 0.0.0.0:8443 --target 127.0.0.1:8080 \\
+                  --cert pki/Jill.crt --key pki/Jill.key --ca pki/ca.crt --allow-cn Chris
             """
     )
 
@@ -229,7 +232,9 @@ struct TunnelClientCommand: AsyncParsableCommand {
             open tunnels go on; a broken file keeps the old material.
 
             EXAMPLE:
-              securechannel tunnel client --listen 127.0.0.1:8080 --target jill.example:8443 --cert pki/Chris.crt --key pki/Chris.key --ca pki/ca.crt
+              securechannel tunnel client --listen 127.0.0.1:8080 --target \\
+                  jill.example:8443 --cert pki/Chris.crt --key pki/Chris.key \\
+                  --ca pki/ca.crt
             """
     )
 

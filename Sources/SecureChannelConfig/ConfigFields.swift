@@ -85,10 +85,21 @@ public struct ConfigFields: Sendable {
     /// Throws for the first key not in `allowed`, naming its place.
     func checkKeys(_ allowed: Set<String>, what: String) throws {
         for (key, value) in values.sorted(by: { $0.key < $1.key }) where !allowed.contains(key) {
+            let hint = Suggestion.closest(to: key, in: allowed).map { " (did you mean '\($0)'?)" } ?? ""
             throw SecureChannelError(
                 .configuration,
-                "\(value.origin): unknown key '\(key)' for \(what); known: \(allowed.sorted().joined(separator: ", "))")
+                "\(value.origin): unknown key '\(key)' for \(what)\(hint); known: \(allowed.sorted().joined(separator: ", "))"
+            )
         }
+    }
+
+    /// How to switch `key` on, in the words of where the values came from: `pass --unsafe-target` on the
+    /// command line, `set 'unsafe-target: true'` in a file (judged by `near`, the key the problem is about).
+    func advice(_ key: String, _ value: String = "true", near: String) -> String {
+        if values[near]?.origin == "the command line" {
+            return value == "true" ? "pass --\(key)" : "pass --\(key) \(value)"
+        }
+        return "set '\(key): \(value)'"
     }
 
     func failure(_ key: String, _ problem: String) -> SecureChannelError {
@@ -196,8 +207,9 @@ public struct ConfigFields: Sendable {
             try files.load().identity.checkFits(purpose)
         } catch let error as SecureChannelError where error.code == .expiredCRL {
             // The code beneath stays; the way out is said in this layer's words.
-            throw SecureChannelError(
-                error.code, error.message + ": pass --crl-expired allow (in a file: crl-expired: allow)")
+            let origin = values["crl"]?.origin ?? "the command line"
+            let advice = origin == "the command line" ? "pass --crl-expired allow" : "set 'crl-expired: allow'"
+            throw SecureChannelError(error.code, error.message + ": " + advice)
         }
         return files
     }
@@ -223,5 +235,35 @@ public struct ConfigFields: Sendable {
             )
         }
         return rules
+    }
+}
+
+/// "Did you mean …?" for a misspelt name.
+public enum Suggestion {
+    /// The name in `candidates` closest to `word`, if it is near enough to be a slip (edit distance 2 or less, or
+    /// a prefix either way).
+    public static func closest(to word: String, in candidates: some Collection<String>) -> String? {
+        let scored = candidates.map { ($0, distance($0, word)) }.sorted { ($0.1, $0.0) < ($1.1, $1.0) }
+        if let best = scored.first, best.1 <= 2 { return best.0 }
+        return candidates.sorted().first { $0.hasPrefix(word) || word.hasPrefix($0) }
+    }
+
+    /// Edit distance: insertions, deletions, substitutions.
+    public static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a)
+        let b = Array(b)
+        guard !a.isEmpty else { return b.count }
+        guard !b.isEmpty else { return a.count }
+        var row = Array(0...b.count)
+        for i in 1...a.count {
+            var previous = row[0]
+            row[0] = i
+            for j in 1...b.count {
+                let current = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                previous = current
+            }
+        }
+        return row[b.count]
     }
 }

@@ -72,6 +72,9 @@ public struct ConfigFile: Sendable {
 
     /// Reads and parses a file; nothing is loaded or checked beyond its shape until a section is used.
     public init(path: String) throws {
+        guard SecureFile.exists(path) || path == "-" else {
+            throw SecureChannelError(.configuration, "the configuration file \(path) does not exist; check the path")
+        }
         let text = String(decoding: try SecureFile.read(path), as: UTF8.self)
         let base = URL(fileURLWithPath: path).deletingLastPathComponent().path
         try self.init(yaml: text, source: path, baseDirectory: base)
@@ -126,6 +129,12 @@ public struct ConfigFile: Sendable {
                             }
                         ))
                 }
+            case let name? where !Self.topLevelKeys.contains(name):
+                let hint = Suggestion.closest(to: name, in: Self.topLevelKeys).map { "did you mean '\($0)'? " } ?? ""
+                throw SecureChannelError(
+                    .configuration,
+                    "\(source) line \(line): unknown section '\(name)'; \(hint)(known: serve, tunnels, log-format, metrics)"
+                )
             case let name?:
                 top[Node(name)] = node
             case nil:
@@ -217,7 +226,7 @@ public struct ConfigFile: Sendable {
             guard target.isLocal || allowRemote else {
                 throw fields.failure(
                     "target",
-                    "\(target) is not on this machine, so the plaintext would cross the network; use a loopback address or a UNIX socket, or pass --unsafe-target (in a file: unsafe-target: true)"
+                    "\(target) is not on this machine, so the plaintext would cross the network; use a loopback address or a UNIX socket, or \(fields.advice("unsafe-target", near: "target"))"
                 )
             }
             var configuration = TunnelServerConfiguration(
@@ -243,7 +252,7 @@ public struct ConfigFile: Sendable {
         guard listen.isLocal || allowRemote else {
             throw fields.failure(
                 "listen",
-                "\(listen) is reachable from other machines, which could then use this tunnel's identity; listen on a loopback address or a UNIX socket, or pass --unsafe-listen (in a file: unsafe-listen: true)"
+                "\(listen) is reachable from other machines, which could then use this tunnel's identity; listen on a loopback address or a UNIX socket, or \(fields.advice("unsafe-listen", near: "listen"))"
             )
         }
         var configuration = TunnelClientConfiguration(

@@ -106,39 +106,49 @@ struct DemoCommand: AsyncParsableCommand {
 /// Removes a folder when the command ends, and also when SIGINT or SIGTERM ends it early (then the exit status is
 /// 128 + the signal, as a shell shows it). Files are written only inside ``whileWriting(_:)``, which a signal waits
 /// for, so nothing is created after the folder is gone.
+///
+/// The handler is installed with sigaction before the folder exists (a dispatch signal source is armed
+/// asynchronously and misses a signal that comes at once); it only writes the signal's number to a pipe, and a
+/// thread of this type does the removal.
 final class InterruptCleanup: @unchecked Sendable {
     private let path: String
     private let lock = NSLock()
-    private var sources: [any DispatchSourceSignal] = []
+    /// The pipe's write end, for the signal handler (which can capture nothing).
+    nonisolated(unsafe) private static var writeEnd: Int32 = -1
 
     init(removing path: String) {
         self.path = path
-        for number in [SIGINT, SIGTERM] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [self] in
-                lock.lock()  // held until exit: no file is written after the removal
-                try? FileManager.default.removeItem(atPath: self.path)
-                Console.write(
-                    STDERR_FILENO, "interrupted: removed \(self.path)\n", onClosedPipe: .drop)
-                exit(128 + number)
-            }
-            source.resume()
-            sources.append(source)
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else { return }
+        Self.writeEnd = ends[1]
+        let readEnd = ends[0]
+        Thread { [self] in
+            var number: UInt8 = 0
+            while read(readEnd, &number, 1) < 0 && errno == EINTR {}
+            lock.lock()  // held until exit: no file is written after the removal
+            try? FileManager.default.removeItem(atPath: self.path)
+            Console.write(STDERR_FILENO, "interrupted: removed \(self.path)\n", onClosedPipe: .drop)
+            exit(128 + Int32(number))
+        }.start()
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { number in
+            var byte = UInt8(truncatingIfNeeded: number)
+            _ = write(InterruptCleanup.writeEnd, &byte, 1)
         }
+        sigemptyset(&action.sa_mask)
+        for number in [SIGINT, SIGTERM] { sigaction(number, &action, nil) }
     }
 
     func whileWriting<T>(_ body: () throws -> T) rethrows -> T {
         try lock.withLock { try body() }
     }
 
-    /// The normal end: remove the folder, give the signals back.
+    /// The normal end: remove the folder, give the signals back their default.
     func finish() {
         lock.withLock {
             try? FileManager.default.removeItem(atPath: path)
-            for source in sources { source.cancel() }
+            signal(SIGINT, SIG_DFL)
+            signal(SIGTERM, SIG_DFL)
         }
-        signal(SIGINT, SIG_DFL)
-        signal(SIGTERM, SIG_DFL)
     }
 }

@@ -75,12 +75,31 @@ public struct SecureChannelCommand: AsyncParsableCommand {
             return ExitStatus.failure
         } catch {
             let code = exitCode(for: error)
+            if code == .validationFailure {
+                Console.error(usageLine(for: error))
+                return code.rawValue
+            }
             let message = fullMessage(for: error)
             if !message.isEmpty {
                 if code == .success { Console.out(message) } else { Console.error(message) }
             }
             return code.rawValue
         }
+    }
+}
+
+extension SecureChannelCommand {
+    /// A usage error as one line, like every other error: what is wrong, and where the help is
+    /// (`error: --days must be 1 or more (got 0); see 'securechannel ca issue client --help'`). ArgumentParser's own
+    /// form adds the usage and a "Help:" line below.
+    static func usageLine(for error: any Error) -> String {
+        let first = message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid usage"
+        let text = first.hasPrefix("Error: ") ? String(first.dropFirst("Error: ".count)) : first
+        let full = fullMessage(for: error)
+        guard let start = full.range(of: "See '"), let end = full[start.upperBound...].firstIndex(of: "'") else {
+            return "error: \(text)"
+        }
+        return "error: \(text); see '\(full[start.upperBound..<end])'"
     }
 }
 

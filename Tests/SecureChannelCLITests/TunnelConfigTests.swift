@@ -123,6 +123,6 @@ struct TunnelConfigTests {
         let unsafe = try await CLI.run(["tunnel", "--config", dir.file("unsafe.yaml")])
         #expect(
             unsafe.status != 0 && unsafe.stderr.contains("tunnel 'remote' (line 2)")
-                && unsafe.stderr.contains("--unsafe-target"))
+                && unsafe.stderr.contains("set 'unsafe-target: true'"))
     }
 }

@@ -162,11 +162,23 @@ struct ChannelInteropTests {
             print("FASTEST_MS:%.2f" % times[0], "ALL:" + ",".join("%.1f" % t for t in times))
             """
         try SecureFile.write(script, to: dir.file("first.py"), mode: 0o644)
-        let result = try await Tools.run(python, [dir.file("first.py"), "\(server.port)", dir.path])
-        let fastest = try #require(
-            result.stdout.split(separator: " ").first { $0.hasPrefix("FASTEST_MS:") }
-                .flatMap { Double($0.dropFirst("FASTEST_MS:".count)) }, "\(result.stdout) \(result.stderr)")
-        #expect(fastest < 39, "first round trips: \(result.stdout)")
+        // A delayed ACK holds back every first message (~40 ms each time); a loaded machine only some. So up to three
+        // rounds of 15, spread in time: the bug fails all of them, a busy moment passes in a later round.
+        var rounds: [String] = []
+        for _ in 0..<3 {
+            let result = try await Tools.run(python, [dir.file("first.py"), "\(server.port)", dir.path])
+            let fastest = try #require(
+                result.stdout.split(separator: " ").first { $0.hasPrefix("FASTEST_MS:") }
+                    .flatMap { Double($0.dropFirst("FASTEST_MS:".count)) }, "\(result.stdout) \(result.stderr)")
+            rounds.append(result.stdout)
+            if fastest < 39 { break }
+        }
+        let best =
+            rounds.compactMap { round in
+                round.split(separator: " ").first { $0.hasPrefix("FASTEST_MS:") }
+                    .flatMap { Double($0.dropFirst("FASTEST_MS:".count)) }
+            }.min() ?? .infinity
+        #expect(best < 39, "first round trips: \(rounds)")
     }
 
     @Test(

@@ -58,12 +58,14 @@ extension Acceptor {
 
     /// The stable JSON fields naming a verified peer and its session.
     static func identityFields(_ identity: PeerIdentity, session: SessionInfo) -> Logger.Metadata {
-        [
+        var fields: Logger.Metadata = [
             "subject": "\(identity.subject)", "serial": "\(identity.serial)",
             "sans": "\(identity.alternativeNames.joined(separator: ","))",
             "tls_version": "\(session.tlsVersion)", "cipher": "\(session.cipherSuite)",
             "group": "\(session.keyExchangeGroup ?? "unknown")",
         ]
+        if let id = identity.spiffeID { fields["spiffe_id"] = "\(id)" }
+        return fields
     }
 
     /// `1.234`: seconds with three decimals, without `String(format:)` (this runs once per connection).

@@ -67,7 +67,7 @@ package struct AcceptorSettings: Sendable {
 /// certificate expired or became revoked, graceful drain, and one log line and the metrics per connection.
 ///
 /// With a ``MaterialStore/Role/server(rules:)`` store it terminates TLS and verifies clients; with a
-/// ``MaterialStore/Role/client(serverName:timeout:)`` store it accepts plaintext and its body originates TLS with
+/// ``MaterialStore/Role/client(serverName:timeout:serverSPIFFEID:)`` store it accepts plaintext and its body originates TLS with
 /// ``MaterialStore/active``'s client setup. What happens on a connection is the caller's:
 /// `run(configure:serve:)` adds its handlers to each pipeline and serves each channel (autoRead off until the
 /// caller turns it on). Signals are the application's: it calls ``reload(reason:)``.
@@ -99,11 +99,14 @@ package final class Acceptor: Sendable {
 
     package init(settings: AcceptorSettings, store: MaterialStore, logger: Logger, group: any EventLoopGroup) throws {
         try settings.validate()
-        if case .server(let rules) = store.role, rules.isEmpty {
-            throw SecureChannelError(
-                .configuration,
-                "no client is allowed: give at least one allow rule (common name, DNS or URI name), or allow any client of the CA"
-            )
+        if case .server(let rules) = store.role {
+            guard !rules.isEmpty else {
+                throw SecureChannelError(
+                    .configuration,
+                    "no client is allowed: give at least one allow rule (common name, DNS or URI name), or allow any client of the CA"
+                )
+            }
+            try rules.validate()
         }
         self.settings = settings
         self.store = store

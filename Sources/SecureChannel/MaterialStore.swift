@@ -18,7 +18,7 @@ package final class MaterialStore: Sendable {
         /// We accept TLS and verify clients against `rules`.
         case server(rules: AccessRules)
         /// We originate TLS to a server that must carry `serverName`; `timeout` bounds connect and handshake.
-        case client(serverName: String, timeout: TimeAmount)
+        case client(serverName: String, timeout: TimeAmount, serverSPIFFEID: String? = nil)
 
         /// The certificate purpose we present.
         var ourPurpose: CertificatePurpose {
@@ -115,8 +115,10 @@ package final class MaterialStore: Sendable {
                 trust: material.trust, purpose: .client, serverName: nil, rules: rules,
                 revocation: material.revocation)
             return Active(material: material, serverContext: context, verifier: verifier, clientSetup: nil)
-        case .client(let serverName, let timeout):
-            let setup = try TLSClientSetup(material: material, serverName: serverName, tls: policy, timeout: timeout)
+        case .client(let serverName, let timeout, let serverSPIFFEID):
+            let setup = try TLSClientSetup(
+                material: material, serverName: serverName, serverSPIFFEID: serverSPIFFEID, tls: policy,
+                timeout: timeout)
             return Active(material: material, serverContext: nil, verifier: nil, clientSetup: setup)
         }
     }

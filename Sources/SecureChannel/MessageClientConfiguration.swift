@@ -9,6 +9,8 @@ public struct MessageClientConfiguration: Sendable {
     public var port: Int
     /// The name the server's certificate must carry (a DNS name or an IP address); defaults to `host`.
     public var serverName: String?
+    /// Verify the server by this SPIFFE ID pattern instead of by ``serverName`` (which then only goes into SNI).
+    public var serverSPIFFEID: String?
     /// Our client certificate and key.
     public var identity: TLSIdentity
     /// The CA(s) the server's certificate must chain to.

@@ -16,6 +16,12 @@ public struct PeerIdentity: Sendable, Hashable, CustomStringConvertible, Codable
     public var emails: [String]
     /// URIs from the subjectAltName (e.g. SPIFFE IDs).
     public var uris: [String]
+    /// Organizational units of the subject, in order.
+    public var organizationalUnits: [String]
+    /// The SPIFFE ID when the certificate is an X.509-SVID (exactly one URI SAN, and it is `spiffe://…`).
+    public var spiffeID: String?
+    /// SHA-256 of the public key (SubjectPublicKeyInfo), 64 upper-case hex digits: what `--allow-spki-sha256` pins.
+    public var publicKeySHA256: String
     /// Serial number, upper-case hex.
     public var serial: String
     /// The issuer in RFC 4514 form.
@@ -35,6 +41,8 @@ public struct PeerIdentity: Sendable, Hashable, CustomStringConvertible, Codable
         ipAddresses = []
         emails = []
         uris = []
+        organizationalUnits = []
+        publicKeySHA256 = ""
     }
 
     /// Extracts the identity from a (verified) leaf certificate.
@@ -62,6 +70,11 @@ public struct PeerIdentity: Sendable, Hashable, CustomStringConvertible, Codable
         ipAddresses = ips
         emails = mails
         uris = links
+        organizationalUnits = certificate.subject.lazy.flatMap { $0 }
+            .filter { $0.type == .RDNAttributeType.organizationalUnitName }
+            .map { String(describing: $0.value) }
+        spiffeID = links.count == 1 && links[0].hasPrefix("spiffe://") ? links[0] : nil
+        publicKeySHA256 = certificate.publicKey.spkiSHA256Hex
     }
 
     /// Subject alternative names in `DNS:`/`IP:`/`email:`/`URI:` form.

@@ -16,6 +16,8 @@ struct PeerVerifier: Sendable {
     let rules: AccessRules?
     /// CRLs to enforce.
     let revocation: RevocationList?
+    /// For servers being verified by a client: the SPIFFE ID pattern it must match (then `serverName` is nil).
+    var serverSPIFFEID: String? = nil
 
     /// The longest chain a peer may present (leaf included). Our CA issues leaves directly; a few intermediates
     /// leave room for other PKIs. A longer chain is refused before any parsing or path building.
@@ -65,6 +67,13 @@ struct PeerVerifier: Sendable {
             return false
         }
         let identity = PeerIdentity(certificate: leaf)
+        // A CA certificate is never a peer's own certificate, whatever its key usage and EKU say.
+        if case .isCertificateAuthority = try? leaf.extensions.basicConstraints {
+            record.noteRefusal(.badCertificate)
+            record.verificationFailure =
+                "\(whose) certificate rejected (\(identity.subject), serial \(identity.serial)): it is a CA certificate (basicConstraints CA:TRUE), never accepted as a \(whose) certificate"
+            return false
+        }
         do {
             try await CertificateVerification.verify(
                 chain: chain, roots: trust.certificates, purpose: purpose, host: serverName)
@@ -79,10 +88,18 @@ struct PeerVerifier: Sendable {
             record.verificationFailure = "\(whose) certificate refused (\(identity.subject)): \(problem)"
             return false
         }
-        if let rules, !rules.permits(identity) {
+        if let rules, let refusal = rules.refusal(of: identity) {
             record.noteRefusal(.notAllowed)
-            record.verificationFailure = "refused by rules: \(identity) is not allowed (allowed: \(rules.summary))"
+            record.verificationFailure = "refused by rules: \(refusal)"
             return false
+        }
+        if let pattern = serverSPIFFEID {
+            guard let id = identity.spiffeID, AccessRules.uriMatches(pattern, id) else {
+                record.noteRefusal(.badCertificate)
+                record.verificationFailure =
+                    "server certificate rejected (\(identity.subject)): \(identity.spiffeID.map { "SPIFFE ID \($0) does not match \(pattern)" } ?? "not an X.509-SVID (\(identity.uris.count) URI SANs), but --server-spiffe-id \(pattern) needs one")"
+                return false
+            }
         }
         record.certificate = leaf
         record.identity = identity

@@ -19,6 +19,8 @@ public struct ProxyProtocolHeader: Sendable, Equatable {
         public static let sslCipher: UInt8 = 0x23
         /// The client certificate (DER), in the first custom range (PP2_TYPE_MIN_CUSTOM); the spec has no type for it.
         public static let clientCertificate: UInt8 = 0xE0
+        /// The client's SPIFFE ID (an X.509-SVID's one URI SAN) or else its first URI SAN, UTF-8 (custom range).
+        public static let clientURI: UInt8 = 0xE1
     }
 
     /// PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN: TLS, with a client certificate on this connection.
@@ -36,6 +38,8 @@ public struct ProxyProtocolHeader: Sendable, Equatable {
     public var cipher: String?
     /// The client certificate, DER.
     public var clientCertificate: [UInt8]?
+    /// The client's SPIFFE ID, or its first URI SAN (TLV ``TLV/clientURI``).
+    public var clientURI: String?
 
     /// Creates a header.
     public init(
@@ -79,6 +83,7 @@ public struct ProxyProtocolHeader: Sendable, Equatable {
         var tlvs = ByteBuffer()
         Self.writeTLV(TLV.ssl, Array(ssl.readableBytesView), into: &tlvs)
         if let clientCertificate { Self.writeTLV(TLV.clientCertificate, clientCertificate, into: &tlvs) }
+        if let clientURI { Self.writeTLV(TLV.clientURI, Array(clientURI.utf8), into: &tlvs) }
 
         var header = ByteBuffer()
         header.writeBytes(Self.signature)

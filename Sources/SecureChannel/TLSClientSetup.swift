@@ -14,7 +14,15 @@ package struct TLSClientSetup: Sendable {
     private let timeout: TimeAmount
 
     /// Builds the context once; connections then only add handlers.
-    package init(material: TLSMaterial, serverName: String, tls policy: TLSPolicy, timeout: TimeAmount) throws {
+    /// With `serverSPIFFEID`, the server is verified by its SPIFFE ID (a pattern as in ``AccessRules/spiffeIDs``)
+    /// instead of by `serverName`, which then only goes into SNI.
+    package init(
+        material: TLSMaterial, serverName: String, serverSPIFFEID: String? = nil, tls policy: TLSPolicy,
+        timeout: TimeAmount
+    ) throws {
+        if let serverSPIFFEID {
+            try AccessRules(spiffeIDs: [serverSPIFFEID]).validate(flag: "--server-spiffe-id")
+        }
         var tls = TLSConfiguration.makeClientConfiguration()
         policy.apply(to: &tls)
         tls.certificateChain = material.identity.nioChain.map { .certificate($0) }
@@ -26,9 +34,11 @@ package struct TLSClientSetup: Sendable {
         } catch {
             throw SecureChannelError(.configuration, "the TLS stack refused the client configuration: \(error)")
         }
-        verifier = PeerVerifier(
-            trust: material.trust, purpose: .server, serverName: serverName, rules: nil,
+        var verifier = PeerVerifier(
+            trust: material.trust, purpose: .server, serverName: serverSPIFFEID == nil ? serverName : nil, rules: nil,
             revocation: material.revocation)
+        verifier.serverSPIFFEID = serverSPIFFEID
+        self.verifier = verifier
         self.serverName = serverName
         self.timeout = timeout
     }
@@ -39,7 +49,8 @@ package struct TLSClientSetup: Sendable {
         try self.init(
             material: TLSMaterial(
                 identity: configuration.identity, trust: configuration.trust, revocation: configuration.revocation),
-            serverName: configuration.expectedServerName, tls: configuration.tls, timeout: configuration.timeout)
+            serverName: configuration.expectedServerName, serverSPIFFEID: configuration.serverSPIFFEID,
+            tls: configuration.tls, timeout: configuration.timeout)
     }
 
     /// Adds the TLS handlers to a new client channel; `record.handshake` completes when the server is verified.

@@ -157,8 +157,8 @@ struct CAInitCommand: AsyncParsableCommand {
 struct CAIssueCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "issue",
-        abstract: "Issue a server or client certificate with a new key.",
-        subcommands: [CAIssueServerCommand.self, CAIssueClientCommand.self]
+        abstract: "Issue a server, client or workload (SPIFFE X.509-SVID) certificate with a new key.",
+        subcommands: [CAIssueServerCommand.self, CAIssueClientCommand.self, CAIssueWorkloadCommand.self]
     )
 }
 
@@ -253,6 +253,76 @@ struct CAIssueClientCommand: AsyncParsableCommand {
         let request = IssuanceRequest.client(
             name: leaf.name, emails: email, uris: uri, days: leaf.days, keyType: leaf.keyType)
         try leaf.issue(request, ca: ca)
+    }
+}
+
+/// `securechannel ca issue workload`.
+struct CAIssueWorkloadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workload",
+        abstract: "Issue an X.509-SVID: a SPIFFE ID as the only URI name, usable as client and as server.",
+        discussion: """
+            As the SPIFFE X509-SVID specification defines it: exactly one URI SAN (the SPIFFE ID, checked: scheme, \
+            trust domain, path segments), CA:FALSE, keyUsage digitalSignature, extendedKeyUsage serverAuth and \
+            clientAuth. --name (the CN and the file prefix) defaults to the ID's last path segment.
+
+            EXAMPLES:
+              securechannel ca issue workload --dir pki --spiffe-id spiffe://example.org/ns/prod/web
+              securechannel ca issue workload --dir pki --spiffe-id spiffe://example.org/db \\
+                  --dns db.example --days 1
+            """
+    )
+
+    @OptionGroup var ca: CAOptions
+
+    @Option(help: ArgumentHelp("The workload's SPIFFE ID: spiffe://TRUST-DOMAIN/PATH.", valueName: "id"))
+    var spiffeID: String
+
+    @Option(help: "The CN and default file prefix (default: the ID's last path segment).")
+    var name: String?
+
+    @Option(help: ArgumentHelp("A DNS name for the subjectAltName (repeatable).", valueName: "host"))
+    var dns: [String] = []
+
+    @Option(help: ArgumentHelp("An IP address for the subjectAltName (repeatable).", valueName: "addr"))
+    var ip: [String] = []
+
+    @Option(parsing: .unconditional, help: "Validity in days (clamped to the CA's own expiry).")
+    var days: Int = IssuanceRequest.defaultDays
+
+    @Option(
+        help: ArgumentHelp(
+            "Key type: \(KeyType.allValueStrings.joined(separator: ", ")) (default: \(KeyType.default.rawValue)).",
+            valueName: "type"),
+        completion: .list(KeyType.allValueStrings), transform: KeyType.argument)
+    var keyType: KeyType = .default
+
+    @Option(
+        help: ArgumentHelp("Write PREFIX.crt and PREFIX.key (default: DIR/NAME).", valueName: "prefix"),
+        completion: .file())
+    var out: String?
+
+    func validate() throws {
+        try Check.days(days)
+        do {
+            try IssuanceRequest.validateSPIFFEID(spiffeID)
+        } catch let error as PKIError {
+            throw ValidationError("--spiffe-id \(error.message)")
+        }
+    }
+
+    func run() async throws {
+        let request = IssuanceRequest.workload(
+            spiffeID: spiffeID, name: name, dnsNames: dns, ipAddresses: ip, days: days, keyType: keyType)
+        try request.validate()
+        let authority = try ca.open()
+        let issued = try authority.issue(request, outPrefix: out)
+        let notAfter = CertificateDescription.format(issued.certificate.notValidAfter)
+        Console.out(
+            "issued workload certificate (X.509-SVID) \(spiffeID) (serial \(issued.serial), valid until \(notAfter))")
+        Console.out("  certificate: \(issued.certificatePath)")
+        Console.out("  private key: \(issued.keyPath) (mode 0600)")
+        for warning in issued.warnings { Console.error("warning: \(warning)") }
     }
 }
 
@@ -352,6 +422,8 @@ struct InventoryRow: Encodable {
     var revokedAt: Date?
     var revocationReason: String?
     var publicKeySHA256: String?
+    /// The SPIFFE ID of an X.509-SVID (its one URI SAN).
+    var spiffeID: String?
 
     init(entry: Inventory.Entry, now: Date) {
         serial = entry.serial
@@ -370,6 +442,8 @@ struct InventoryRow: Encodable {
         revokedAt = entry.revocation?.date
         revocationReason = entry.revocation?.reason
         publicKeySHA256 = entry.publicKeySHA256
+        let uris = entry.subjectAlternativeNames.filter { $0.hasPrefix("URI:") }.map { String($0.dropFirst(4)) }
+        spiffeID = uris.count == 1 && uris[0].hasPrefix("spiffe://") ? uris[0] : nil
     }
 }
 

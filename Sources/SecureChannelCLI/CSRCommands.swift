@@ -101,7 +101,7 @@ struct CASignCommand: AsyncParsableCommand {
             valueName: "file"), completion: .file())
     var csr: String
 
-    @Option(help: "server or client.")
+    @Option(help: "server, client or workload (an X.509-SVID: the request's one SPIFFE ID, both usages).")
     var kind: CertificateKind
 
     @Option(parsing: .unconditional, help: "Validity in days (clamped to the CA's own expiry).")

@@ -133,13 +133,38 @@ struct AccessRuleOptions: ParsableArguments {
 
     @Option(
         name: .customLong("allow-dns"),
-        help: ArgumentHelp("Allow clients with this DNS SAN (repeatable).", valueName: "name"))
+        help: ArgumentHelp("Allow clients with this DNS SAN (* stands for one label; repeatable).", valueName: "name"))
     var allowDNS: [String] = []
 
     @Option(
         name: .customLong("allow-uri"),
-        help: ArgumentHelp("Allow clients with this URI SAN (repeatable).", valueName: "uri"))
+        help: ArgumentHelp(
+            "Allow clients with this URI SAN (* one path segment, a final ** the rest; repeatable).", valueName: "uri"))
     var allowURI: [String] = []
+
+    @Option(
+        name: .customLong("allow-spiffe-id"),
+        help: ArgumentHelp(
+            "Allow X.509-SVIDs whose SPIFFE ID matches (* one path segment, a final ** the rest; repeatable).",
+            valueName: "pattern"))
+    var allowSPIFFEID: [String] = []
+
+    @Option(
+        name: .customLong("allow-email"),
+        help: ArgumentHelp("Allow clients with this e-mail SAN (repeatable).", valueName: "addr"))
+    var allowEmail: [String] = []
+
+    @Option(
+        name: .customLong("allow-ou"),
+        help: ArgumentHelp("Allow clients whose subject has this organizational unit (repeatable).", valueName: "ou"))
+    var allowOU: [String] = []
+
+    @Option(
+        name: .customLong("allow-spki-sha256"),
+        help: ArgumentHelp(
+            "Allow the client key with this SHA-256 (cert inspect's Public key SHA-256; repeatable).", valueName: "hex")
+    )
+    var allowSPKI: [String] = []
 
     @Flag(help: "Allow any client whose certificate the CA issued.")
     var allowAnyClient = false
@@ -148,6 +173,10 @@ struct AccessRuleOptions: ParsableArguments {
         fields.set("allow-cn", list: allowCN)
         fields.set("allow-dns", list: allowDNS)
         fields.set("allow-uri", list: allowURI)
+        fields.set("allow-spiffe-id", list: allowSPIFFEID)
+        fields.set("allow-email", list: allowEmail)
+        fields.set("allow-ou", list: allowOU)
+        fields.set("allow-spki-sha256", list: allowSPKI)
         fields.set("allow-any-client", flag: allowAnyClient)
     }
 }

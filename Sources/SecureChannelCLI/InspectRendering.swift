@@ -25,6 +25,7 @@ extension CertificateDescription {
         row(
             "Alternative names",
             subjectAlternativeNames.isEmpty ? "(none)" : subjectAlternativeNames.joined(separator: ", "))
+        if let spiffeID { row("SPIFFE ID", spiffeID + " (X.509-SVID)") }
         row("Key usage", keyUsage.isEmpty ? "(none)" : keyUsage.joined(separator: ", "))
         row("Extended key usage", extendedKeyUsage.isEmpty ? "(none)" : extendedKeyUsage.joined(separator: ", "))
         row("Basic constraints", basicConstraints ?? "(none)")

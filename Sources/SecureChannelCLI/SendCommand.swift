@@ -35,6 +35,13 @@ struct SendCommand: AsyncParsableCommand {
             "Name the server certificate must carry (default: the host of --connect).", valueName: "name"))
     var serverName: String?
 
+    @Option(
+        name: .customLong("server-spiffe-id"),
+        help: ArgumentHelp(
+            "Verify the server by its SPIFFE ID (a pattern as for serve's --allow-spiffe-id) instead of its name.",
+            valueName: "pattern"))
+    var serverSPIFFEID: String?
+
     @Option(help: ArgumentHelp("Seconds to wait for the connection and for each reply.", valueName: "seconds"))
     var timeout: Double = 10
 
@@ -60,13 +67,14 @@ struct SendCommand: AsyncParsableCommand {
             throw SecureChannelError(error.code, error.message + ": pass --crl-expired allow")
         }
         for warning in material.identity.warnings { Console.error("warning: \(warning)") }
-        let configuration = MessageClientConfiguration(
+        var configuration = MessageClientConfiguration(
             host: connect.host, port: connect.port, serverName: serverName, identity: material.identity,
             trust: material.trust, revocation: material.revocation,
             tls: TLSPolicy(minimumVersion: files.tlsMinimum ?? .tls13),
             framing: framingOptions.framing ?? .lines,
             maximumMessageBytes: framingOptions.maxMessageBytes ?? Framing.defaultMaximumMessageBytes,
             timeout: timeAmount(seconds: timeout))
+        configuration.serverSPIFFEID = serverSPIFFEID
         let retries = retry
         let client = ReconnectingClient(configuration: configuration, policy: RetryPolicy(retries: retries)) {
             attempt, delay, error in

@@ -254,6 +254,13 @@ struct TunnelClientCommand: AsyncParsableCommand {
     )
     var serverName: String?
 
+    @Option(
+        name: .customLong("server-spiffe-id"),
+        help: ArgumentHelp(
+            "Verify the server by its SPIFFE ID (a pattern as for --allow-spiffe-id) instead of its name.",
+            valueName: "pattern"))
+    var serverSPIFFEID: String?
+
     @Flag(help: "Allow a listen address reachable from other machines.")
     var unsafeListen = false
 
@@ -301,6 +308,7 @@ struct TunnelClientCommand: AsyncParsableCommand {
         fields.set("target", target.description)
         files.apply(to: &fields)
         fields.set("server-name", serverName)
+        fields.set("server-spiffe-id", serverSPIFFEID)
         fields.set("unsafe-listen", flag: unsafeListen)
         fields.set("connect-timeout", connectTimeout)
         fields.set("drain-timeout", drainTimeout)

@@ -227,12 +227,25 @@ public struct ConfigFields: Sendable {
     func accessRules() throws -> AccessRules {
         let rules = AccessRules(
             commonNames: Set(list("allow-cn")), dnsNames: Set(list("allow-dns")),
-            uris: Set(list("allow-uri")), allowAnyClient: try flag("allow-any-client"))
+            uris: Set(list("allow-uri")), spiffeIDs: Set(list("allow-spiffe-id")), emails: Set(list("allow-email")),
+            organizationalUnits: Set(list("allow-ou")), publicKeySHA256: Set(list("allow-spki-sha256")),
+            allowAnyClient: try flag("allow-any-client"))
         guard !rules.isEmpty else {
             throw SecureChannelError(
                 .configuration,
-                "no client is allowed: give --allow-cn, --allow-dns or --allow-uri (or allow-cn: [...] in the file), or --allow-any-client to accept any client of the CA"
+                "no client is allowed: give --allow-cn, --allow-dns, --allow-uri, --allow-spiffe-id, --allow-email, --allow-ou or --allow-spki-sha256 (or allow-cn: [...] in the file), or --allow-any-client to accept any client of the CA"
             )
+        }
+        do {
+            try rules.validate()
+        } catch let error as SecureChannelError {
+            // In a file the rule is a key, not a flag.
+            let fromFile = values.keys.filter { $0.hasPrefix("allow-") }.contains {
+                values[$0]?.origin != "the command line"
+            }
+            throw fromFile
+                ? SecureChannelError(error.code, error.message.replacingOccurrences(of: "--allow-", with: "allow-"))
+                : error
         }
         return rules
     }

@@ -64,11 +64,14 @@ public struct ConfigFile: Sendable {
     ]
     /// The keys of a `mode: server` tunnel (the `tunnel server` flags).
     public static let serverKeys: Set<String> = commonTunnelKeys.union([
-        "allow-cn", "allow-dns", "allow-uri", "allow-any-client", "proxy-protocol", "unsafe-target",
+        "allow-cn", "allow-dns", "allow-uri", "allow-spiffe-id", "allow-email", "allow-ou", "allow-spki-sha256",
+        "allow-any-client", "proxy-protocol", "unsafe-target",
         "handshake-timeout", "accept-proxy-protocol", "reuse-port",
     ])
     /// The keys of a `mode: client` tunnel (the `tunnel client` flags).
-    public static let clientKeys: Set<String> = commonTunnelKeys.union(["server-name", "unsafe-listen"])
+    public static let clientKeys: Set<String> = commonTunnelKeys.union([
+        "server-name", "server-spiffe-id", "unsafe-listen",
+    ])
 
     /// Reads and parses a file; nothing is loaded or checked beyond its shape until a section is used.
     public init(path: String) throws {
@@ -258,6 +261,7 @@ public struct ConfigFile: Sendable {
         var configuration = TunnelClientConfiguration(
             listen: listen, targetHost: host, targetPort: port, serverName: try fields.optionalString("server-name"),
             files: files, allowRemoteListen: allowRemote, tls: tls)
+        configuration.serverSPIFFEID = try fields.optionalString("server-spiffe-id")
         try fields.applyListenerKeys(to: &configuration)
         if let value = try fields.seconds("connect-timeout") { configuration.connectTimeout = value }
         configuration.metricsLabel = name

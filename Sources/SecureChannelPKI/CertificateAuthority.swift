@@ -233,7 +233,11 @@ public struct CertificateAuthority: Sendable {
         var usage = KeyUsage(digitalSignature: true)
         if publicKey.isRSA { usage.keyEncipherment = true }
         let eku: ExtendedKeyUsage =
-            request.kind == .server ? try ExtendedKeyUsage([.serverAuth]) : try ExtendedKeyUsage([.clientAuth])
+            switch request.kind {
+            case .server: try ExtendedKeyUsage([.serverAuth])
+            case .client: try ExtendedKeyUsage([.clientAuth])
+            case .workload: try ExtendedKeyUsage([.serverAuth, .clientAuth])
+            }
         let names = try request.generalNames()
         let leaf = try Certificate(
             version: .v3,

@@ -19,6 +19,8 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
     public var notAfter: Date
     /// Whole days from now until notAfter (negative once expired).
     public var daysLeft: Int
+    /// The SPIFFE ID when the certificate is an X.509-SVID (exactly one URI SAN, `spiffe://…`).
+    public var spiffeID: String?
     /// Subject alternative names such as `DNS:localhost`.
     public var subjectAlternativeNames: [String]
     /// Key usage bits by name; empty when the extension is absent.
@@ -52,6 +54,8 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
         notAfter = certificate.notValidAfter
         daysLeft = DaysLeft.count(until: certificate.notValidAfter, now: now)
         subjectAlternativeNames = Self.alternativeNames(of: certificate)
+        let uris = subjectAlternativeNames.filter { $0.hasPrefix("URI:") }.map { String($0.dropFirst(4)) }
+        spiffeID = uris.count == 1 && uris[0].hasPrefix("spiffe://") ? uris[0] : nil
         keyUsage = Self.keyUsageNames(certificate.extensions)
         extendedKeyUsage = Self.extendedKeyUsageNames(certificate.extensions)
         if let constraints = try? certificate.extensions.basicConstraints {

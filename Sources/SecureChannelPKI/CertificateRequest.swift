@@ -75,7 +75,7 @@ public enum CertificateRequest {
     ) throws -> IssuanceRequest {
         let commonName = csr.subject.reversed().lazy.flatMap { $0 }.first { $0.type == .RDNAttributeType.commonName }
             .map { String(describing: $0.value) }
-        guard let commonName else {
+        guard let commonName = commonName ?? (kind == .workload ? "" : nil) else {
             throw PKIError.invalidArgument(
                 "\(source): the request's subject has no common name (CN); make it with --name")
         }
@@ -99,14 +99,14 @@ public enum CertificateRequest {
             case .X509ExtensionID.subjectAlternativeName:
                 for name in try SubjectAlternativeNames(ext) {
                     switch name {
-                    case .dnsName(let dns) where kind == .server: request.dnsNames.append(dns)
-                    case .ipAddress(let bytes) where kind == .server:
+                    case .dnsName(let dns) where kind != .client: request.dnsNames.append(dns)
+                    case .ipAddress(let bytes) where kind != .client:
                         request.ipAddresses.append(CertificateDescription.ipString(Array(bytes.bytes)))
                     case .rfc822Name(let email) where kind == .client: request.emails.append(email)
-                    case .uniformResourceIdentifier(let uri) where kind == .client: request.uris.append(uri)
+                    case .uniformResourceIdentifier(let uri) where kind != .server: request.uris.append(uri)
                     default:
                         throw PKIError.invalidArgument(
-                            "\(source): a \(kind.rawValue) certificate may not carry the name \(CertificateDescription.alternativeName(name)) (server: DNS and IP names; client: e-mail and URI names)"
+                            "\(source): a \(kind.rawValue) certificate may not carry the name \(CertificateDescription.alternativeName(name)) (server: DNS and IP names; client: e-mail and URI names; workload: one SPIFFE ID, DNS and IP names)"
                         )
                     }
                 }
@@ -116,9 +116,14 @@ public enum CertificateRequest {
                         "\(source): the request asks to be a CA; this CA issues leaf certificates only")
                 }
             case .X509ExtensionID.extendedKeyUsage:
-                let wanted: ExtendedKeyUsage.Usage = kind == .server ? .serverAuth : .clientAuth
+                let wanted: [ExtendedKeyUsage.Usage] =
+                    switch kind {
+                    case .server: [.serverAuth]
+                    case .client: [.clientAuth]
+                    case .workload: [.serverAuth, .clientAuth]
+                    }
                 let usages = Array(try ExtendedKeyUsage(ext))
-                guard usages.allSatisfy({ $0 == wanted }) else {
+                guard usages.allSatisfy(wanted.contains) else {
                     throw PKIError.invalidArgument(
                         "\(source): the request asks for extended key usages \(usages) but a \(kind.rawValue) certificate carries \(wanted) only"
                     )
@@ -129,6 +134,15 @@ public enum CertificateRequest {
                 throw PKIError.invalidArgument(
                     "\(source): the request asks for an extension this CA does not issue (\(ext.oid))")
             }
+        }
+        if kind == .workload && request.name.isEmpty {
+            // An SVID request need not have a CN: name it after its SPIFFE ID's last path segment.
+            request.name = request.uris.first?.split(separator: "/").last.map(String.init) ?? ""
+        }
+        if kind == .workload && request.uris.count != 1 {
+            throw PKIError.invalidArgument(
+                "\(source): an X.509-SVID request carries exactly one URI name, its SPIFFE ID (found \(request.uris.count)); make it with 'cert request --uri spiffe://…'"
+            )
         }
         if kind == .server && request.dnsNames.isEmpty && request.ipAddresses.isEmpty {
             throw PKIError.invalidArgument(

@@ -219,6 +219,14 @@ public struct FileDescription: Codable, Sendable, Equatable {
 
 extension Certificate.PublicKey {
     /// SHA-256 of the DER SubjectPublicKeyInfo, colon-separated upper-case hex (the usual SPKI pin).
+    /// SHA-256 of the SubjectPublicKeyInfo as 64 upper-case hex digits without separators (cheap: once per
+    /// handshake, for identities and key pins).
+    public var spkiSHA256Hex: String {
+        var serializer = DER.Serializer()
+        guard (try? serializer.serialize(self)) != nil else { return "" }
+        return SerialNumbers.hex(SHA256.hash(data: serializer.serializedBytes))
+    }
+
     public func spkiSHA256() throws -> String {
         var serializer = DER.Serializer()
         try serializer.serialize(self)

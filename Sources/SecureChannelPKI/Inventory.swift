@@ -189,6 +189,8 @@ public enum CertificateKind: String, Codable, Sendable, CaseIterable {
     case server
     /// A TLS client certificate (extendedKeyUsage clientAuth).
     case client
+    /// An X.509-SVID (SPIFFE): one SPIFFE ID as its only URI SAN, serverAuth and clientAuth; both ends of a mesh.
+    case workload
 }
 
 /// Status of an issued certificate.

@@ -51,6 +51,46 @@ public struct IssuanceRequest: Sendable {
             days: days, keyType: keyType)
     }
 
+    /// A request for an X.509-SVID: `spiffeID` as the only URI SAN, optional DNS and IP names; the name (CN and file
+    /// prefix) defaults to the ID's last path segment.
+    public static func workload(
+        spiffeID: String, name: String? = nil, dnsNames: [String] = [], ipAddresses: [String] = [],
+        days: Int = defaultDays, keyType: KeyType = .default
+    ) -> IssuanceRequest {
+        let last = spiffeID.split(separator: "/").last.map(String.init) ?? spiffeID
+        return IssuanceRequest(
+            kind: .workload, name: name ?? last, dnsNames: dnsNames, ipAddresses: ipAddresses, emails: [],
+            uris: [spiffeID], days: days, keyType: keyType)
+    }
+
+    /// Checks a SPIFFE ID as the SPIFFE ID specification defines it: `spiffe://TRUST-DOMAIN/PATH`, the trust domain
+    /// lower-case letters, digits, `.`, `-` and `_`, no port or user info; path segments non-empty, not `.` or
+    /// `..`, of letters, digits, `.`, `-` and `_`; no query or fragment; at most 2048 bytes.
+    public static func validateSPIFFEID(_ id: String) throws {
+        func fail(_ why: String) -> PKIError {
+            PKIError.invalidArgument("'\(id)' is not a SPIFFE ID: \(why) (form: spiffe://example.org/ns/web)")
+        }
+        guard id.utf8.count <= 2048 else { throw fail("longer than 2048 bytes") }
+        guard id.hasPrefix("spiffe://") else { throw fail("the scheme must be spiffe:// (lower case)") }
+        let rest = id.dropFirst("spiffe://".count)
+        let domain = rest.prefix { $0 != "/" }
+        let path = rest.dropFirst(domain.count)
+        guard !domain.isEmpty else { throw fail("the trust domain is missing") }
+        let domainCharacters = Set("abcdefghijklmnopqrstuvwxyz0123456789.-_")
+        guard domain.allSatisfy(domainCharacters.contains) else {
+            throw fail("the trust domain may hold only lower-case letters, digits, '.', '-' and '_' (no port, no user)")
+        }
+        guard !path.isEmpty, path != "/" else { throw fail("a workload's ID needs a path after the trust domain") }
+        let segmentCharacters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
+        for segment in path.dropFirst().split(separator: "/", omittingEmptySubsequences: false) {
+            guard !segment.isEmpty else { throw fail("empty path segment (// or a trailing /)") }
+            guard segment != "." && segment != ".." else { throw fail("'.' and '..' are not path segments here") }
+            guard segment.allSatisfy(segmentCharacters.contains) else {
+                throw fail("path segments hold only letters, digits, '.', '-' and '_' (no query or fragment)")
+            }
+        }
+    }
+
     /// Checks every field, throwing the first problem as a one-line ``PKIError``.
     public func validate() throws {
         try Self.validateName(name)
@@ -63,6 +103,14 @@ public struct IssuanceRequest: Sendable {
             throw PKIError.invalidArgument(
                 "a server certificate needs at least one --dns HOST or --ip ADDR: clients verify the server by these names"
             )
+        }
+        if kind == .workload {
+            guard uris.count == 1, emails.isEmpty else {
+                throw PKIError.invalidArgument(
+                    "an X.509-SVID carries exactly one URI name, its SPIFFE ID, and no e-mail address (got \(uris.count) URIs)"
+                )
+            }
+            try Self.validateSPIFFEID(uris[0])
         }
     }
 

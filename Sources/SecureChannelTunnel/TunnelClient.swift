@@ -23,7 +23,8 @@ public final class TunnelClient: Service, MaterialReloading, Sendable {
         let store = try MaterialStore(
             files: configuration.files,
             role: .client(
-                serverName: configuration.serverName ?? configuration.targetHost, timeout: configuration.connectTimeout),
+                serverName: configuration.serverName ?? configuration.targetHost, timeout: configuration.connectTimeout,
+                serverSPIFFEID: configuration.serverSPIFFEID),
             tls: configuration.tls)
         listener = try Acceptor(settings: configuration.acceptorSettings, store: store, logger: logger, group: group)
     }

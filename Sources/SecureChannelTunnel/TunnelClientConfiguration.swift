@@ -26,6 +26,8 @@ public struct TunnelClientConfiguration: Sendable {
     public var targetPort: Int
     /// The name the server certificate must carry; defaults to `targetHost`.
     public var serverName: String?
+    /// Verify the tunnel server by this SPIFFE ID pattern instead of by its name.
+    public var serverSPIFFEID: String?
     /// Certificate, key, CA and CRL files (watched and reloaded: new connections use the new material).
     public var files: TLSMaterialFiles
     /// Accept plaintext from other machines (which could then use this tunnel's identity).

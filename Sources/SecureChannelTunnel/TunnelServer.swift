@@ -68,11 +68,12 @@ public final class TunnelServer: Service, MaterialReloading, Sendable {
                 halfClosure: true)
             var preamble: ByteBuffer?
             if configuration.proxyProtocol, let source = client.remoteAddress, let destination = client.localAddress {
-                preamble = ProxyProtocolHeader(
+                var header = ProxyProtocolHeader(
                     source: source, destination: destination, tlsVersion: record.session.tlsVersion,
                     commonName: identity.commonName, cipher: record.session.cipherSuite,
-                    clientCertificate: try record.certificate.map { try CertificateIO.der($0) }
-                ).encode()
+                    clientCertificate: try record.certificate.map { try CertificateIO.der($0) })
+                header.clientURI = identity.spiffeID ?? identity.uris.first
+                preamble = header.encode()
             }
             // A tunnel in use is busy: at shutdown it gets the drain time to finish.
             listener.setBusy(record, true)

@@ -211,7 +211,31 @@ struct TunnelTests {
             try SecureFile.read(pki.dir.file("Chris.crt")), source: "Chris.crt")[0]
         #expect(header.tlv[ProxyProtocolHeader.TLV.clientCertificate] == (try CertificateIO.der(chris)))
         #expect(header.sslClientFlags == 0x03 && header.sslVerify == 0)
+        #expect(header.tlv[ProxyProtocolHeader.TLV.clientURI] == nil, "Chris has no URI SAN")
         #expect(Array(bytes[header.length...]) == Array("PAYLOAD".utf8))
+        try await pair.stop()
+        await target.stop()
+    }
+
+    @Test("PROXY v2: a client's SPIFFE ID reaches the target in TLV 0xE1")
+    func proxyProtocolSPIFFEID() async throws {
+        let pki = try TestPKI()
+        defer { pki.cleanup() }
+        _ = try pki.ca.issue(.workload(spiffeID: "spiffe://example.org/ns/web"))
+        let target = try await PlainTarget(.record)
+        let pair = try await TunnelPair.start(pki, targetPort: target.port, clientName: "web", proxyProtocol: true)
+        let connection = try await PlainClient.connect(port: pair.clientPort)
+        try await connection.executeThenClose { _, outbound in
+            try await outbound.write(ByteBuffer(string: "PAYLOAD"))
+        }
+        var bytes: [UInt8] = []
+        for _ in 0..<200 {
+            bytes = target.received.withLockedValue { $0 }
+            if bytes.count > 16 && bytes.suffix(7) == Array("PAYLOAD".utf8)[...] { break }
+            try await Task.sleep(for: .milliseconds(20))  // polling what the target received
+        }
+        let header = try #require(try? ProxyV2.parse(bytes), "received \(bytes.count) bytes")
+        #expect(header.tlv[ProxyProtocolHeader.TLV.clientURI] == Array("spiffe://example.org/ns/web".utf8))
         try await pair.stop()
         await target.stop()
     }

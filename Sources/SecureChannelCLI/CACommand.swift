@@ -267,9 +267,10 @@ struct CAIssueWorkloadCommand: AsyncParsableCommand {
             clientAuth. --name (the CN and the file prefix) defaults to the ID's last path segment.
 
             EXAMPLES:
-              securechannel ca issue workload --dir pki --spiffe-id spiffe://example.org/ns/prod/web
-              securechannel ca issue workload --dir pki --spiffe-id spiffe://example.org/db \\
-                  --dns db.example --days 1
+              securechannel ca issue workload --dir pki \\
+                  --spiffe-id spiffe://example.org/ns/prod/web
+              securechannel ca issue workload --dir pki \\
+                  --spiffe-id spiffe://example.org/db --dns db.example --days 1
             """
     )
 

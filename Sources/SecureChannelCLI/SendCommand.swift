@@ -38,7 +38,7 @@ struct SendCommand: AsyncParsableCommand {
     @Option(
         name: .customLong("server-spiffe-id"),
         help: ArgumentHelp(
-            "Verify the server by its SPIFFE ID (a pattern as for serve's --allow-spiffe-id) instead of its name.",
+            "Verify the server by its SPIFFE ID instead of its name (* one path segment, a final ** the rest).",
             valueName: "pattern"))
     var serverSPIFFEID: String?
 

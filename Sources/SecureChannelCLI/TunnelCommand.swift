@@ -257,7 +257,7 @@ struct TunnelClientCommand: AsyncParsableCommand {
     @Option(
         name: .customLong("server-spiffe-id"),
         help: ArgumentHelp(
-            "Verify the server by its SPIFFE ID (a pattern as for --allow-spiffe-id) instead of its name.",
+            "Verify the server by its SPIFFE ID instead of its name (* one path segment, a final ** the rest).",
             valueName: "pattern"))
     var serverSPIFFEID: String?
 

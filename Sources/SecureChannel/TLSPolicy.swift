@@ -14,6 +14,8 @@ public struct TLSPolicy: Sendable, Hashable {
 
     /// The oldest version accepted.
     public var minimumVersion: MinimumVersion
+    /// Where to write TLS secrets for decrypting captures; nil (the default): nowhere.
+    public var keyLog: KeyLog?
 
     /// TLS 1.3 only.
     public static let `default` = TLSPolicy(minimumVersion: .tls13)
@@ -49,6 +51,7 @@ public struct TLSPolicy: Sendable, Hashable {
         configuration.curves = Self.groups
         configuration.verifySignatureAlgorithms = Self.signatureAlgorithms
         configuration.renegotiationSupport = .none
+        if let keyLog { configuration.keyLogCallback = keyLog.callback }
     }
 
     /// The IANA name of a cipher suite code point.

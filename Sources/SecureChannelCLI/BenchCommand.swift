@@ -90,6 +90,12 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "Print one JSON object on stdout.")
     var json = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Append TLS secrets to FILE (NSS key log, 0600; also SSLKEYLOGFILE). Debugging only.", valueName: "file"),
+        completion: .file())
+    var keylog: String?
+
     func validate() throws {
         if plaintext {
             if cert != nil || key != nil || ca != nil || !crls.isEmpty {
@@ -112,11 +118,17 @@ struct BenchCommand: AsyncParsableCommand {
         if let cert, let key, let ca, !plaintext {
             let material = try TLSMaterialFiles(certificate: cert, key: key, ca: ca, crls: crls, allowExpiredCRL: false)
                 .load()
+            var policy = TLSPolicy(minimumVersion: tlsMinimum)
+            let environment = ProcessInfo.processInfo.environment["SSLKEYLOGFILE"].flatMap { $0.isEmpty ? nil : $0 }
+            if let path = keylog ?? environment {
+                policy.keyLog = try KeyLog.file(path)
+                Console.error("warning: \(policy.keyLog!.warning)")
+            }
             target = .tls(
                 MessageClientConfiguration(
                     host: connect.host, port: connect.port, serverName: serverName, identity: material.identity,
                     trust: material.trust,
-                    revocation: material.revocation, tls: TLSPolicy(minimumVersion: tlsMinimum), timeout: .seconds(30)))
+                    revocation: material.revocation, tls: policy, timeout: .seconds(30)))
         } else {
             target = .plaintext(host: connect.host, port: connect.port)
         }

@@ -75,6 +75,12 @@ struct TLSFileOptions: ParsableArguments {
     var crlExpired: CRLExpiredPolicy?
 
     @Option(
+        help: ArgumentHelp(
+            "Append TLS secrets to FILE (NSS key log, 0600) so Wireshark can decrypt a capture. Debugging only.",
+            valueName: "file"), completion: .file())
+    var keylog: String?
+
+    @Option(
         name: .customLong("tls-min"),
         help: ArgumentHelp("Oldest TLS version: 1.3 (default) or 1.2 (ECDHE AEAD suites only).", valueName: "version"))
     var tlsMinimum: TLSPolicy.MinimumVersion?
@@ -87,6 +93,7 @@ struct TLSFileOptions: ParsableArguments {
         fields.set("crl", list: crls)
         fields.set("crl-expired", crlExpired?.rawValue)
         fields.set("tls-min", tlsMinimum?.rawValue)
+        fields.set("keylog", keylog)
     }
 
     /// The files, for a command that takes no configuration file (`send`).
@@ -99,6 +106,17 @@ struct TLSFileOptions: ParsableArguments {
             certificate: try required(cert, "--cert", "our certificate"),
             key: try required(key, "--key", "our private key"),
             ca: try required(ca, "--ca", "the CA certificate"), crls: crls, allowExpiredCRL: crlExpired == .allow)
+    }
+}
+
+extension TLSFileOptions {
+    /// `--keylog`, else (for the connecting commands, like curl) `SSLKEYLOGFILE`; the warning goes to stderr.
+    func keyLog(honouringEnvironment: Bool) throws -> KeyLog? {
+        let environment = honouringEnvironment ? ProcessInfo.processInfo.environment["SSLKEYLOGFILE"] : nil
+        guard let path = keylog ?? environment.flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
+        let log = try KeyLog.file(path)
+        Console.error("warning: \(log.warning)\(keylog == nil ? " (from SSLKEYLOGFILE)" : "")")
+        return log
     }
 }
 

@@ -67,10 +67,12 @@ struct SendCommand: AsyncParsableCommand {
             throw SecureChannelError(error.code, error.message + ": pass --crl-expired allow")
         }
         for warning in material.identity.warnings { Console.error("warning: \(warning)") }
+        var policy = TLSPolicy(minimumVersion: files.tlsMinimum ?? .tls13)
+        policy.keyLog = try files.keyLog(honouringEnvironment: true)
         var configuration = MessageClientConfiguration(
             host: connect.host, port: connect.port, serverName: serverName, identity: material.identity,
             trust: material.trust, revocation: material.revocation,
-            tls: TLSPolicy(minimumVersion: files.tlsMinimum ?? .tls13),
+            tls: policy,
             framing: framingOptions.framing ?? .lines,
             maximumMessageBytes: framingOptions.maxMessageBytes ?? Framing.defaultMaximumMessageBytes,
             timeout: timeAmount(seconds: timeout))

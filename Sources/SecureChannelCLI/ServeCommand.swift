@@ -142,6 +142,7 @@ struct ServeCommand: AsyncParsableCommand {
         let endpoint = settings.metrics.map { PrometheusEndpoint(host: $0.host, port: $0.port, logger: logger) }
         var configuration = settings.server
         configuration.metricsFactory = endpoint?.factory
+        if let keyLog = configuration.tls.keyLog { logger.warning("\(keyLog.warning)", metadata: ["event": "keylog"]) }
         let server = try MessageServer(configuration: configuration, logger: logger) { message, _ in message }
         endpoint?.reportReadiness { server.isReady }
         let rules = configuration.rules

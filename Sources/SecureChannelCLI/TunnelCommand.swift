@@ -89,6 +89,7 @@ func runTunnels(
         case .server(let name, let given):
             var configuration = given
             configuration.metricsFactory = endpoint?.factory
+            if let keyLog = given.tls.keyLog { logger.warning("\(keyLog.warning)", metadata: ["event": "keylog"]) }
             let server = try TunnelServer(configuration: configuration, logger: tunnelLogger)
             let target = configuration.target
             readiness.append { server.isReady }
@@ -100,6 +101,7 @@ func runTunnels(
         case .client(let name, let given):
             var configuration = given
             configuration.metricsFactory = endpoint?.factory
+            if let keyLog = given.tls.keyLog { logger.warning("\(keyLog.warning)", metadata: ["event": "keylog"]) }
             let client = try TunnelClient(configuration: configuration, logger: tunnelLogger)
             readiness.append { client.isReady }
             entries.append(

@@ -216,11 +216,12 @@ public struct ConfigFields: Sendable {
 
     /// `--tls-min`.
     func tlsPolicy() throws -> TLSPolicy {
-        guard let text = try choice("tls-min", ["1.3", "1.2"]), let version = TLSPolicy.MinimumVersion(rawValue: text)
-        else {
-            return .default
+        var policy = TLSPolicy.default
+        if let text = try choice("tls-min", ["1.3", "1.2"]), let version = TLSPolicy.MinimumVersion(rawValue: text) {
+            policy.minimumVersion = version
         }
-        return TLSPolicy(minimumVersion: version)
+        if values["keylog"] != nil { policy.keyLog = try KeyLog.file(try path("keylog", hint: "the key log file")) }
+        return policy
     }
 
     /// `--allow-cn`, `--allow-dns`, `--allow-uri`, `--allow-any-client`; at least one.

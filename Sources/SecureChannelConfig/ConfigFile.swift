@@ -59,7 +59,8 @@ public struct ConfigFile: Sendable {
 
     static let topLevelKeys: Set<String> = ["serve", "tunnels", "log-format", "metrics"]
     static let commonTunnelKeys: Set<String> = [
-        "name", "mode", "listen", "target", "cert", "key", "ca", "crl", "crl-expired", "tls-min", "connect-timeout",
+        "name", "mode", "listen", "target", "cert", "key", "ca", "crl", "crl-expired", "tls-min", "keylog",
+        "connect-timeout",
         "drain-timeout", "max-connections", "idle-timeout", "expiry-warning-days",
     ]
     /// The keys of a `mode: server` tunnel (the `tunnel server` flags).

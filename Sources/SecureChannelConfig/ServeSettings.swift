@@ -13,7 +13,8 @@ public struct ServeSettings: Sendable {
 
     /// The keys of a `serve:` section (the `serve` flags, without the dashes).
     public static let keys: Set<String> = [
-        "listen", "cert", "key", "ca", "crl", "crl-expired", "tls-min", "framing", "max-message-bytes", "allow-cn",
+        "listen", "cert", "key", "ca", "crl", "crl-expired", "tls-min", "keylog", "framing", "max-message-bytes",
+        "allow-cn",
         "allow-dns", "allow-uri", "allow-spiffe-id", "allow-email", "allow-ou", "allow-spki-sha256", "allow-any-client",
         "handshake-timeout", "idle-timeout", "max-connections",
         "expiry-warning-days", "log-format", "metrics", "accept-proxy-protocol", "drain-timeout", "reuse-port",

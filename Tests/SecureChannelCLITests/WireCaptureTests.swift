@@ -99,6 +99,60 @@ struct WireCaptureTests {
             "key share group: \(hello.stdout)")
     }
 
+    /// The decrypted TLS application data of the capture (all streams), with or without a key log.
+    static func decrypted(_ pcap: String, port: Int, keyLog: String?) async throws -> String {
+        let tshark = try Tools.require("tshark")
+        var arguments = ["-r", pcap, "-d", "tcp.port==\(port),tls"]
+        if let keyLog { arguments += ["-o", "tls.keylog_file:\(keyLog)"] }
+        let list = try await Tools.run(tshark, arguments + ["-T", "fields", "-e", "tcp.stream"])
+        var text = ""
+        for id in Set(list.stdout.split(separator: "\n").map(String.init)).sorted() {
+            text += try await Tools.run(tshark, arguments + ["-q", "-z", "follow,tls,ascii,\(id)"]).stdout
+        }
+        return text
+    }
+
+    @Test(
+        "with --keylog the same capture decrypts and shows the marker; without the key log it stays unreadable"
+    )
+    func keyLog() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        try await CLI.barryJillChris(in: dir.path)
+        let keyLog = dir.file("server.keylog")
+        let server = try await ServerProcess.start(dir: dir.path, extra: ["--allow-any-client", "--keylog", keyLog])
+        defer { server.stop() }
+        let marker = "MARKER-\(UUID().uuidString)"
+        let pcap = try await Self.capture(port: server.port, into: dir) {
+            // The client honours SSLKEYLOGFILE like curl; its warning goes to stderr.
+            let result = try await CLI.run(
+                [
+                    "send", "--connect", "127.0.0.1:\(server.port)", "--server-name", "localhost", "--cert",
+                    dir.file("Chris.crt"), "--key", dir.file("Chris.key"), "--ca", dir.file("ca.crt"), marker,
+                ],
+                environment: ProcessInfo.processInfo.environment.merging(
+                    ["SSLKEYLOGFILE": dir.file("client.keylog")], uniquingKeysWith: { $1 }))
+            #expect(result.stdout == "\(marker)\n")
+            #expect(result.stderr.contains("anyone with this file can decrypt the traffic"), "\(result.stderr)")
+            try await server.process.waitForOutput { $0.contains("ended: closed by peer") }
+        }
+        #expect(server.process.output().contains("anyone with this file can decrypt the traffic"))
+        #expect(try SecureFile.mode(of: keyLog) == 0o600)
+        let lines = try String(contentsOfFile: keyLog, encoding: .utf8).split(separator: "\n")
+        #expect(lines.contains { $0.hasPrefix("CLIENT_TRAFFIC_SECRET_0 ") }, "NSS key log lines")
+        let client = try String(contentsOfFile: dir.file("client.keylog"), encoding: .utf8)
+        #expect(client.contains("SERVER_TRAFFIC_SECRET_0 "))
+
+        let raw = try SecureFile.read(pcap)
+        #expect(!Self.contains(raw, marker), "the bytes on the wire hold no marker")
+        let without = try await Self.decrypted(pcap, port: server.port, keyLog: nil)
+        #expect(!without.contains(marker), "no key log: nothing readable")
+        let with = try await Self.decrypted(pcap, port: server.port, keyLog: keyLog)
+        #expect(with.contains(marker), "the key log decrypts the same capture: \(with.prefix(600))")
+        let withClients = try await Self.decrypted(pcap, port: server.port, keyLog: dir.file("client.keylog"))
+        #expect(withClients.contains(marker), "the client's key log decrypts it too")
+    }
+
     @Test(
         "control: the same capture around a plaintext TCP echo finds the marker",
         .enabled(if: Tools.enabled("python3"), "needs python3"))

@@ -31,6 +31,12 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "The message Chris sends.")
     var message: String = "Hello Jill"
 
+    @Option(
+        help: ArgumentHelp(
+            "Capture the story with tshark into DIR/demo.pcapng, with Chris's TLS secrets in DIR/demo.keylog.",
+            valueName: "dir"), completion: .directory)
+    var capture: String?
+
     func run() async throws {
         let temporary = dir == nil
         let directory =
@@ -70,11 +76,24 @@ struct DemoCommand: AsyncParsableCommand {
             Console.out(
                 "4. Jill listening on \(Endpoint.display(address)): TLS 1.3 only, client certificate required, allows CN=Chris"
             )
+            var tls = TLSPolicy.default
+            var recording: PacketCapture?
+            if let capture {
+                do {
+                    try SecureFile.requireWritableDirectory(capture)
+                    tls.keyLog = try KeyLog.file("\(capture)/demo.keylog")
+                    recording = try await PacketCapture(port: address.port ?? 0, file: "\(capture)/demo.pcapng")
+                } catch {
+                    await services.triggerGracefulShutdown()
+                    throw error
+                }
+                Console.error("warning: \(tls.keyLog!.warning)")
+            }
             let client = try await MessageClient.connect(
                 MessageClientConfiguration(
                     host: "127.0.0.1", port: address.port ?? 0, serverName: "localhost",
                     identity: try TLSIdentity.load(certificateFile: chris.certificatePath, keyFile: chris.keyPath),
-                    trust: trust))
+                    trust: trust, tls: tls))
             Console.out("5. Chris -> Jill: \(message)")
             let reply = try await client.send(message)
             Console.out("6. Jill -> Chris: \(reply)")
@@ -88,6 +107,18 @@ struct DemoCommand: AsyncParsableCommand {
             Console.out(
                 "TLS: \(client.session.tlsVersion), \(client.session.cipherSuite), key exchange \(client.session.keyExchangeGroup ?? "unknown")"
             )
+            if let recording {
+                await recording.stop()
+                let port = address.port ?? 0
+                Console.out("")
+                Console.out("Captured to \(recording.file); Chris's TLS secrets in \(capture!)/demo.keylog.")
+                Console.out("Only TLS records, nothing readable:")
+                Console.out("  tshark -r \(recording.file) -d tcp.port==\(port),tls -Y tls")
+                Console.out("With the key log, the decrypted conversation (\"\(message)\" both ways):")
+                Console.out(
+                    "  tshark -r \(recording.file) -d tcp.port==\(port),tls -o tls.keylog_file:\(capture!)/demo.keylog -q -z follow,tls,ascii,0"
+                )
+            }
             await services.triggerGracefulShutdown()
             try await group.waitForAll()
         }

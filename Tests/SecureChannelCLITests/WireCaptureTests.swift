@@ -153,6 +153,35 @@ struct WireCaptureTests {
         #expect(withClients.contains(marker), "the client's key log decrypts it too")
     }
 
+    @Test("demo --capture leaves a capture and a key log; its two tshark commands show records, then Hello Jill")
+    func demoCapture() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let demo = try await CLI.ok(["demo", "--capture", dir.path, "--message", "Hello Jill"])
+        let pcap = dir.file("demo.pcapng")
+        #expect(SecureFile.exists(pcap) && SecureFile.exists(dir.file("demo.keylog")))
+        #expect(demo.stderr.contains("anyone with this file can decrypt the traffic"))
+        let commands = demo.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { $0.hasPrefix("tshark -r ") }
+        try #require(commands.count == 2, "\(demo.stdout)")
+        let tshark = try Tools.require("tshark")
+        func run(_ command: String) async throws -> String {
+            try await Tools.run(tshark, Array(command.split(separator: " ").dropFirst().map(String.init))).stdout
+        }
+        let records = try await run(commands[0])
+        #expect(records.contains("TLSv1.3") && !records.contains("Hello Jill"), "\(records)")
+        let conversation = try await run(commands[1])
+        #expect(conversation.contains("Hello Jill"), "\(conversation)")
+        let port = try #require(commands[1].split(separator: " ").first { $0.hasPrefix("tcp.port==") })
+        let locked = try await Tools.run(
+            tshark, ["-r", pcap, "-d", String(port), "-q", "-z", "follow,tls,ascii,0"])
+        #expect(!locked.stdout.contains("Hello Jill"), "without the key log the same capture stays unreadable")
+
+        let missing = try await CLI.run(
+            ["demo", "--capture", dir.path], environment: ["PATH": "/nonexistent", "HOME": dir.path])
+        #expect(missing.status == 1 && missing.stderr.contains("needs tshark"), "\(missing.stderr)")
+    }
+
     @Test(
         "control: the same capture around a plaintext TCP echo finds the marker",
         .enabled(if: Tools.enabled("python3"), "needs python3"))

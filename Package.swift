@@ -2,7 +2,7 @@
 import PackageDescription
 
 let strict: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("ExistentialAny")
 ]
 
 let package = Package(
@@ -91,6 +91,8 @@ let package = Package(
             dependencies: [
                 "SecureChannel", "SecureChannelPKI",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -183,12 +185,17 @@ let package = Package(
         ),
         .testTarget(
             name: "SecureChannelConfigTests",
-            dependencies: ["SecureChannelConfig", "SecureChannelTunnel", "SecureChannel", "SecureChannelPKI", "TestSupport"],
+            dependencies: [
+                "SecureChannelConfig", "SecureChannelTunnel", "SecureChannel", "SecureChannelPKI", "TestSupport",
+            ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "SecureChannelCLITests",
-            dependencies: ["SecureChannelCLI", "SecureChannelPKI", "SecureChannel", "SecureChannelTunnel", "SecureChannelConfig", "TestSupport"],
+            dependencies: [
+                "SecureChannelCLI", "SecureChannelPKI", "SecureChannel", "SecureChannelTunnel", "SecureChannelConfig",
+                "TestSupport",
+            ],
             swiftSettings: strict
         ),
     ],

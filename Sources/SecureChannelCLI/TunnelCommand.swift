@@ -148,6 +148,12 @@ struct TunnelServerCommand: AsyncParsableCommand {
     @Flag(help: "Send a PROXY protocol v2 header (client address, TLS version, CN, certificate) to the target.")
     var proxyProtocol = false
 
+    @Option(
+        help: ArgumentHelp(
+            "For an HTTP/1.1 target: add this request header with the verified identity (Envoy's XFCC format), removing any the client sent.",
+            valueName: "name"))
+    var httpIdentityHeader: String?
+
     @Flag(help: "Expect a PROXY protocol v2 header from a load balancer (HAProxy send-proxy-v2) before TLS.")
     var acceptProxyProtocol = false
 
@@ -208,6 +214,7 @@ struct TunnelServerCommand: AsyncParsableCommand {
         files.apply(to: &fields)
         access.apply(to: &fields)
         fields.set("proxy-protocol", flag: proxyProtocol)
+        fields.set("http-identity-header", httpIdentityHeader)
         fields.set("accept-proxy-protocol", flag: acceptProxyProtocol)
         fields.set("unsafe-target", flag: unsafeTarget)
         fields.set("reuse-port", flag: reusePort)

@@ -67,7 +67,7 @@ public struct ConfigFile: Sendable {
     public static let serverKeys: Set<String> = commonTunnelKeys.union([
         "allow-cn", "allow-dns", "allow-uri", "allow-spiffe-id", "allow-email", "allow-ou", "allow-spki-sha256",
         "allow-any-client", "proxy-protocol", "unsafe-target",
-        "handshake-timeout", "accept-proxy-protocol", "reuse-port",
+        "handshake-timeout", "accept-proxy-protocol", "reuse-port", "http-identity-header",
     ])
     /// The keys of a `mode: client` tunnel (the `tunnel client` flags).
     public static let clientKeys: Set<String> = commonTunnelKeys.union([
@@ -241,6 +241,7 @@ public struct ConfigFile: Sendable {
             if let value = try fields.seconds("connect-timeout") { configuration.connectTimeout = value }
             configuration.acceptProxyProtocol = try fields.flag("accept-proxy-protocol")
             configuration.reusePort = try fields.flag("reuse-port")
+            configuration.httpIdentityHeader = try fields.optionalString("http-identity-header")
             configuration.metricsLabel = name
             try configuration.validate()
             return .server(name: name, configuration)

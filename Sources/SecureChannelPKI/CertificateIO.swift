@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import SwiftASN1
 import X509
@@ -43,5 +44,10 @@ public enum CertificateIO {
         var serializer = DER.Serializer()
         try serializer.serialize(certificate)
         return serializer.serializedBytes
+    }
+
+    /// SHA-256 of `bytes` as lower-case hex without separators (Envoy's XFCC `Hash=`).
+    public static func sha256Hex(_ bytes: [UInt8]) -> String {
+        SerialNumbers.hex(SHA256.hash(data: bytes)).lowercased()
     }
 }

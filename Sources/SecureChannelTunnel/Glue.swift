@@ -4,11 +4,13 @@ import SecureChannel
 /// Joins a client-facing channel (holding a ``PendingInboundHandler`` at its tail) to a connected target channel on
 /// the same event loop, optionally sending `preamble` to the target first, then lets both read.
 enum Glue {
+    /// `clientHandlers` go between the client's TLS and the glue (the HTTP identity header's codec), on the loop.
     static func join(
         client: any Channel, target: any Channel, preamble: ByteBuffer?, counter: TransferCounter,
-        record: ConnectionRecord
+        record: ConnectionRecord, clientHandlers: @escaping @Sendable () -> [any ChannelHandler] = { [] }
     ) async throws {
         try await client.eventLoop.submit {
+            try client.pipeline.syncOperations.addHandlers(clientHandlers())
             let (clientSide, targetSide) = GlueHandler.pair(counter: counter) { error in
                 record.noteClose("error: \(ErrorDescription.describe(error, record: record, handshakeCompleted: true))")
             }

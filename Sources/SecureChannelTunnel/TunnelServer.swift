@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import SecureChannel
 import SecureChannelPKI
@@ -77,8 +78,19 @@ public final class TunnelServer: Service, MaterialReloading, Sendable {
             }
             // A tunnel in use is busy: at shutdown it gets the drain time to finish.
             listener.setBusy(record, true)
+            var handlers: @Sendable () -> [any ChannelHandler] = { [] }
+            if let header = configuration.httpIdentityHeader {
+                let value = HTTPIdentityHandler.forwardedClientCert(identity: identity, certificate: record.certificate)
+                handlers = {
+                    [
+                        ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .fireError)),
+                        HTTPIdentityHandler(name: header, value: value, record: record),
+                    ]
+                }
+            }
             try await Glue.join(
-                client: client, target: target, preamble: preamble, counter: TransferCounter(), record: record)
+                client: client, target: target, preamble: preamble, counter: TransferCounter(), record: record,
+                clientHandlers: handlers)
         } catch let error as SecureChannelError {
             record.noteClose(error.message)
             client.close(promise: nil)

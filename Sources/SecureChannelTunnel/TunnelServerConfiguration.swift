@@ -32,6 +32,9 @@ public struct TunnelServerConfiguration: Sendable {
     public var rules: AccessRules
     /// Send a PROXY protocol v2 header with the client's address and verified identity.
     public var proxyProtocol: Bool
+    /// For HTTP/1.1 targets: the request header that carries the verified identity (Envoy's
+    /// `X-Forwarded-Client-Cert` format); any header of that name the client sent is removed. nil: bytes as they are.
+    public var httpIdentityHeader: String?
     /// `--unsafe-target`: allow a non-loopback target (the plaintext then crosses a network).
     public var allowRemoteTarget: Bool
     /// TLS versions.
@@ -87,6 +90,19 @@ public struct TunnelServerConfiguration: Sendable {
             )
         }
         try acceptorSettings.validate()
+        if let name = httpIdentityHeader {
+            let token = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+            guard !name.isEmpty, name.allSatisfy(token.contains) else {
+                throw SecureChannelError(
+                    .configuration,
+                    "'\(name)' is not an HTTP header name; use letters, digits and '-', e.g. X-Client-Identity")
+            }
+            guard !proxyProtocol else {
+                throw SecureChannelError(
+                    .configuration,
+                    "the HTTP identity header and the PROXY protocol header both speak first to the target: choose one")
+            }
+        }
     }
 
     /// The accepting side's settings.

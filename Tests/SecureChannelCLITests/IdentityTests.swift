@@ -118,6 +118,53 @@ struct IdentityTests {
         #expect(try await server.send(pki, ["renewed"]).status == 0)
     }
 
+    @Test("ca sign --kind workload signs an SVID request under the same policy; tunnel client --server-spiffe-id")
+    func signedWorkloadAndTunnel() async throws {
+        let curl = try Tools.require("curl")
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let pki = dir.file("pki")
+        try await CLI.barryJillChris(in: pki)
+        try await CLI.ok([
+            "cert", "request", "--name", "api", "--uri", "spiffe://example.org/ns/api", "--dns", "localhost",
+            "--key-out", "\(pki)/api.key", "--csr-out", dir.file("api.csr"),
+        ])
+        let signed = try await CLI.ok(["ca", "sign", "--dir", pki, "--csr", dir.file("api.csr"), "--kind", "workload"])
+        #expect(signed.stdout.contains("signed workload certificate"), "\(signed.stdout)")
+        let inspect = try await CLI.ok(["cert", "inspect", "\(pki)/api.crt"]).stdout
+        #expect(inspect.contains("serverAuth, clientAuth") && inspect.contains("spiffe://example.org/ns/api"))
+        try await CLI.ok([
+            "cert", "request", "--name", "two", "--uri", "spiffe://example.org/a", "--uri", "spiffe://example.org/b",
+            "--key-out", dir.file("two.key"), "--csr-out", dir.file("two.csr"),
+        ])
+        let two = try await CLI.run(["ca", "sign", "--dir", pki, "--csr", dir.file("two.csr"), "--kind", "workload"])
+        #expect(two.status == 1 && two.stderr.contains("exactly one URI name"), "\(two.stderr)")
+
+        let (web, webPort) = try await TunnelCLITests.httpServer(dir.path)
+        defer { web.stop() }
+        try SecureFile.write("through the SVID tunnel\n", to: dir.file("page.txt"), mode: 0o644)
+        let (server, serverPort) = try await TunnelCLITests.start([
+            "server", "--listen", "127.0.0.1:0", "--target", "127.0.0.1:\(webPort)", "--cert", "\(pki)/api.crt",
+            "--key", "\(pki)/api.key", "--ca", "\(pki)/ca.crt", "--allow-cn", "Chris",
+        ])
+        defer { server.stop() }
+        for (pattern, works) in [("spiffe://example.org/ns/*", true), ("spiffe://example.org/other/*", false)] {
+            let (client, clientPort) = try await TunnelCLITests.start([
+                "client", "--listen", "127.0.0.1:0", "--target", "127.0.0.1:\(serverPort)", "--server-spiffe-id",
+                pattern, "--cert", "\(pki)/Chris.crt", "--key", "\(pki)/Chris.key", "--ca", "\(pki)/ca.crt",
+            ])
+            defer { client.stop() }
+            let page = try await Tools.run(
+                curl, ["-sS", "--max-time", "10", "http://127.0.0.1:\(clientPort)/page.txt"])
+            #expect(
+                page.stdout.contains("through the SVID tunnel") == works, "\(pattern): \(page.stdout) \(page.stderr)")
+            if !works {
+                let log = try await client.waitForOutput { $0.contains("does not match") }
+                #expect(log.contains("SPIFFE ID spiffe://example.org/ns/api does not match"))
+            }
+        }
+    }
+
     /// A leaf that claims CA:TRUE, with digitalSignature, both EKUs and DNS:localhost, signed by Barry.
     static func caLeaf(in pki: String) throws {
         let caKey = try PrivateKeyIO.parse(try SecureFile.read("\(pki)/ca.key"), source: "ca.key")

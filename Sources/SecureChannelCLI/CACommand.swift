@@ -37,7 +37,12 @@ struct CAOptions: ParsableArguments {
     /// Opens the CA; asks for the passphrase on the terminal when the key is encrypted and none was given;
     /// prints what the user should know (a key readable by others).
     func open() throws -> CertificateAuthority {
-        var passphrase = try passphrase()
+        try Self.open(dir: dir, passphraseFile: passphraseFile)
+    }
+
+    /// ``open()`` for a CA other than `--dir` (the parent of `ca init --parent`).
+    static func open(dir: String, passphraseFile: String?) throws -> CertificateAuthority {
+        var passphrase = try Passphrase.resolve(file: passphraseFile)
         if passphrase == nil, CertificateAuthority.keyIsEncrypted(directory: dir), isatty(STDIN_FILENO) != 0 {
             passphrase = try Passphrase.prompt("Passphrase for \(dir)/\(CertificateAuthority.Files.key): ")
         }
@@ -101,55 +106,6 @@ enum Passphrase {
         }
         guard !line.isEmpty else { throw PKIError(.passphraseRequired, "no passphrase given; nothing was changed") }
         return line
-    }
-}
-
-/// `securechannel ca init`.
-struct CAInitCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "init",
-        abstract: "Create a new CA: DIR/ca.crt and DIR/ca.key (mode 0600).",
-        discussion: """
-            Refuses to overwrite an existing CA. With --passphrase-file the key is written as encrypted PKCS#8 \
-            (PBES2: PBKDF2-HMAC-SHA256, AES-256-CBC); every command that signs then needs the passphrase.
-
-            EXAMPLES:
-              securechannel ca init --dir pki --name Barry
-              securechannel ca init --dir pki --key-type ecdsa-p384 --days 1825 \\
-                  --passphrase-file pass.txt
-            """
-    )
-
-    @OptionGroup var ca: CAOptions
-
-    @Option(help: "The CA's name (its CN).")
-    var name: String = CertificateAuthority.defaultName
-
-    @Option(
-        help: ArgumentHelp(
-            "Key type: \(KeyType.allValueStrings.joined(separator: ", ")) (default: \(KeyType.default.rawValue)).",
-            valueName: "type"),
-        completion: .list(KeyType.allValueStrings), transform: KeyType.argument)
-    var keyType: KeyType = .default
-
-    @Option(parsing: .unconditional, help: "Validity in days.")
-    var days: Int = CertificateAuthority.defaultDays
-
-    func validate() throws { try Check.days(days) }
-
-    func run() async throws {
-        let passphrase = try ca.passphrase()
-        let authority = try CertificateAuthority.create(
-            directory: ca.dir, name: name, keyType: keyType, days: days, passphrase: passphrase)
-        let description = try CertificateDescription(authority.certificate)
-        Console.out("created CA \"\(name)\" in \(ca.dir)")
-        Console.out(
-            "  certificate: \(ca.dir)/\(CertificateAuthority.Files.certificate) (valid until \(CertificateDescription.format(description.notAfter)))"
-        )
-        Console.out(
-            "  private key: \(ca.dir)/\(CertificateAuthority.Files.key) (mode 0600\(passphrase == nil ? ", not encrypted" : ", encrypted"))"
-        )
-        Console.out("  SHA-256 fingerprint: \(description.sha256Fingerprint)")
     }
 }
 

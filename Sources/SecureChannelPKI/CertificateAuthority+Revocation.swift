@@ -107,6 +107,11 @@ extension CertificateAuthority {
                 .notFound,
                 "no certificate named '\(name)' in \(directory); see 'securechannel ca list --dir \(directory)'")
         }
+        guard old.kind != .intermediate else {
+            throw PKIError.invalidArgument(
+                "\(old.name) is an intermediate CA: make a new one with 'securechannel ca init --dir NEW --parent \(directory)' and revoke the old one"
+            )
+        }
         let keyType = try KeyType(parsing: old.keyType)
         var request = IssuanceRequest(
             kind: old.kind, name: old.name, dnsNames: [], ipAddresses: [], emails: [], uris: [],

@@ -42,7 +42,19 @@ public struct CertificateAuthority: Sendable {
     /// With a passphrase the key is written as encrypted PKCS#8 (PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC).
     public static func create(
         directory: String, name: String = defaultName, keyType: KeyType = .default, days: Int = defaultDays,
-        passphrase: [UInt8]? = nil, now: Date = Date()
+        passphrase: [UInt8]? = nil, signsIntermediates: Bool = false, now: Date = Date()
+    ) throws -> CertificateAuthority {
+        try create(
+            directory: directory, name: name, keyType: keyType, days: days, passphrase: passphrase, now: now,
+            sign: nil, pathLength: signsIntermediates ? 1 : 0)
+    }
+
+    /// Creates a CA whose certificate `sign` makes (an intermediate, signed by its parent), or a self-signed root
+    /// allowing `pathLength` CAs below it when `sign` is nil.
+    static func create(
+        directory: String, name: String, keyType: KeyType, days: Int, passphrase: [UInt8]?, now: Date,
+        sign: ((Certificate.PrivateKey, DistinguishedName, SubjectKeyIdentifier) throws -> Certificate)?,
+        pathLength: Int = 0
     ) throws -> CertificateAuthority {
         let parent = SecureFile.split(directory).directory
         if !SecureFile.exists(directory), parent.isEmpty || SecureFile.exists(parent) {
@@ -68,23 +80,25 @@ public struct CertificateAuthority: Sendable {
             let key = try keyType.generate()
             let subject = try DistinguishedName { CommonName(name) }
             let skid = SubjectKeyIdentifier(hash: key.publicKey)
-            let certificate = try Certificate(
-                version: .v3,
-                serialNumber: try SerialNumbers.random(),
-                publicKey: key.publicKey,
-                notValidBefore: now - backdate,
-                notValidAfter: now + TimeInterval(days) * 86_400,
-                issuer: subject,
-                subject: subject,
-                signatureAlgorithm: key.preferredSignatureAlgorithm,
-                extensions: try Certificate.Extensions {
-                    Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
-                    Critical(KeyUsage(keyCertSign: true, cRLSign: true))
-                    skid
-                    AuthorityKeyIdentifier(keyIdentifier: skid.keyIdentifier)
-                },
-                issuerPrivateKey: key
-            )
+            let certificate =
+                try sign?(key, subject, skid)
+                ?? Certificate(
+                    version: .v3,
+                    serialNumber: try SerialNumbers.random(),
+                    publicKey: key.publicKey,
+                    notValidBefore: now - backdate,
+                    notValidAfter: now + TimeInterval(days) * 86_400,
+                    issuer: subject,
+                    subject: subject,
+                    signatureAlgorithm: key.preferredSignatureAlgorithm,
+                    extensions: try Certificate.Extensions {
+                        Critical(BasicConstraints.isCertificateAuthority(maxPathLength: pathLength))
+                        Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+                        skid
+                        AuthorityKeyIdentifier(keyIdentifier: skid.keyIdentifier)
+                    },
+                    issuerPrivateKey: key
+                )
             try SecureFile.write(
                 try PrivateKeyIO.pem(key, passphrase: passphrase), to: keyPath,
                 mode: SecureFile.privateMode, overwrite: false)
@@ -169,10 +183,12 @@ public struct CertificateAuthority: Sendable {
                 )
             }
             let issued = try sign(request, publicKey: publicKey, inventory: inventory, now: now)
-            let pem = try CertificateIO.pem([issued.certificate])
+            // An intermediate's leaves travel with its certificate: peers that trust only the root build the path.
+            let pem = try CertificateIO.pem([issued.certificate] + (isIntermediate ? [certificate] : []))
             try Self.createIssuedDirectory(directory)
             let copy = "\(directory)/\(Files.issued)/\(issued.serial).crt"
-            try SecureFile.write(pem, to: copy, mode: SecureFile.publicMode, overwrite: false)
+            try SecureFile.write(
+                try CertificateIO.pem([issued.certificate]), to: copy, mode: SecureFile.publicMode, overwrite: false)
             var written = [copy]
             do {
                 // Key before certificate: a watcher that sees the new certificate finds its key already there.
@@ -223,6 +239,7 @@ public struct CertificateAuthority: Sendable {
                 "the CA certificate expired on \(CertificateDescription.format(certificate.notValidAfter)); create a new CA"
             )
         }
+        try checkNameConstraints(request)
         let used = Set(inventory.certificates.map(\.serial))
         var serialNumber = try SerialNumbers.random()
         while used.contains(SerialNumbers.hex(serialNumber)) { serialNumber = try SerialNumbers.random() }
@@ -237,6 +254,10 @@ public struct CertificateAuthority: Sendable {
             case .server: try ExtendedKeyUsage([.serverAuth])
             case .client: try ExtendedKeyUsage([.clientAuth])
             case .workload: try ExtendedKeyUsage([.serverAuth, .clientAuth])
+            case .intermediate:
+                throw PKIError.invalidArgument(
+                    "an intermediate CA is made with 'securechannel ca init --dir DIR --parent ROOT', not issued as a leaf"
+                )
             }
         let names = try request.generalNames()
         let leaf = try Certificate(

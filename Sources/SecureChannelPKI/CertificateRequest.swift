@@ -85,6 +85,11 @@ public enum CertificateRequest {
                 "\(source): the request's key (\(key.algorithm) \(key.bits)) is not one this CA issues for; use \(KeyType.allCases.map(\.rawValue).joined(separator: ", "))"
             )
         }
+        guard kind != .intermediate else {
+            throw PKIError.invalidArgument(
+                "\(source): an intermediate CA is made with 'securechannel ca init --dir DIR --parent ROOT', not from a CSR"
+            )
+        }
         var request = IssuanceRequest(
             kind: kind, name: commonName, dnsNames: [], ipAddresses: [], emails: [], uris: [],
             days: days, keyType: keyType)
@@ -120,7 +125,7 @@ public enum CertificateRequest {
                     switch kind {
                     case .server: [.serverAuth]
                     case .client: [.clientAuth]
-                    case .workload: [.serverAuth, .clientAuth]
+                    case .workload, .intermediate: [.serverAuth, .clientAuth]
                     }
                 let usages = Array(try ExtendedKeyUsage(ext))
                 guard usages.allSatisfy(wanted.contains) else {

@@ -191,6 +191,8 @@ public enum CertificateKind: String, Codable, Sendable, CaseIterable {
     case client
     /// An X.509-SVID (SPIFFE): one SPIFFE ID as its only URI SAN, serverAuth and clientAuth; both ends of a mesh.
     case workload
+    /// An intermediate CA this CA signed (`ca init --parent`).
+    case intermediate
 }
 
 /// Status of an issued certificate.

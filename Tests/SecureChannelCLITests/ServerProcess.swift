@@ -7,14 +7,14 @@ struct ServerProcess {
     let process: RunningProcess
     let port: Int
 
-    static func start(dir: String, cert: String = "Jill", extra: [String] = ["--allow-any-client"]) async throws
-        -> ServerProcess
-    {
+    static func start(
+        dir: String, cert: String = "Jill", extra: [String] = ["--allow-any-client"], ca: String? = nil
+    ) async throws -> ServerProcess {
         let process = try RunningProcess(
             try Tools.securechannel(),
             [
                 "serve", "--listen", "127.0.0.1:0", "--cert", "\(dir)/\(cert).crt", "--key", "\(dir)/\(cert).key",
-                "--ca", "\(dir)/ca.crt",
+                "--ca", ca ?? "\(dir)/ca.crt",
             ] + extra)
         do {
             try await process.waitForOutput { $0.contains("listening on ") }

@@ -173,7 +173,9 @@ package final class Acceptor: Sendable {
             if now > certificate.notValidAfter {
                 record.noteClose(expired(certificate))
                 channel.close(promise: nil)
-            } else if let problem = revocation?.problem(with: certificate, now: now) {
+            } else if let problem = revocation?.problem(
+                withChain: record.chain.isEmpty ? [certificate] : record.chain, now: now)
+            {
                 record.noteClose("closed: \(peerWord) certificate \(problem)")
                 channel.close(promise: nil)
             }
@@ -201,7 +203,9 @@ package final class Acceptor: Sendable {
     private func warnAboutExpiry(_ material: TLSMaterial, now: Date = Date()) {
         // Each said once: a reload of the same file does not repeat it.
         let fresh = state.withLockedValue { state in
-            material.identity.warnings.filter { state.warned.insert($0).inserted }
+            (material.identity.warnings + (material.revocation?.notes ?? [])).filter {
+                state.warned.insert($0).inserted
+            }
         }
         for warning in fresh {
             logger.warning("\(warning)", metadata: ["event": "key-permissions"])

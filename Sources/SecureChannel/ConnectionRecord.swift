@@ -9,6 +9,7 @@ package final class ConnectionRecord: Sendable {
     private struct State {
         var identity: PeerIdentity?
         var certificate: Certificate?
+        var chain: [Certificate] = []
         var cipher: UInt16?
         var group: UInt16?
         var tlsVersion: TLSVersion?
@@ -73,6 +74,12 @@ package final class ConnectionRecord: Sendable {
     package var identity: PeerIdentity? {
         get { state.withLockedValue { $0.identity } }
         set { state.withLockedValue { $0.identity = newValue } }
+    }
+
+    /// The peer's validated chain, leaf first (for revocation sweeps of intermediates).
+    package var chain: [Certificate] {
+        get { state.withLockedValue { $0.chain } }
+        set { state.withLockedValue { $0.chain = newValue } }
     }
 
     /// The peer's verified leaf certificate (for expiry and revocation sweeps).

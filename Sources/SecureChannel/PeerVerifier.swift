@@ -74,8 +74,9 @@ struct PeerVerifier: Sendable {
                 "\(whose) certificate rejected (\(identity.subject), serial \(identity.serial)): it is a CA certificate (basicConstraints CA:TRUE), never accepted as a \(whose) certificate"
             return false
         }
+        let validated: [Certificate]
         do {
-            try await CertificateVerification.verify(
+            validated = try await CertificateVerification.verify(
                 chain: chain, roots: trust.certificates, purpose: purpose, host: serverName)
         } catch {
             record.noteRefusal(Self.refusal(for: error.reason))
@@ -83,7 +84,7 @@ struct PeerVerifier: Sendable {
                 "\(whose) certificate rejected (\(identity.subject), serial \(identity.serial)): \(error.message)"
             return false
         }
-        if let problem = revocation?.problem(with: leaf) {
+        if let problem = revocation?.problem(withChain: validated) {
             record.noteRefusal(.revoked)
             record.verificationFailure = "\(whose) certificate refused (\(identity.subject)): \(problem)"
             return false
@@ -102,6 +103,7 @@ struct PeerVerifier: Sendable {
             }
         }
         record.certificate = leaf
+        record.chain = validated
         record.identity = identity
         return true
     }

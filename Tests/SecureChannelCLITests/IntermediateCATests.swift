@@ -124,6 +124,45 @@ struct IntermediateCATests {
         #expect(fine.status == 0, "\(fine.stderr)")
     }
 
+    @Test(
+        "each CA signs its own CRL: a server given both refuses a revoked leaf, and every leaf of a revoked intermediate"
+    )
+    func revocation() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let (root, issuing) = try await Self.hierarchy(in: dir)
+        try await CLI.ok(["ca", "issue", "client", "--dir", issuing, "--name", "Dana"])
+        try await CLI.ok(["ca", "crl", "--dir", root])
+        try await CLI.ok(["ca", "revoke", "--dir", issuing, "--name", "Chris", "--reason", "keyCompromise"])
+        let server = try await ServerProcess.start(
+            dir: issuing,
+            extra: ["--allow-any-client", "--crl", "\(root)/crl.pem", "--crl", "\(issuing)/crl.pem"],
+            ca: "\(root)/ca.crt")
+        defer { server.stop() }
+        func send(_ name: String) async throws -> ProcessResult {
+            try await CLI.run([
+                "send", "--connect", "127.0.0.1:\(server.port)", "--server-name", "localhost", "--cert",
+                "\(issuing)/\(name).crt", "--key", "\(issuing)/\(name).key", "--ca", "\(root)/ca.crt", "hi",
+            ])
+        }
+        #expect(try await send("Dana").status == 0)
+        #expect(try await send("Chris").status == 1)
+        let log = try await server.process.waitForOutput { $0.contains("revoked: serial") }
+        #expect(log.contains("CN=Chris") && log.contains("keyCompromise"))
+        #expect(log.contains("which is not a trusted CA itself"), "the intermediate's CRL is announced")
+
+        // The root revokes the intermediate: after the reload, Dana (still valid at the intermediate) is refused.
+        let rows = try await CLI.ok(["ca", "list", "--dir", root, "--json"]).stdout
+        let list = try #require(try JSONSerialization.jsonObject(with: Data(rows.utf8)) as? [[String: Any]])
+        let serial = try #require(list.first { $0["kind"] as? String == "intermediate" }?["serial"] as? String)
+        try await CLI.ok(["ca", "revoke", "--dir", root, "--serial", serial, "--reason", "cACompromise"])
+        try await server.process.waitForOutput { $0.contains("reloaded") }
+        let refused = try await send("Dana")
+        #expect(refused.status == 1)
+        let after = try await server.process.waitForOutput { $0.contains("its issuing CA CN=Barry Issuing is revoked") }
+        #expect(after.contains("cACompromise"))
+    }
+
     @Test("a root without --intermediates cannot sign an intermediate; an intermediate cannot sign one either")
     func pathLength() async throws {
         let dir = try TemporaryDirectory()

@@ -134,3 +134,51 @@ struct CARenewCommand: AsyncParsableCommand {
         for warning in issued.warnings { Console.error("warning: \(warning)") }
     }
 }
+
+/// `securechannel ca tidy`.
+struct CATidyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tidy",
+        abstract: "Remove certificates that expired long ago from the inventory and, if revoked, from the CRL.",
+        discussion: """
+            Short-lived certificates pile up: tidy keeps the inventory to what can still matter. A revoked \
+            certificate's key stays on the list of keys never certified again.
+
+            EXAMPLES:
+              securechannel ca tidy --dir pki
+              securechannel ca tidy --dir pki --older-than 7
+            """
+    )
+
+    @OptionGroup var ca: CAOptions
+
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "Remove certificates expired more than this many days ago (default: \(CertificateAuthority.defaultTidyDays)).",
+            valueName: "days"))
+    var olderThan: Int = CertificateAuthority.defaultTidyDays
+
+    func validate() throws {
+        guard olderThan >= 0 else { throw ValidationError("--older-than must be 0 days or more (got \(olderThan))") }
+    }
+
+    func run() async throws {
+        let authority = try ca.open()
+        let removed = try authority.tidy(olderThanDays: olderThan)
+        guard !removed.isEmpty else {
+            Console.out("nothing to remove: no certificate expired more than \(DaysLeft.days(olderThan)) ago")
+            return
+        }
+        Console.out("removed \(removed.count) certificate(s) expired more than \(DaysLeft.days(olderThan)) ago:")
+        for entry in removed {
+            let revoked = entry.revocation.map { ", revoked (\($0.reason)), dropped from the CRL" } ?? ""
+            Console.out(
+                "  \(entry.serial)  \(entry.subject)  expired \(CertificateDescription.format(entry.notAfter))\(revoked)"
+            )
+        }
+        if removed.contains(where: { $0.revocation != nil }) {
+            Console.out("wrote \(ca.dir)/\(CertificateAuthority.crlFileName)")
+        }
+    }
+}

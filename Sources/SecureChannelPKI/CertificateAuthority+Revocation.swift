@@ -67,7 +67,7 @@ extension CertificateAuthority {
     }
 
     @discardableResult
-    private func writeCRL(inventory: inout Inventory, to path: String, der: Bool, days: Int, now: Date) throws
+    func writeCRL(inventory: inout Inventory, to path: String, der: Bool, days: Int, now: Date) throws
         -> CertificateRevocationList
     {
         let entries = inventory.certificates.compactMap { entry -> CertificateRevocationList.Entry? in
@@ -151,5 +151,38 @@ extension CertificateAuthority {
         }
         return try issue(
             request, publicKey: key.publicKey, key: key, prefix: prefix, replace: outPrefix == nil, now: now)
+    }
+}
+
+extension CertificateAuthority {
+    /// Default for `ca tidy --older-than`: certificates expired more than 30 days ago.
+    public static let defaultTidyDays = 30
+
+    /// Removes from the inventory (and their copies from `issued/`) the certificates that expired more than
+    /// `olderThanDays` days ago; when any of them was revoked, writes a fresh CRL without them (an expired
+    /// certificate needs no CRL entry, RFC 5280 §3.3). The public keys of revoked certificates stay in
+    /// ``Inventory/revokedKeys``: they are never certified again. Returns what was removed.
+    @discardableResult
+    public func tidy(olderThanDays: Int = defaultTidyDays, crlDays: Int = defaultCRLDays, now: Date = Date()) throws
+        -> [Inventory.Entry]
+    {
+        guard olderThanDays >= 0 else {
+            throw PKIError.invalidArgument("--older-than must be 0 days or more (got \(olderThanDays))")
+        }
+        return try SecureFile.withExclusiveLock("\(directory)/\(Files.lock)") {
+            var inventory = try Inventory.load(directory: directory)
+            let cutoff = now - TimeInterval(olderThanDays) * 86_400
+            let removed = inventory.certificates.filter { $0.notAfter < cutoff }
+            guard !removed.isEmpty else { return [] }
+            inventory.certificates.removeAll { $0.notAfter < cutoff }
+            if removed.contains(where: { $0.revocation != nil }) {
+                try writeCRL(
+                    inventory: &inventory, to: "\(directory)/\(Self.crlFileName)", der: false, days: crlDays, now: now)
+            } else {
+                try inventory.save(directory: directory)
+            }
+            for entry in removed { unlink("\(directory)/\(Files.issued)/\(entry.serial).crt") }
+            return removed
+        }
     }
 }

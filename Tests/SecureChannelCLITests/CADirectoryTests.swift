@@ -177,6 +177,44 @@ struct CADirectoryTests {
         #expect(ninety.contains("(90 days left)"))
     }
 
+    @Test(
+        "ca tidy removes long-expired certificates from the inventory and, when revoked, from the CRL; keys stay denied"
+    )
+    func tidy() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let pki = dir.file("pki")
+        try await CLI.barryJillChris(in: pki)
+        let barry = try CertificateAuthority.open(directory: pki)
+        let day: TimeInterval = 86_400
+        let old = try barry.issue(.client(name: "Old", days: 1), now: Date() - 41 * day)
+        let recent = try barry.issue(.client(name: "Recent", days: 1), now: Date() - 11 * day)
+        try await CLI.ok(["ca", "revoke", "--dir", pki, "--name", "Old", "--reason", "keyCompromise"])
+        let crl = try await CLI.ok(["cert", "inspect", "\(pki)/crl.pem"]).stdout
+        #expect(crl.contains(old.serial))
+
+        let first = try await CLI.ok(["ca", "tidy", "--dir", pki])
+        #expect(first.stdout.contains("removed 1 certificate(s) expired more than 30 days ago"), "\(first.stdout)")
+        #expect(first.stdout.contains(old.serial) && first.stdout.contains("dropped from the CRL"))
+        let list = try await CLI.ok(["ca", "list", "--dir", pki]).stdout
+        #expect(!list.contains(old.serial) && list.contains(recent.serial) && list.contains("CN=Jill"))
+        let after = try await CLI.ok(["cert", "inspect", "\(pki)/crl.pem"]).stdout
+        #expect(!after.contains(old.serial), "the expired revoked certificate left the CRL")
+        #expect(!SecureFile.exists("\(pki)/issued/\(old.serial).crt"))
+        // Its key is still never certified again.
+        try Self.request(for: old.keyPath, name: "Old", out: dir.file("old.csr"))
+        let again = try await CLI.run([
+            "ca", "sign", "--dir", pki, "--csr", dir.file("old.csr"), "--kind", "client", "--out", dir.file("o"),
+        ])
+        #expect(again.status == 1 && again.stderr.contains("never certified again"))
+
+        let nothing = try await CLI.ok(["ca", "tidy", "--dir", pki])
+        #expect(nothing.stdout.contains("nothing to remove"))
+        let shorter = try await CLI.ok(["ca", "tidy", "--dir", pki, "--older-than", "5"])
+        #expect(shorter.stdout.contains(recent.serial) && !shorter.stdout.contains("dropped from the CRL"))
+        #expect(try await CLI.run(["ca", "tidy", "--dir", pki, "--older-than", "-1"]).status == 64)
+    }
+
     /// Runs `arguments` on a pseudo-terminal and types `typed` at the first prompt ending in ": ".
     static func onTerminal(_ arguments: [String], typing typed: String) async throws -> ProcessResult {
         let python = try Tools.require("python3")

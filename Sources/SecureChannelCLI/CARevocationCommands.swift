@@ -8,7 +8,8 @@ struct CARevokeCommand: AsyncParsableCommand {
         commandName: "revoke",
         abstract: "Revoke certificates and write a fresh CRL to DIR/crl.pem.",
         discussion: """
-            By --name, every unrevoked certificate with that name is revoked; by --serial, just that one. \
+            By --name, every unrevoked certificate with that name is revoked; by --serial or --file (the FILE \
+            column of 'ca list'), just that one. \
             Servers started with --crl DIR/crl.pem pick the new CRL up within 2 seconds and close the revoked \
             client's open connections.
 
@@ -28,21 +29,27 @@ struct CARevokeCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
+            "Revoke the certificate with this file prefix (the FILE column of 'ca list', e.g. chris-laptop).",
+            valueName: "prefix"))
+    var file: String?
+
+    @Option(
+        help: ArgumentHelp(
             "RFC 5280 reason: \(RevocationReason.allValueStrings.joined(separator: ", ")) (default: unspecified).",
             valueName: "reason"),
         completion: .list(RevocationReason.allValueStrings), transform: RevocationReason.argument)
     var reason: RevocationReason = .unspecified
 
     func validate() throws {
-        guard (name == nil) != (serial == nil) else {
-            throw ValidationError("give exactly one of --name NAME or --serial HEX")
+        guard [name, serial, file].compactMap({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --name NAME, --serial HEX or --file PREFIX")
         }
     }
 
     func run() async throws {
         let why = reason
         let authority = try ca.open()
-        let revoked = try authority.revoke(name: name, serial: serial, reason: why)
+        let revoked = try authority.revoke(name: name, serial: serial, file: file, reason: why)
         for entry in revoked {
             Console.out(
                 "revoked \(entry.kind.rawValue) certificate \(entry.subject) (serial \(entry.serial), reason \(why.name))"

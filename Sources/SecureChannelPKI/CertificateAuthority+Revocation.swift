@@ -11,11 +11,15 @@ extension CertificateAuthority {
     /// writes a fresh CRL to `DIR/crl.pem`. Returns the entries revoked.
     @discardableResult
     public func revoke(
-        name: String? = nil, serial: String? = nil, reason: RevocationReason = .unspecified,
+        name: String? = nil, serial: String? = nil, file: String? = nil, reason: RevocationReason = .unspecified,
         crlDays: Int = defaultCRLDays, now: Date = Date()
     ) throws -> [Inventory.Entry] {
-        guard (name == nil) != (serial == nil) else {
-            throw PKIError.invalidArgument("give exactly one of --name NAME or --serial HEX")
+        guard [name, serial, file].compactMap({ $0 }).count == 1 else {
+            throw PKIError.invalidArgument("give exactly one of --name NAME, --serial HEX or --file PREFIX")
+        }
+        // A file prefix as `ca list` shows it (relative to the directory) or as a path.
+        let wantedPrefix = file.map {
+            Inventory.storedPath($0.hasSuffix(".crt") ? String($0.dropLast(4)) : $0, in: directory)
         }
         try IssuanceRequest.validateDays(crlDays)
         return try SecureFile.withExclusiveLock("\(directory)/\(Files.lock)") {
@@ -24,12 +28,16 @@ extension CertificateAuthority {
             let matches = inventory.certificates.indices.filter { index in
                 let entry = inventory.certificates[index]
                 if let name { return entry.name == name }
+                if let wantedPrefix {
+                    return entry.prefix == wantedPrefix || entry.prefix == file
+                        || Inventory.resolve(entry.prefix, in: directory) == file
+                }
                 return CertificateRevocationList.Entry.normalized(entry.serial) == wanted
             }
             guard !matches.isEmpty else {
                 throw PKIError(
                     .notFound,
-                    "no certificate \(name.map { "named '\($0)'" } ?? "with serial \(serial!)") in \(directory); see 'securechannel ca list --dir \(directory)'"
+                    "no certificate \(name.map { "named '\($0)'" } ?? file.map { "with file \($0)" } ?? "with serial \(serial!)") in \(directory); see 'securechannel ca list --dir \(directory)'"
                 )
             }
             let fresh = matches.filter { inventory.certificates[$0].revocation == nil }

@@ -145,20 +145,30 @@ struct IdentityTests {
         try SecureFile.write("through the SVID tunnel\n", to: dir.file("page.txt"), mode: 0o644)
         let (server, serverPort) = try await TunnelCLITests.start([
             "server", "--listen", "127.0.0.1:0", "--target", "127.0.0.1:\(webPort)", "--cert", "\(pki)/api.crt",
-            "--key", "\(pki)/api.key", "--ca", "\(pki)/ca.crt", "--allow-cn", "Chris",
+            "--key", "\(pki)/api.key", "--ca", "\(pki)/ca.crt", "--allow-cn", "Chris", "--keylog",
+            dir.file("server.keylog"),
         ])
         defer { server.stop() }
+        #expect(server.output().contains("anyone with this file can decrypt the traffic"))
         for (pattern, works) in [("spiffe://example.org/ns/*", true), ("spiffe://example.org/other/*", false)] {
             let (client, clientPort) = try await TunnelCLITests.start([
                 "client", "--listen", "127.0.0.1:0", "--target", "127.0.0.1:\(serverPort)", "--server-spiffe-id",
                 pattern, "--cert", "\(pki)/Chris.crt", "--key", "\(pki)/Chris.key", "--ca", "\(pki)/ca.crt",
+                "--keylog", dir.file("client.keylog"),
             ])
             defer { client.stop() }
             let page = try await Tools.run(
                 curl, ["-sS", "--max-time", "10", "http://127.0.0.1:\(clientPort)/page.txt"])
             #expect(
                 page.stdout.contains("through the SVID tunnel") == works, "\(pattern): \(page.stdout) \(page.stderr)")
-            if !works {
+            if works {
+                // Both tunnel ends wrote their TLS secrets (key log), 0600.
+                for file in ["server.keylog", "client.keylog"] {
+                    let text = try String(contentsOfFile: dir.file(file), encoding: .utf8)
+                    #expect(text.contains("CLIENT_TRAFFIC_SECRET_0 "), "\(file)")
+                    #expect(try SecureFile.mode(of: dir.file(file)) == 0o600)
+                }
+            } else {
                 let log = try await client.waitForOutput { $0.contains("does not match") }
                 #expect(log.contains("SPIFFE ID spiffe://example.org/ns/api does not match"))
             }

@@ -66,3 +66,23 @@ enum Check {
         }
     }
 }
+
+/// `--key-type`: shared by `ca init`, `ca issue …` and `cert request`.
+struct KeyTypeOption: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "Key type: \(KeyType.allValueStrings.joined(separator: ", ")) (default: \(KeyType.default.rawValue)).",
+            valueName: "type"),
+        completion: .list(KeyType.allValueStrings), transform: KeyType.argument)
+    var keyType: KeyType = .default
+}
+
+/// `--server-spiffe-id`: shared by `send` and `tunnel client`.
+struct ServerSPIFFEOption: ParsableArguments {
+    @Option(
+        name: .customLong("server-spiffe-id"),
+        help: ArgumentHelp(
+            "Verify the server by its SPIFFE ID instead of its name (* one path segment, a final ** the rest).",
+            valueName: "pattern"))
+    var serverSPIFFEID: String?
+}

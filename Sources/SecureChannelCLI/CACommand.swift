@@ -123,20 +123,27 @@ struct LeafOptions: ParsableArguments {
     @Option(help: "The subject's name (its CN); also the default file prefix.")
     var name: String
 
+    @OptionGroup var settings: LeafSettings
+
+    var days: Int { settings.days }
+    var keyType: KeyType { settings.keyType }
+
+    func issue(_ request: IssuanceRequest, ca options: CAOptions) throws { try settings.issue(request, ca: options) }
+}
+
+/// `--days`, `--key-type`, `--out` of a new leaf: shared by `ca issue server|client|workload`.
+struct LeafSettings: ParsableArguments {
     @Option(parsing: .unconditional, help: "Validity in days (clamped to the CA's own expiry).")
     var days: Int = IssuanceRequest.defaultDays
 
-    @Option(
-        help: ArgumentHelp(
-            "Key type: \(KeyType.allValueStrings.joined(separator: ", ")) (default: \(KeyType.default.rawValue)).",
-            valueName: "type"),
-        completion: .list(KeyType.allValueStrings), transform: KeyType.argument)
-    var keyType: KeyType = .default
+    @OptionGroup var key: KeyTypeOption
 
     @Option(
         help: ArgumentHelp("Write PREFIX.crt and PREFIX.key (default: DIR/NAME).", valueName: "prefix"),
         completion: .file())
     var out: String?
+
+    var keyType: KeyType { key.keyType }
 
     func validate() throws { try Check.days(days) }
 
@@ -244,23 +251,9 @@ struct CAIssueWorkloadCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("An IP address for the subjectAltName (repeatable).", valueName: "addr"))
     var ip: [String] = []
 
-    @Option(parsing: .unconditional, help: "Validity in days (clamped to the CA's own expiry).")
-    var days: Int = IssuanceRequest.defaultDays
-
-    @Option(
-        help: ArgumentHelp(
-            "Key type: \(KeyType.allValueStrings.joined(separator: ", ")) (default: \(KeyType.default.rawValue)).",
-            valueName: "type"),
-        completion: .list(KeyType.allValueStrings), transform: KeyType.argument)
-    var keyType: KeyType = .default
-
-    @Option(
-        help: ArgumentHelp("Write PREFIX.crt and PREFIX.key (default: DIR/NAME).", valueName: "prefix"),
-        completion: .file())
-    var out: String?
+    @OptionGroup var leaf: LeafSettings
 
     func validate() throws {
-        try Check.days(days)
         do {
             try IssuanceRequest.validateSPIFFEID(spiffeID)
         } catch let error as PKIError {
@@ -269,17 +262,11 @@ struct CAIssueWorkloadCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let request = IssuanceRequest.workload(
-            spiffeID: spiffeID, name: name, dnsNames: dns, ipAddresses: ip, days: days, keyType: keyType)
-        try request.validate()
-        let authority = try ca.open()
-        let issued = try authority.issue(request, outPrefix: out)
-        let notAfter = CertificateDescription.format(issued.certificate.notValidAfter)
-        Console.out(
-            "issued workload certificate (X.509-SVID) \(spiffeID) (serial \(issued.serial), valid until \(notAfter))")
-        Console.out("  certificate: \(issued.certificatePath)")
-        Console.out("  private key: \(issued.keyPath) (mode 0600)")
-        for warning in issued.warnings { Console.error("warning: \(warning)") }
+        try leaf.issue(
+            IssuanceRequest.workload(
+                spiffeID: spiffeID, name: name, dnsNames: dns, ipAddresses: ip, days: leaf.days,
+                keyType: leaf.keyType),
+            ca: ca)
     }
 }
 

@@ -31,12 +31,7 @@ struct CAInitCommand: AsyncParsableCommand {
     @Option(help: "The CA's name (its CN).")
     var name: String = CertificateAuthority.defaultName
 
-    @Option(
-        help: ArgumentHelp(
-            "Key type: \(KeyType.allValueStrings.joined(separator: ", ")) (default: \(KeyType.default.rawValue)).",
-            valueName: "type"),
-        completion: .list(KeyType.allValueStrings), transform: KeyType.argument)
-    var keyType: KeyType = .default
+    @OptionGroup var key: KeyTypeOption
 
     @Option(parsing: .unconditional, help: "Validity in days.")
     var days: Int = CertificateAuthority.defaultDays
@@ -83,11 +78,11 @@ struct CAInitCommand: AsyncParsableCommand {
         if let parent {
             let root = try CAOptions.open(dir: parent, passphraseFile: parentPassphraseFile)
             authority = try root.createIntermediate(
-                directory: ca.dir, name: name, keyType: keyType, days: days, passphrase: passphrase,
+                directory: ca.dir, name: name, keyType: key.keyType, days: days, passphrase: passphrase,
                 permittedDNS: permitDNS, permittedURIDomains: permitURI)
         } else {
             authority = try CertificateAuthority.create(
-                directory: ca.dir, name: name, keyType: keyType, days: days, passphrase: passphrase,
+                directory: ca.dir, name: name, keyType: key.keyType, days: days, passphrase: passphrase,
                 signsIntermediates: intermediates)
         }
         let description = try CertificateDescription(authority.certificate)

@@ -44,12 +44,7 @@ struct CertRequestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A URI (e.g. a SPIFFE ID) for a client certificate (repeatable).", valueName: "uri"))
     var uri: [String] = []
 
-    @Option(
-        help: ArgumentHelp(
-            "Key type: \(KeyType.allValueStrings.joined(separator: ", ")) (default: \(KeyType.default.rawValue)).",
-            valueName: "type"),
-        completion: .list(KeyType.allValueStrings), transform: KeyType.argument)
-    var keyType: KeyType = .default
+    @OptionGroup var key: KeyTypeOption
 
     func run() async throws {
         for path in [keyOut, csrOut] where SecureFile.exists(path) {
@@ -57,7 +52,7 @@ struct CertRequestCommand: AsyncParsableCommand {
         }
         let (key, csr) = try CertificateRequest.make(
             name: name, dnsNames: dns, ipAddresses: ip, emails: email, uris: uri,
-            keyType: keyType)
+            keyType: key.keyType)
         try SecureFile.write(try PrivateKeyIO.pem(key), to: keyOut, mode: SecureFile.privateMode, overwrite: false)
         do {
             try SecureFile.write(

@@ -35,12 +35,7 @@ struct SendCommand: AsyncParsableCommand {
             "Name the server certificate must carry (default: the host of --connect).", valueName: "name"))
     var serverName: String?
 
-    @Option(
-        name: .customLong("server-spiffe-id"),
-        help: ArgumentHelp(
-            "Verify the server by its SPIFFE ID instead of its name (* one path segment, a final ** the rest).",
-            valueName: "pattern"))
-    var serverSPIFFEID: String?
+    @OptionGroup var spiffe: ServerSPIFFEOption
 
     @Option(help: ArgumentHelp("Seconds to wait for the connection and for each reply.", valueName: "seconds"))
     var timeout: Double = 10
@@ -76,7 +71,7 @@ struct SendCommand: AsyncParsableCommand {
             framing: framingOptions.framing ?? .lines,
             maximumMessageBytes: framingOptions.maxMessageBytes ?? Framing.defaultMaximumMessageBytes,
             timeout: timeAmount(seconds: timeout))
-        configuration.serverSPIFFEID = serverSPIFFEID
+        configuration.serverSPIFFEID = spiffe.serverSPIFFEID
         let retries = retry
         let client = ReconnectingClient(configuration: configuration, policy: RetryPolicy(retries: retries)) {
             attempt, delay, error in

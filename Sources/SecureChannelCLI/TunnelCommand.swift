@@ -263,12 +263,7 @@ struct TunnelClientCommand: AsyncParsableCommand {
     )
     var serverName: String?
 
-    @Option(
-        name: .customLong("server-spiffe-id"),
-        help: ArgumentHelp(
-            "Verify the server by its SPIFFE ID instead of its name (* one path segment, a final ** the rest).",
-            valueName: "pattern"))
-    var serverSPIFFEID: String?
+    @OptionGroup var spiffe: ServerSPIFFEOption
 
     @Flag(help: "Allow a listen address reachable from other machines.")
     var unsafeListen = false
@@ -317,7 +312,7 @@ struct TunnelClientCommand: AsyncParsableCommand {
         fields.set("target", target.description)
         files.apply(to: &fields)
         fields.set("server-name", serverName)
-        fields.set("server-spiffe-id", serverSPIFFEID)
+        fields.set("server-spiffe-id", spiffe.serverSPIFFEID)
         fields.set("unsafe-listen", flag: unsafeListen)
         fields.set("connect-timeout", connectTimeout)
         fields.set("drain-timeout", drainTimeout)

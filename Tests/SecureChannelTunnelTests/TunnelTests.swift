@@ -196,12 +196,7 @@ struct TunnelTests {
         try await connection.executeThenClose { _, outbound in
             try await outbound.write(ByteBuffer(string: "PAYLOAD"))
         }
-        var bytes: [UInt8] = []
-        for _ in 0..<200 {
-            bytes = target.received.withLockedValue { $0 }
-            if bytes.count > 16 && bytes.suffix(7) == Array("PAYLOAD".utf8)[...] { break }
-            try await Task.sleep(for: .milliseconds(20))  // polling what the target received
-        }
+        let bytes = try await Self.receivedThroughPayload(target)
         let header = try #require(try? ProxyV2.parse(bytes), "received \(bytes.count) bytes: \(bytes.prefix(40))")
         #expect(header.command == 0x21 && header.family == 0x11)
         #expect(header.sourceAddress == "127.0.0.1" && header.destinationPort == pair.serverPort)
@@ -217,6 +212,17 @@ struct TunnelTests {
         await target.stop()
     }
 
+    /// What the target received, once it ends with the test's "PAYLOAD" (a PROXY header comes first).
+    static func receivedThroughPayload(_ target: PlainTarget) async throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        for _ in 0..<200 {
+            bytes = target.received.withLockedValue { $0 }
+            if bytes.count > 16 && bytes.suffix(7) == Array("PAYLOAD".utf8)[...] { break }
+            try await Task.sleep(for: .milliseconds(20))  // polling what the target received
+        }
+        return bytes
+    }
+
     @Test("PROXY v2: a client's SPIFFE ID reaches the target in TLV 0xE1")
     func proxyProtocolSPIFFEID() async throws {
         let pki = try TestPKI()
@@ -228,12 +234,7 @@ struct TunnelTests {
         try await connection.executeThenClose { _, outbound in
             try await outbound.write(ByteBuffer(string: "PAYLOAD"))
         }
-        var bytes: [UInt8] = []
-        for _ in 0..<200 {
-            bytes = target.received.withLockedValue { $0 }
-            if bytes.count > 16 && bytes.suffix(7) == Array("PAYLOAD".utf8)[...] { break }
-            try await Task.sleep(for: .milliseconds(20))  // polling what the target received
-        }
+        let bytes = try await Self.receivedThroughPayload(target)
         let header = try #require(try? ProxyV2.parse(bytes), "received \(bytes.count) bytes")
         #expect(header.tlv[ProxyProtocolHeader.TLV.clientURI] == Array("spiffe://example.org/ns/web".utf8))
         try await pair.stop()

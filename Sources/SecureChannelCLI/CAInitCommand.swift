@@ -39,6 +39,9 @@ struct CAInitCommand: AsyncParsableCommand {
     @Flag(help: "A root that will sign intermediate CAs (pathlen 1) instead of leaves directly.")
     var intermediates = false
 
+    @Flag(help: "Encrypt the new key with a passphrase asked for twice on the terminal (no echo).")
+    var encrypt = false
+
     @Option(
         help: ArgumentHelp("Make an intermediate CA signed by the CA in this directory (the root).", valueName: "root"),
         completion: .directory)
@@ -73,7 +76,15 @@ struct CAInitCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let passphrase = try ca.passphrase()
+        var passphrase = try ca.passphrase()
+        if encrypt && passphrase == nil {
+            let key = "\(ca.dir)/\(CertificateAuthority.Files.key)"
+            let first = try Passphrase.prompt("New passphrase for \(key): ")
+            guard try Passphrase.prompt("The same again: ") == first else {
+                throw CLIError("the two passphrases differ; nothing was written")
+            }
+            passphrase = first
+        }
         let authority: CertificateAuthority
         if let parent {
             let root = try CAOptions.open(dir: parent, passphraseFile: parentPassphraseFile)

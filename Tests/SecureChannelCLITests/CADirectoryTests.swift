@@ -228,7 +228,8 @@ struct CADirectoryTests {
             if pid == 0:
                 os.execv(sys.argv[1], sys.argv[1:])
             out = b''
-            typed = False
+            answers = os.environ['TYPED'].split('\\x1f')
+            typed = 0
             while True:
                 ready, _, _ = select.select([fd], [], [], 30)
                 if not ready:
@@ -240,9 +241,10 @@ struct CADirectoryTests {
                 if not chunk:
                     break
                 out += chunk
-                if not typed and out.rstrip().endswith(b':'):
-                    os.write(fd, os.environ['TYPED'].encode() + b'\\n')
-                    typed = True
+                if out.rstrip().endswith(b':') and typed < len(answers):
+                    os.write(fd, answers[typed].encode() + b'\\n')
+                    typed += 1
+                    out += b' #'  # echo is off: mark the prompt answered, so only a new one is answered
             _, status = os.waitpid(pid, 0)
             sys.stdout.write(out.decode(errors='replace'))
             sys.exit(os.waitstatus_to_exitcode(status))
@@ -252,6 +254,27 @@ struct CADirectoryTests {
         environment["SECURECHANNEL_CA_PASSPHRASE"] = nil
         return try await Tools.run(
             python, ["-c", script, try Tools.securechannel()] + arguments, environment: environment)
+    }
+
+    @Test("ca init --encrypt asks twice for the new passphrase; a mismatch writes nothing")
+    func newPassphrase() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let pki = dir.file("pki")
+        let made = try await Self.onTerminal(
+            ["ca", "init", "--dir", pki, "--encrypt"], typing: "twice typed\u{1F}twice typed")
+        #expect(made.status == 0, "\(made.stdout)")
+        #expect(made.stdout.contains("encrypted") && !made.stdout.contains("twice typed"))
+        let key = try String(contentsOfFile: "\(pki)/ca.key", encoding: .utf8)
+        #expect(key.contains("ENCRYPTED PRIVATE KEY"))
+        try SecureFile.write("twice typed\n", to: dir.file("pass"), mode: 0o600)
+        try await CLI.ok([
+            "ca", "issue", "client", "--dir", pki, "--name", "Chris", "--passphrase-file", dir.file("pass"),
+        ])
+        let differ = try await Self.onTerminal(
+            ["ca", "init", "--dir", dir.file("other"), "--encrypt"], typing: "one\u{1F}two")
+        #expect(differ.status == 1 && differ.stdout.contains("differ"))
+        #expect(!SecureFile.exists(dir.file("other/ca.key")))
     }
 
     @Test("an encrypted CA key on a terminal: the passphrase is asked for without echo")

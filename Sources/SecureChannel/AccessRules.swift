@@ -63,7 +63,8 @@ public struct AccessRules: Sendable, Hashable {
             )
         }
         for pattern in dnsNames { try Self.checkDNSPattern(pattern) }
-        for pattern in uris { try Self.checkURIPattern(pattern, flag: "--allow-uri") }
+        // An exact URI may be anything (urn:uuid:…); only a wildcard needs SCHEME://AUTHORITY/PATH to mean something.
+        for pattern in uris where pattern.contains("*") { try Self.checkURIPattern(pattern, flag: "--allow-uri") }
         try validate(flag: "--allow-spiffe-id")
         for pin in publicKeySHA256 where pin.count != 64 || !pin.allSatisfy(\.isHexDigit) {
             throw SecureChannelError(

@@ -89,7 +89,7 @@ struct AccessRulePatternTests {
             (AccessRules(uris: ["spiffe://example.org/ns/web*"]), "whole path segment"),
             (AccessRules(uris: ["spiffe://example.org/**/web"]), "may only come last"),
             (AccessRules(uris: ["spiffe://*/web"]), "must be exact"),
-            (AccessRules(uris: ["example.org/web"]), "SCHEME://AUTHORITY/PATH"),
+            (AccessRules(uris: ["example.org/*"]), "SCHEME://AUTHORITY/PATH"),
             (AccessRules(spiffeIDs: ["https://example.org/web"]), "spiffe://"),
             (AccessRules(publicKeySHA256: ["abcd"]), "64 hex digits"),
         ]
@@ -104,7 +104,8 @@ struct AccessRulePatternTests {
         }
         #expect(throws: Never.self) {
             try AccessRules(
-                commonNames: ["Chris"], dnsNames: ["*.example.com"], uris: ["spiffe://example.org/**"],
+                commonNames: ["Chris"], dnsNames: ["*.example.com"],
+                uris: ["spiffe://example.org/**", "urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66"],
                 spiffeIDs: ["spiffe://example.org/ns/*"]
             ).validate()
         }

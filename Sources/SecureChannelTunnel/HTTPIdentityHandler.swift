@@ -38,7 +38,8 @@ final class HTTPIdentityHandler: ChannelInboundHandler, RemovableChannelHandler 
                 .replacingOccurrences(of: "\"", with: "\\\"") + "\"")
         if let uri = identity.spiffeID ?? identity.uris.first { parts.append("URI=" + uri) }
         parts += identity.dnsNames.map { "DNS=" + $0 }
-        return parts.joined(separator: ";")
+        // Names come from a certificate: a control character (CR, LF) must never split the request's headers.
+        return String(parts.joined(separator: ";").unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F })
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -6,6 +6,7 @@ import SecureChannel
 import SecureChannelPKI
 import TestSupport
 import Testing
+import X509
 
 @testable import SecureChannelTunnel
 
@@ -369,5 +370,29 @@ struct TunnelClientLimitTests {
         }
         try await pair.stop()
         await target.stop()
+    }
+}
+
+@Suite("In memory: the HTTP identity header's value")
+struct ForwardedClientCertTests {
+    @Test("Envoy's XFCC form; quotes escaped; a CR or LF in a certificate's name never splits the request's headers")
+    func value() throws {
+        // Our CA refuses such a name; another CA (openssl, say) may not.
+        let key = Certificate.PrivateKey(P256.Signing.PrivateKey())
+        let name = try DistinguishedName { CommonName("we\"b\r\nX-Admin: yes") }
+        let certificate = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: key.publicKey, notValidBefore: Date(),
+            notValidAfter: Date() + 3600, issuer: name, subject: name, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                SubjectAlternativeNames([
+                    .uniformResourceIdentifier("spiffe://example.org/ns/web"), .dnsName("web.example"),
+                ])
+            }, issuerPrivateKey: key)
+        let identity = PeerIdentity(certificate: certificate)
+        let value = HTTPIdentityHandler.forwardedClientCert(identity: identity, certificate: certificate)
+        #expect(!value.contains("\r") && !value.contains("\n"), "\(value)")
+        #expect(value.hasPrefix("Hash=") && value.contains(";URI=spiffe://example.org/ns/web;DNS=web.example"))
+        // The RFC 4514 subject (CN=we\"b) quoted for XFCC: each backslash and quote escaped once more.
+        #expect(value.contains(#"Subject="CN=we\\\"bX-Admin: yes""#), "\(value)")
     }
 }

@@ -202,13 +202,12 @@ package final class Acceptor: Sendable {
 
     private func warnAboutExpiry(_ material: TLSMaterial, now: Date = Date()) {
         // Each said once: a reload of the same file does not repeat it.
-        let fresh = state.withLockedValue { state in
-            (material.identity.warnings + (material.revocation?.notes ?? [])).filter {
-                state.warned.insert($0).inserted
-            }
-        }
-        for warning in fresh {
-            logger.warning("\(warning)", metadata: ["event": "key-permissions"])
+        let said: [(text: String, event: Logger.MetadataValue)] =
+            material.identity.warnings.map { ($0, "key-permissions") }
+            + (material.revocation?.notes ?? []).map { ($0, "crl-issuer") }
+        let fresh = state.withLockedValue { state in said.filter { state.warned.insert($0.text).inserted } }
+        for (text, event) in fresh {
+            logger.warning("\(text)", metadata: ["event": event])
         }
         let horizon = now + TimeInterval(settings.expiryWarningDays) * 86_400
         let mine =

@@ -140,7 +140,7 @@ public struct AccessRules: Sendable, Hashable {
                 .configuration,
                 "--allow-dns '\(pattern)': a * stands for a whole label (as in *.example.com), not part of one")
         }
-        if labels.contains("**") || labels.contains("") {
+        if labels.contains("") {
             throw SecureChannelError(
                 .configuration, "--allow-dns '\(pattern)': not a DNS name pattern (labels separated by dots, * for one)"
             )

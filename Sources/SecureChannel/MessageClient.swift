@@ -43,18 +43,15 @@ public final class MessageClient: Sendable {
             maximumMessageBytes: configuration.maximumMessageBytes, timeout: configuration.timeout, record: record,
             group: group
         ) { channel in try setup.addHandlers(to: channel, record: record) }
+        let material = TLSMaterial(
+            identity: configuration.identity, trust: configuration.trust, revocation: configuration.revocation)
         let server: PeerIdentity
         do {
             server = try await TLSClientSetup.awaitVerifiedServer(exchange.channel, record: record)
         } catch let error as SecureChannelError where error.code == .clientCertificateRejected {
-            let material = TLSMaterial(
-                identity: configuration.identity, trust: configuration.trust, revocation: configuration.revocation)
             throw SecureChannelError(error.code, error.message + "; " + OwnCertificateCheck.diagnose(material))
         }
-        return MessageClient(
-            exchange: exchange, server: server,
-            material: TLSMaterial(
-                identity: configuration.identity, trust: configuration.trust, revocation: configuration.revocation))
+        return MessageClient(exchange: exchange, server: server, material: material)
     }
 
     /// Sends one message and waits for its reply (at most the configured timeout). When the server turns our

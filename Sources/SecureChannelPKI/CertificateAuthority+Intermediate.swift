@@ -36,7 +36,6 @@ extension CertificateAuthority {
         let parentDirectory = self.directory
         let parentCertificate = self.certificate
         let parentKey = self.privateKey
-        var recorded: IssuedCertificate?
         let created = try Self.create(
             directory: directory, name: name, keyType: keyType, days: days, passphrase: passphrase, now: now
         ) { key, subject, skid in
@@ -82,16 +81,12 @@ extension CertificateAuthority {
                         certificatePath: Inventory.storedPath("\(directory)/\(Files.certificate)", in: parentDirectory),
                         keyPath: "", revocation: nil, publicKeySHA256: try certificate.publicKey.spkiSHA256()))
                 try inventory.save(directory: parentDirectory)
-                recorded = IssuedCertificate(
-                    certificate: certificate, serial: hex, certificatePath: "\(directory)/\(Files.certificate)",
-                    keyPath: "\(directory)/\(Files.key)", warnings: [])
                 return certificate
             }
         }
         try SecureFile.write(
             try CertificateIO.pem([parentCertificate]), to: "\(directory)/\(Self.parentFileName)",
             mode: SecureFile.publicMode)
-        _ = recorded
         return created
     }
 

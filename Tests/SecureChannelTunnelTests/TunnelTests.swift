@@ -97,8 +97,9 @@ struct TunnelTests {
         let got = try await PlainClient.sendAndCountReply(port: pair.clientPort, "anyone there?")
         #expect(got == 0)
         // "Promptly": closed by the refused connect, not after the idle timeout (3600 s). The bound leaves room for
-        // handshakes on a loaded 2-core CI machine (9.5 s was seen there with the whole suite running in parallel).
-        #expect(Date().timeIntervalSince(started) < 20)
+        // handshakes on a loaded 2-core CI machine (9.5 s was seen there with the whole suite running in parallel,
+        // 21.5 s once the suite had grown to 161 tests); it is still far below the idle timeout it tells apart.
+        #expect(Date().timeIntervalSince(started) < 60)
         try await pair.stop()
     }
 

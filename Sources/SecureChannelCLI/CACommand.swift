@@ -20,8 +20,10 @@ struct CACommand: AsyncParsableCommand {
 
 /// Options every `ca` command that uses the CA key shares.
 struct CAOptions: ParsableArguments {
-    @Option(help: "The CA directory (holds ca.crt, ca.key, index.json).", completion: .directory)
+    @Option(help: "The CA directory (holds ca.crt, ca.key, ca.db).", completion: .directory)
     var dir: String
+
+    @OptionGroup var store: StoreOption
 
     @Option(
         help: ArgumentHelp(
@@ -37,18 +39,42 @@ struct CAOptions: ParsableArguments {
     /// Opens the CA; asks for the passphrase on the terminal when the key is encrypted and none was given;
     /// prints what the user should know (a key readable by others).
     func open() throws -> CertificateAuthority {
-        try Self.open(dir: dir, passphraseFile: passphraseFile)
+        try Self.open(dir: dir, passphraseFile: passphraseFile, store: store.location())
     }
 
     /// ``open()`` for a CA other than `--dir` (the parent of `ca init --parent`).
-    static func open(dir: String, passphraseFile: String?) throws -> CertificateAuthority {
+    static func open(dir: String, passphraseFile: String?, store: CAStore.Location?) throws -> CertificateAuthority {
         var passphrase = try Passphrase.resolve(file: passphraseFile)
         if passphrase == nil, CertificateAuthority.keyIsEncrypted(directory: dir), isatty(STDIN_FILENO) != 0 {
             passphrase = try Passphrase.prompt("Passphrase for \(dir)/\(CertificateAuthority.Files.key): ")
         }
-        let authority = try CertificateAuthority.open(directory: dir, passphrase: passphrase)
+        let authority = try CertificateAuthority.open(directory: dir, passphrase: passphrase, store: store)
         for warning in authority.warnings { Console.error("warning: \(warning)") }
         return authority
+    }
+}
+
+/// `--store`: where a CA keeps its records.
+struct StoreOption: ParsableArguments {
+    static let environmentVariable = "SECURECHANNEL_CA_STORE"
+
+    @Option(
+        help: ArgumentHelp(
+            "The CA store: postgres://USER:PASSWORD@HOST:PORT/DB, or an SQLite file (default DIR/ca.db; or set SECURECHANNEL_CA_STORE).",
+            valueName: "store"))
+    var store: String?
+
+    /// --store, else the environment, else nil (the directory's ca.db).
+    func location() throws -> CAStore.Location? {
+        try Self.location(store)
+    }
+
+    static func location(_ flag: String?) throws -> CAStore.Location? {
+        if let flag { return try CAStore.Location(parsing: flag) }
+        if let value = ProcessInfo.processInfo.environment[environmentVariable], !value.isEmpty {
+            return try CAStore.Location(parsing: value)
+        }
+        return nil
     }
 }
 
@@ -289,6 +315,8 @@ struct CAListCommand: AsyncParsableCommand {
     @Option(help: "The CA directory.", completion: .directory)
     var dir: String
 
+    @OptionGroup var store: StoreOption
+
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
@@ -309,9 +337,10 @@ struct CAListCommand: AsyncParsableCommand {
         guard SecureFile.exists("\(dir)/\(CertificateAuthority.Files.certificate)") else {
             throw PKIError(.fileNotFound, "no CA in \(dir); create one with 'securechannel ca init --dir \(dir)'")
         }
-        let inventory = try Inventory.load(directory: dir)
+        let store = try CertificateAuthority.openStore(directory: dir, store: store.location())
         let now = Date()
-        let rows = inventory.certificates.map { InventoryRow(entry: $0, now: now) }.filter { row in
+        let entries = try store.certificates(CAStore.Filter(status: expiringWithin == nil ? status : .valid, now: now))
+        let rows = entries.map { InventoryRow(entry: $0, now: now) }.filter { row in
             if let status, row.status != status { return false }
             if let expiringWithin, row.status != .valid || row.daysLeft > expiringWithin { return false }
             return true
@@ -321,12 +350,13 @@ struct CAListCommand: AsyncParsableCommand {
             return
         }
         guard !rows.isEmpty else {
-            if inventory.certificates.isEmpty {
+            let total = try store.count()
+            if total == 0 {
                 Console.out(
                     "no certificates issued yet; issue one with 'securechannel ca issue server|client --dir \(dir) ...'"
                 )
             } else {
-                Console.out("no certificate matches (\(inventory.certificates.count) in the inventory)")
+                Console.out("no certificate matches (\(total) in the inventory)")
             }
             return
         }

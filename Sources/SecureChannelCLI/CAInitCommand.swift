@@ -55,6 +55,11 @@ struct CAInitCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
+            "The parent CA's store (default: SECURECHANNEL_CA_STORE, else ROOT/ca.db).", valueName: "store"))
+    var parentStore: String?
+
+    @Option(
+        help: ArgumentHelp(
             "Name constraint of an intermediate: its leaves' DNS names must end in SUFFIX (repeatable).",
             valueName: "suffix"))
     var permitDNS: [String] = []
@@ -87,14 +92,15 @@ struct CAInitCommand: AsyncParsableCommand {
         }
         let authority: CertificateAuthority
         if let parent {
-            let root = try CAOptions.open(dir: parent, passphraseFile: parentPassphraseFile)
+            let root = try CAOptions.open(
+                dir: parent, passphraseFile: parentPassphraseFile, store: StoreOption.location(parentStore))
             authority = try root.createIntermediate(
                 directory: ca.dir, name: name, keyType: key.keyType, days: days, passphrase: passphrase,
-                permittedDNS: permitDNS, permittedURIDomains: permitURI)
+                permittedDNS: permitDNS, permittedURIDomains: permitURI, store: ca.store.location())
         } else {
             authority = try CertificateAuthority.create(
                 directory: ca.dir, name: name, keyType: key.keyType, days: days, passphrase: passphrase,
-                signsIntermediates: intermediates)
+                signsIntermediates: intermediates, store: ca.store.location())
         }
         let description = try CertificateDescription(authority.certificate)
         let kind =
@@ -106,6 +112,7 @@ struct CAInitCommand: AsyncParsableCommand {
         Console.out(
             "  private key: \(ca.dir)/\(CertificateAuthority.Files.key) (mode 0600\(passphrase == nil ? ", not encrypted" : ", encrypted"))"
         )
+        Console.out("  store: \(authority.store.location)")
         Console.out("  SHA-256 fingerprint: \(description.sha256Fingerprint)")
     }
 }

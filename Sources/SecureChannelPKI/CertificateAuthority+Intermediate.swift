@@ -17,12 +17,12 @@ extension CertificateAuthority {
     /// Creates an intermediate CA in `directory`, signed by this CA (the root, whose key is needed only for this
     /// and for revoking the intermediate): CA:TRUE with pathlen 0, keyCertSign and cRLSign, and name constraints
     /// when `permittedDNS` (DNS suffixes) or `permittedURIDomains` (hosts of URIs, e.g. SPIFFE trust domains) are
-    /// given. The root records it in its inventory as kind `intermediate`, so `ca revoke --dir ROOT --serial …`
+    /// given. The root records it in its store as kind `intermediate`, so `ca revoke --dir ROOT --serial …`
     /// puts it in the root's CRL.
     public func createIntermediate(
         directory: String, name: String, keyType: KeyType = .default, days: Int = defaultDays,
         passphrase: [UInt8]? = nil, permittedDNS: [String] = [], permittedURIDomains: [String] = [],
-        now: Date = Date()
+        store location: CAStore.Location? = nil, now: Date = Date()
     ) throws -> CertificateAuthority {
         guard let length = pathLength, length >= 1 else {
             throw PKIError(
@@ -36,15 +36,17 @@ extension CertificateAuthority {
         let parentDirectory = self.directory
         let parentCertificate = self.certificate
         let parentKey = self.privateKey
+        let parentStore = self.store
         let created = try Self.create(
-            directory: directory, name: name, keyType: keyType, days: days, passphrase: passphrase, now: now
+            directory: directory, name: name, keyType: keyType, days: days, passphrase: passphrase, store: location,
+            now: now
         ) { key, subject, skid in
-            // Signed by the parent, under the parent's lock: the serial is unique in the parent's inventory.
+            // Signed by the parent, under the parent's lock, recorded in the parent's store.
             try SecureFile.withExclusiveLock("\(parentDirectory)/\(Files.lock)") {
-                var inventory = try Inventory.load(directory: parentDirectory)
-                let used = Set(inventory.certificates.map(\.serial))
                 var serial = try SerialNumbers.random()
-                while used.contains(SerialNumbers.hex(serial)) { serial = try SerialNumbers.random() }
+                while try parentStore.contains(serial: SerialNumbers.hex(serial)) {
+                    serial = try SerialNumbers.random()
+                }
                 var notAfter = now + TimeInterval(days) * 86_400
                 if notAfter > parentCertificate.notValidAfter { notAfter = parentCertificate.notValidAfter }
                 let issuerKeyID =
@@ -73,14 +75,13 @@ extension CertificateAuthority {
                 try SecureFile.write(
                     pem, to: "\(parentDirectory)/\(Files.issued)/\(hex).crt", mode: SecureFile.publicMode,
                     overwrite: false)
-                inventory.certificates.append(
+                try parentStore.record(
                     Inventory.Entry(
                         serial: hex, kind: .intermediate, name: name, subject: certificate.subject.description,
                         subjectAlternativeNames: [], keyType: keyType.rawValue,
                         notBefore: certificate.notValidBefore, notAfter: certificate.notValidAfter,
                         certificatePath: Inventory.storedPath("\(directory)/\(Files.certificate)", in: parentDirectory),
                         keyPath: "", revocation: nil, publicKeySHA256: try certificate.publicKey.spkiSHA256()))
-                try inventory.save(directory: parentDirectory)
                 return certificate
             }
         }

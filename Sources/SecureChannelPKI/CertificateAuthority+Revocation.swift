@@ -22,41 +22,25 @@ extension CertificateAuthority {
             Inventory.storedPath($0.hasSuffix(".crt") ? String($0.dropLast(4)) : $0, in: directory)
         }
         try IssuanceRequest.validateDays(crlDays)
+        var filter = CAStore.Filter(name: name, serial: serial)
+        if let wantedPrefix, let file {
+            let prefixes = Set([wantedPrefix, file, Inventory.storedPath(file, in: directory)])
+            filter.certificatePaths = prefixes.flatMap { [$0 + ".crt", $0] }
+        }
         return try SecureFile.withExclusiveLock("\(directory)/\(Files.lock)") {
-            var inventory = try Inventory.load(directory: directory)
-            let wanted = serial.map(CertificateRevocationList.Entry.normalized)
-            let matches = inventory.certificates.indices.filter { index in
-                let entry = inventory.certificates[index]
-                if let name { return entry.name == name }
-                if let wantedPrefix {
-                    return entry.prefix == wantedPrefix || entry.prefix == file
-                        || Inventory.resolve(entry.prefix, in: directory) == file
-                }
-                return CertificateRevocationList.Entry.normalized(entry.serial) == wanted
-            }
+            let (matches, fresh) = try store.revoke(filter, date: now, reason: reason.name)
             guard !matches.isEmpty else {
                 throw PKIError(
                     .notFound,
                     "no certificate \(name.map { "named '\($0)'" } ?? file.map { "with file \($0)" } ?? "with serial \(serial!)") in \(directory); see 'securechannel ca list --dir \(directory)'"
                 )
             }
-            let fresh = matches.filter { inventory.certificates[$0].revocation == nil }
             guard !fresh.isEmpty else {
                 throw PKIError(
-                    .invalidArgument,
-                    "already revoked: \(matches.map { inventory.certificates[$0].serial }.joined(separator: ", "))")
+                    .invalidArgument, "already revoked: \(matches.map(\.serial).joined(separator: ", "))")
             }
-            for index in fresh {
-                inventory.certificates[index].revocation = Inventory.Revocation(date: now, reason: reason.name)
-                let entry = inventory.certificates[index]
-                if let hash = entry.publicKeySHA256, inventory.revocation(ofKey: hash) == nil {
-                    inventory.revokedKeys.append(
-                        .init(publicKeySHA256: hash, serial: entry.serial, reason: reason.name))
-                }
-            }
-            try writeCRL(
-                inventory: &inventory, to: "\(directory)/\(Self.crlFileName)", der: false, days: crlDays, now: now)
-            return fresh.map { inventory.certificates[$0] }
+            try writeCRL(to: "\(directory)/\(Self.crlFileName)", der: false, days: crlDays, now: now)
+            return fresh
         }
     }
 
@@ -68,36 +52,25 @@ extension CertificateAuthority {
     {
         try IssuanceRequest.validateDays(days)
         return try SecureFile.withExclusiveLock("\(directory)/\(Files.lock)") {
-            var inventory = try Inventory.load(directory: directory)
-            return try writeCRL(
-                inventory: &inventory, to: out ?? "\(directory)/\(Self.crlFileName)", der: der, days: days, now: now)
+            try writeCRL(to: out ?? "\(directory)/\(Self.crlFileName)", der: der, days: days, now: now)
         }
     }
 
+    /// Signs and writes a CRL of every revocation in the store, under the next CRL number.
     @discardableResult
-    func writeCRL(inventory: inout Inventory, to path: String, der: Bool, days: Int, now: Date) throws
-        -> CertificateRevocationList
-    {
-        let entries = inventory.certificates.compactMap { entry -> CertificateRevocationList.Entry? in
-            guard let revocation = entry.revocation else { return nil }
-            return .init(
-                serial: entry.serial, revocationDate: revocation.date,
-                reason: try? RevocationReason(parsing: revocation.reason))
-        }
+    func writeCRL(to path: String, der: Bool, days: Int, now: Date) throws -> CertificateRevocationList {
+        let (number, entries) = try store.nextCRL()
         var nextUpdate = now + TimeInterval(days) * 86_400
         if nextUpdate > certificate.notValidAfter { nextUpdate = certificate.notValidAfter }
         let crl = try CertificateRevocationList.sign(
-            issuer: certificate, key: privateKey, entries: entries, number: inventory.nextCRLNumber,
+            issuer: certificate, key: privateKey, entries: entries, number: number,
             thisUpdate: now - Self.backdate, nextUpdate: nextUpdate)
-        inventory.nextCRLNumber += 1
-        // The CRL first, then the inventory: a crash in between leaves a valid CRL and a number that is reused at
-        // worst once, never a CRL that misses a recorded revocation.
+        // The number was taken (and committed) first: a crash here skips a number, it never reuses one.
         if der {
             try SecureFile.write(crl.derBytes, to: path, mode: SecureFile.publicMode)
         } else {
             try SecureFile.write(crl.pem, to: path, mode: SecureFile.publicMode)
         }
-        try inventory.save(directory: directory)
         return crl
     }
 
@@ -109,8 +82,7 @@ extension CertificateAuthority {
     )
         throws -> IssuedCertificate
     {
-        let inventory = try Inventory.load(directory: directory)
-        guard let old = inventory.certificates.last(where: { $0.name == name }) else {
+        guard let old = try store.certificates(CAStore.Filter(name: name), newestFirst: true, limit: 1).first else {
             throw PKIError(
                 .notFound,
                 "no certificate named '\(name)' in \(directory); see 'securechannel ca list --dir \(directory)'")
@@ -169,7 +141,7 @@ extension CertificateAuthority {
     /// Removes from the inventory (and their copies from `issued/`) the certificates that expired more than
     /// `olderThanDays` days ago; when any of them was revoked, writes a fresh CRL without them (an expired
     /// certificate needs no CRL entry, RFC 5280 §3.3). The public keys of revoked certificates stay in
-    /// ``Inventory/revokedKeys``: they are never certified again. Returns what was removed.
+    /// the store's revoked keys: they are never certified again. Returns what was removed.
     @discardableResult
     public func tidy(olderThanDays: Int = defaultTidyDays, crlDays: Int = defaultCRLDays, now: Date = Date()) throws
         -> [Inventory.Entry]
@@ -178,16 +150,9 @@ extension CertificateAuthority {
             throw PKIError.invalidArgument("--older-than must be 0 days or more (got \(olderThanDays))")
         }
         return try SecureFile.withExclusiveLock("\(directory)/\(Files.lock)") {
-            var inventory = try Inventory.load(directory: directory)
-            let cutoff = now - TimeInterval(olderThanDays) * 86_400
-            let removed = inventory.certificates.filter { $0.notAfter < cutoff }
-            guard !removed.isEmpty else { return [] }
-            inventory.certificates.removeAll { $0.notAfter < cutoff }
+            let removed = try store.removeExpired(before: now - TimeInterval(olderThanDays) * 86_400)
             if removed.contains(where: { $0.revocation != nil }) {
-                try writeCRL(
-                    inventory: &inventory, to: "\(directory)/\(Self.crlFileName)", der: false, days: crlDays, now: now)
-            } else {
-                try inventory.save(directory: directory)
+                try writeCRL(to: "\(directory)/\(Self.crlFileName)", der: false, days: crlDays, now: now)
             }
             for entry in removed { unlink("\(directory)/\(Files.issued)/\(entry.serial).crt") }
             return removed

@@ -4,7 +4,8 @@ import SwiftASN1
 import X509
 
 /// A certificate authority kept in a directory: `ca.crt`, `ca.key` (0600, optionally encrypted),
-/// `index.json` (the inventory) and `issued/SERIAL.crt` (a copy of everything issued).
+/// `ca.db` (the store: what it issued and revoked; or a PostgreSQL database, see ``CAStore``) and
+/// `issued/SERIAL.crt` (a copy of everything issued).
 public struct CertificateAuthority: Sendable {
     /// File names inside a CA directory.
     public enum Files {
@@ -16,6 +17,8 @@ public struct CertificateAuthority: Sendable {
         public static let lock = ".lock"
         /// Directory holding a copy of every issued certificate.
         public static let issued = "issued"
+        /// Where the records are when not in `ca.db`: the store's address without its password, one line.
+        public static let storeNote = "store"
     }
 
     /// Default CA name.
@@ -30,6 +33,8 @@ public struct CertificateAuthority: Sendable {
     /// The CA certificate.
     public let certificate: Certificate
     let privateKey: Certificate.PrivateKey
+    /// Where the record of what it issued and revoked is kept.
+    public let store: CAStore
     /// What the user should know after ``open(directory:passphrase:)``, e.g. a CA key readable by others.
     public internal(set) var warnings: [String] = []
 
@@ -42,17 +47,19 @@ public struct CertificateAuthority: Sendable {
     /// With a passphrase the key is written as encrypted PKCS#8 (PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC).
     public static func create(
         directory: String, name: String = defaultName, keyType: KeyType = .default, days: Int = defaultDays,
-        passphrase: [UInt8]? = nil, signsIntermediates: Bool = false, now: Date = Date()
+        passphrase: [UInt8]? = nil, signsIntermediates: Bool = false, store: CAStore.Location? = nil,
+        now: Date = Date()
     ) throws -> CertificateAuthority {
         try create(
-            directory: directory, name: name, keyType: keyType, days: days, passphrase: passphrase, now: now,
-            sign: nil, pathLength: signsIntermediates ? 1 : 0)
+            directory: directory, name: name, keyType: keyType, days: days, passphrase: passphrase, store: store,
+            now: now, sign: nil, pathLength: signsIntermediates ? 1 : 0)
     }
 
     /// Creates a CA whose certificate `sign` makes (an intermediate, signed by its parent), or a self-signed root
     /// allowing `pathLength` CAs below it when `sign` is nil.
     static func create(
-        directory: String, name: String, keyType: KeyType, days: Int, passphrase: [UInt8]?, now: Date,
+        directory: String, name: String, keyType: KeyType, days: Int, passphrase: [UInt8]?,
+        store location: CAStore.Location?, now: Date,
         sign: ((Certificate.PrivateKey, DistinguishedName, SubjectKeyIdentifier) throws -> Certificate)?,
         pathLength: Int = 0
     ) throws -> CertificateAuthority {
@@ -107,18 +114,23 @@ public struct CertificateAuthority: Sendable {
                     try CertificateIO.pem([certificate]), to: certPath, mode: SecureFile.publicMode,
                     overwrite: false)
                 try createIssuedDirectory(directory)
-                try Inventory().save(directory: directory)
+                let store = try openStore(directory: directory, certificate: certificate, requested: location)
+                return CertificateAuthority(
+                    directory: directory, certificate: certificate, privateKey: key, store: store)
             } catch {
                 unlink(keyPath)
                 unlink(certPath)
+                if location == nil { unlink("\(directory)/\(CAStore.fileName)") }
                 throw error
             }
-            return CertificateAuthority(directory: directory, certificate: certificate, privateKey: key)
         }
     }
 
-    /// Opens an existing CA, checking that its key belongs to its certificate.
-    public static func open(directory: String, passphrase: [UInt8]? = nil) throws -> CertificateAuthority {
+    /// Opens an existing CA, checking that its key belongs to its certificate, and its store (`DIR/ca.db` unless
+    /// `store` says otherwise), migrating an `index.json` into it.
+    public static func open(directory: String, passphrase: [UInt8]? = nil, store location: CAStore.Location? = nil)
+        throws -> CertificateAuthority
+    {
         let certPath = "\(directory)/\(Files.certificate)"
         let keyPath = "\(directory)/\(Files.key)"
         guard SecureFile.exists(certPath) || SecureFile.exists(keyPath) else {
@@ -137,9 +149,58 @@ public struct CertificateAuthority: Sendable {
         guard key.publicKey == certificate.publicKey else {
             throw PKIError(.keyMismatch, "\(keyPath) does not belong to \(certPath); restore the matching key")
         }
-        var authority = CertificateAuthority(directory: directory, certificate: certificate, privateKey: key)
+        let store = try openStore(directory: directory, certificate: certificate, requested: location)
+        var authority = CertificateAuthority(
+            directory: directory, certificate: certificate, privateKey: key, store: store)
         if let warning = SecureFile.keyExposureWarning(keyPath) { authority.warnings.append(warning) }
         return authority
+    }
+
+    /// Opens the store of the CA in `directory` without its key (to read the inventory).
+    public static func openStore(directory: String, store location: CAStore.Location? = nil) throws -> CAStore {
+        let certPath = "\(directory)/\(Files.certificate)"
+        guard SecureFile.exists(certPath) else {
+            throw PKIError(
+                .fileNotFound, "no CA in \(directory); create one with 'securechannel ca init --dir \(directory)'")
+        }
+        let certificate = try CertificateIO.parseCertificates(try SecureFile.read(certPath), source: certPath)[0]
+        return try openStore(directory: directory, certificate: certificate, requested: location)
+    }
+
+    /// Opens the store a CA directory uses. A CA whose records are elsewhere than `DIR/ca.db` says so in
+    /// `DIR/store` (without the password), so that a command given no `--store`, or another one, is refused
+    /// instead of starting an empty inventory.
+    static func openStore(directory: String, certificate: Certificate, requested: CAStore.Location?) throws
+        -> CAStore
+    {
+        let notePath = "\(directory)/\(Files.storeNote)"
+        let note = try? String(decoding: SecureFile.read(notePath), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let location = requested ?? .directory(directory)
+        if location == .directory(directory) {
+            if let note {
+                throw PKIError(
+                    .store,
+                    "\(directory) keeps its records in \(note); pass --store with that address (and its password) or set SECURECHANNEL_CA_STORE"
+                )
+            }
+        } else if let note {
+            guard note == location.description else {
+                throw PKIError(
+                    .store,
+                    "\(directory) keeps its records in \(note), not \(location); pass --store with that address")
+            }
+        } else if SecureFile.exists("\(directory)/\(CAStore.fileName)") {
+            throw PKIError(
+                .store,
+                "\(directory) keeps its records in \(directory)/\(CAStore.fileName); leave out --store and SECURECHANNEL_CA_STORE (moving them to another store is not supported)"
+            )
+        }
+        let store = try CAStore.open(location, authority: certificate, directory: directory)
+        if note == nil && location != .directory(directory) {
+            try SecureFile.write(Array("\(location)\n".utf8), to: notePath, mode: SecureFile.publicMode)
+        }
+        return store
     }
 
     /// Whether the CA key in `directory` is encrypted (so opening it needs a passphrase).
@@ -174,15 +235,14 @@ public struct CertificateAuthority: Sendable {
                         .fileExists, "\(path) already exists; choose another --out PREFIX or remove the old files")
                 }
             }
-            var inventory = try Inventory.load(directory: directory)
             let publicKeySHA256 = try publicKey.spkiSHA256()
-            if let revoked = inventory.revocation(ofKey: publicKeySHA256) {
+            if let revoked = try store.revokedKey(publicKeySHA256) {
                 throw PKIError(
                     .revokedKey,
                     "this public key belonged to certificate \(revoked.serial), revoked (\(revoked.reason)): a revoked key is never certified again; make a new key"
                 )
             }
-            let issued = try sign(request, publicKey: publicKey, inventory: inventory, now: now)
+            let issued = try sign(request, publicKey: publicKey, now: now)
             // An intermediate's leaves travel with its certificate: peers that trust only the root build the path.
             let pem = try CertificateIO.pem([issued.certificate] + (isIntermediate ? [certificate] : []))
             try Self.createIssuedDirectory(directory)
@@ -199,7 +259,7 @@ public struct CertificateAuthority: Sendable {
                 }
                 try SecureFile.write(pem, to: certPath, mode: SecureFile.publicMode, overwrite: replace)
                 if !replace { written.append(certPath) }
-                inventory.certificates.append(
+                try store.record(
                     Inventory.Entry(
                         serial: issued.serial, kind: request.kind, name: request.name,
                         subject: issued.certificate.subject.description,
@@ -210,7 +270,6 @@ public struct CertificateAuthority: Sendable {
                         certificatePath: Inventory.storedPath(certPath, in: directory),
                         keyPath: Inventory.storedPath(keyPath, in: directory),
                         revocation: nil, publicKeySHA256: publicKeySHA256))
-                try inventory.save(directory: directory)
             } catch {
                 for path in written { unlink(path) }
                 throw error
@@ -222,7 +281,7 @@ public struct CertificateAuthority: Sendable {
     }
 
     /// Builds and signs the certificate for `request` (no files touched).
-    func sign(_ request: IssuanceRequest, publicKey: Certificate.PublicKey, inventory: Inventory, now: Date) throws
+    func sign(_ request: IssuanceRequest, publicKey: Certificate.PublicKey, now: Date) throws
         -> (certificate: Certificate, serial: String, warnings: [String])
     {
         var warnings: [String] = []
@@ -240,9 +299,8 @@ public struct CertificateAuthority: Sendable {
             )
         }
         try checkNameConstraints(request)
-        let used = Set(inventory.certificates.map(\.serial))
         var serialNumber = try SerialNumbers.random()
-        while used.contains(SerialNumbers.hex(serialNumber)) { serialNumber = try SerialNumbers.random() }
+        while try store.contains(serial: SerialNumbers.hex(serialNumber)) { serialNumber = try SerialNumbers.random() }
 
         let issuerKeyID =
             try certificate.extensions.subjectKeyIdentifier?.keyIdentifier

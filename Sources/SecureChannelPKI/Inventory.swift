@@ -1,6 +1,7 @@
 import Foundation
 
-/// What a CA has issued, kept as `DIR/index.json` and replaced atomically on every change.
+/// The records of a CA, and the inventory file that held them before the store (``CAStore``): `DIR/index.json`,
+/// rewritten whole on every change. A directory that still has one is migrated into its store on first use.
 ///
 /// Paths inside the CA directory are stored relative to it, so a copied or moved directory is self-contained
 /// (version 2). A version 1 inventory (absolute paths) is migrated when it is read: paths inside the directory
@@ -27,6 +28,14 @@ public struct Inventory: Codable, Sendable, Equatable {
         certificates = []
         nextCRLNumber = 1
         revokedKeys = []
+    }
+
+    /// An inventory holding these records (e.g. a store's, written out as `index.json`).
+    public init(certificates: [Entry], nextCRLNumber: Int, revokedKeys: [RevokedKey]) {
+        version = Self.currentVersion
+        self.certificates = certificates
+        self.nextCRLNumber = nextCRLNumber
+        self.revokedKeys = revokedKeys
     }
 
     public init(from decoder: any Decoder) throws {

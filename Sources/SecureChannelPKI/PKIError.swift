@@ -19,6 +19,7 @@ public struct PKIError: Error, Sendable, Hashable, CustomStringConvertible {
             case notFound = "not-found"
             case revokedKey = "revoked-key"
             case outsideDirectory = "outside-directory"
+            case store = "store"
         }
 
         let backing: Backing
@@ -49,6 +50,8 @@ public struct PKIError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let revokedKey = Code(backing: .revokedKey)
         /// A write would land outside the CA directory and no `--out` asked for it.
         public static let outsideDirectory = Code(backing: .outsideDirectory)
+        /// The CA store (SQLite file or PostgreSQL server) could not be opened or failed a statement.
+        public static let store = Code(backing: .store)
 
         /// The stable string form, e.g. `key-mismatch`.
         public var description: String { backing.rawValue }

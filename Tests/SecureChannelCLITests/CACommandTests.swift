@@ -148,9 +148,9 @@ struct CACommandTests {
             }
             for try await status in group { #expect(status == 0) }
         }
-        let inventory = try Inventory.load(directory: pki)
-        #expect(inventory.certificates.count == count)
-        #expect(Set(inventory.certificates.map(\.serial)).count == count)
+        let inventory = try CertificateAuthority.openStore(directory: pki).certificates()
+        #expect(inventory.count == count)
+        #expect(Set(inventory.map(\.serial)).count == count)
     }
 
     @Test("execute runs in-process and maps errors to a non-zero status")

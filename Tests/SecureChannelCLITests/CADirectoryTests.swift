@@ -17,26 +17,39 @@ struct CADirectoryTests {
         let pki = dir.file("pki")
         let moved = dir.file("moved")
         try await CLI.barryJillChris(in: pki)
-        let index = try String(contentsOfFile: "\(pki)/index.json", encoding: .utf8)
-        #expect(index.contains("\"certificatePath\" : \"Jill.crt\""), "paths are stored relative to the directory")
-        #expect(!index.contains(pki), "no absolute path into the directory")
+        let entries = try CertificateAuthority.openStore(directory: pki).certificates()
+        #expect(entries.map(\.certificatePath).contains("Jill.crt"), "paths are stored relative to the directory")
+        #expect(!entries.contains { $0.certificatePath.contains(pki) }, "no absolute path into the directory")
         _ = try await Tools.run("/bin/cp", ["-a", pki, moved])
         let before = try [
-            Self.bytes("\(pki)/Jill.crt"), Self.bytes("\(pki)/Jill.key"), Self.bytes("\(pki)/index.json"),
+            Self.bytes("\(pki)/Jill.crt"), Self.bytes("\(pki)/Jill.key"), Self.bytes("\(pki)/ca.db"),
         ]
 
         let renewed = try await CLI.ok(["ca", "renew", "--dir", moved, "--name", "Jill"])
         #expect(renewed.stdout.contains("certificate: \(moved)/Jill.crt"), "\(renewed.stdout)")
-        let after = try [Self.bytes("\(pki)/Jill.crt"), Self.bytes("\(pki)/Jill.key"), Self.bytes("\(pki)/index.json")]
+        let after = try [Self.bytes("\(pki)/Jill.crt"), Self.bytes("\(pki)/Jill.key"), Self.bytes("\(pki)/ca.db")]
         #expect(after == before, "the original directory is untouched")
         #expect(try Self.bytes("\(moved)/Jill.crt") != before[0], "the copy holds the new certificate")
         let serial = try #require(renewed.stdout.split(separator: " ").drop { $0 != "serial" }.dropFirst().first)
-        let movedIndex = try String(contentsOfFile: "\(moved)/index.json", encoding: .utf8)
-        #expect(movedIndex.contains(serial.trimmingCharacters(in: .punctuationCharacters)))
+        let movedSerials = try CertificateAuthority.openStore(directory: moved).certificates().map(\.serial)
+        #expect(movedSerials.contains(serial.trimmingCharacters(in: .punctuationCharacters)))
+    }
+
+    /// Turns a CA directory into one made before the store: its records written out as `index.json` (format 2),
+    /// `ca.db` removed.
+    static func writeLegacyInventory(_ directory: String) throws {
+        let store = try CertificateAuthority.openStore(directory: directory)
+        let inventory = Inventory(
+            certificates: try store.certificates(), nextCRLNumber: try store.nextCRLNumber(),
+            revokedKeys: try store.revokedKeys())
+        store.close()
+        try inventory.save(directory: directory)
+        try FileManager.default.removeItem(atPath: "\(directory)/\(CAStore.fileName)")
     }
 
     /// Rewrites `DIR/index.json` as a version 1 inventory: absolute paths under `root`, no key hashes.
     static func writeVersion1(_ directory: String, pathsUnder root: String) throws {
+        try writeLegacyInventory(directory)
         let path = "\(directory)/index.json"
         var object = try #require(
             try JSONSerialization.jsonObject(with: Data(Self.bytes(path))) as? [String: Any])
@@ -82,10 +95,10 @@ struct CADirectoryTests {
 
         // In place, the old inventory is migrated: relative paths, and the revoked key is known from issued/.
         try await CLI.ok(["ca", "renew", "--dir", pki, "--name", "Jill"])
-        let index = try String(contentsOfFile: "\(pki)/index.json", encoding: .utf8)
-        #expect(index.contains("\"version\" : 2"))
-        #expect(!index.contains(absolute))
-        #expect(index.contains("revokedKeys") && index.contains("keyCompromise"))
+        #expect(!SecureFile.exists("\(pki)/index.json") && SecureFile.exists("\(pki)/index.json.migrated"))
+        let store = try CertificateAuthority.openStore(directory: pki)
+        #expect(try !store.certificates().contains { $0.certificatePath.contains(absolute) })
+        #expect(try store.revokedKeys().map(\.reason) == ["keyCompromise"])
         try Self.request(for: "\(pki)/Chris.key", name: "Chris", out: dir.file("chris.csr"))
         let sign = try await CLI.run([
             "ca", "sign", "--dir", pki, "--csr", dir.file("chris.csr"), "--kind", "client", "--out", dir.file("c"),
@@ -112,7 +125,7 @@ struct CADirectoryTests {
         try await CLI.barryJillChris(in: pki)
         try Self.request(for: "\(pki)/Chris.key", name: "Chris", out: dir.file("chris.csr"))
         try await CLI.ok(["ca", "revoke", "--dir", pki, "--name", "Chris", "--reason", "keyCompromise"])
-        let index = try Self.bytes("\(pki)/index.json")
+        let index = try Self.bytes("\(pki)/ca.db")
         let certificate = try Self.bytes("\(pki)/Chris.crt")
 
         let reuse = try await CLI.run(["ca", "renew", "--dir", pki, "--name", "Chris", "--reuse-key"])
@@ -124,7 +137,7 @@ struct CADirectoryTests {
         #expect(sign.status == 1)
         #expect(sign.stderr.contains("never certified again"), "\(sign.stderr)")
         #expect(!SecureFile.exists(dir.file("again.crt")))
-        #expect(try Self.bytes("\(pki)/index.json") == index && Self.bytes("\(pki)/Chris.crt") == certificate)
+        #expect(try Self.bytes("\(pki)/ca.db") == index && Self.bytes("\(pki)/Chris.crt") == certificate)
 
         let fresh = try await CLI.ok(["ca", "renew", "--dir", pki, "--name", "Chris"])
         #expect(fresh.stdout.contains("(new key)"))

@@ -106,12 +106,12 @@ struct FaultTests {
         defer { dir.cleanup() }
         let mountPoint = dir.file("small")
         try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-        try #require(mount("tmpfs", mountPoint, "tmpfs", 0, "size=64k") == 0, "cannot mount a tmpfs: errno \(errno)")
+        try #require(mount("tmpfs", mountPoint, "tmpfs", 0, "size=512k") == 0, "cannot mount a tmpfs: errno \(errno)")
         defer { umount2(mountPoint, Int32(MNT_DETACH)) }
         let pki = "\(mountPoint)/pki"
         try await CLI.ok(["ca", "init", "--dir", pki, "--name", "Barry"])
         try await CLI.ok(["ca", "issue", "client", "--dir", pki, "--name", "Chris"])
-        let inventory = try Data(contentsOf: URL(fileURLWithPath: "\(pki)/index.json"))
+        let inventory = try Data(contentsOf: URL(fileURLWithPath: "\(pki)/ca.db"))
         let files = try FileManager.default.subpathsOfDirectory(atPath: pki).sorted()
 
         // Fill the disk to the last byte.
@@ -128,21 +128,21 @@ struct FaultTests {
         #expect(full.status == 1)
         #expect(full.stderr.hasPrefix("error: ") && full.stderr.contains("No space left on device"), "\(full.stderr)")
         #expect(full.stderr.split(separator: "\n").count == 1, "one line: \(full.stderr)")
-        #expect(try Data(contentsOf: URL(fileURLWithPath: "\(pki)/index.json")) == inventory)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: "\(pki)/ca.db")) == inventory)
         #expect(
             try FileManager.default.subpathsOfDirectory(atPath: pki).sorted() == files,
             "no partial or temporary file left")
 
         try FileManager.default.removeItem(atPath: mountPoint + "/filler")
         try #require(
-            mount("tmpfs", mountPoint, "tmpfs", UInt(MS_REMOUNT | MS_RDONLY), "size=64k") == 0,
+            mount("tmpfs", mountPoint, "tmpfs", UInt(MS_REMOUNT | MS_RDONLY), "size=512k") == 0,
             "remount read-only: errno \(errno)")
         let readOnly = try await CLI.run(["ca", "issue", "client", "--dir", pki, "--name", "ReadOnly"])
         #expect(readOnly.status == 1)
         #expect(
             readOnly.stderr.hasPrefix("error: ") && readOnly.stderr.contains("Read-only file system"),
             "\(readOnly.stderr)")
-        #expect(try Data(contentsOf: URL(fileURLWithPath: "\(pki)/index.json")) == inventory)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: "\(pki)/ca.db")) == inventory)
         let list = try await CLI.run(["ca", "list", "--dir", pki])
         #expect(
             list.status == 0 && list.stdout.contains("Chris") && !list.stdout.contains("Full"),

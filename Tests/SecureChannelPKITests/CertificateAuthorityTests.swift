@@ -118,10 +118,10 @@ struct CertificateAuthorityTests {
             CertificateDescription.alternativeNames(of: issued.certificate) == [
                 "email:chris@example.com", "URI:spiffe://example.org/chris",
             ])
-        let inventory = try Inventory.load(directory: dir.path)
-        #expect(inventory.certificates.count == 1)
-        #expect(inventory.certificates[0].serial == issued.serial)
-        #expect(inventory.certificates[0].kind == .client)
+        let inventory = try ca.store.certificates()
+        #expect(inventory.count == 1)
+        #expect(inventory[0].serial == issued.serial)
+        #expect(inventory[0].kind == .client)
         #expect(SecureFile.exists(dir.file("issued/\(issued.serial).crt")))
     }
 
@@ -158,7 +158,7 @@ struct CertificateAuthorityTests {
         #expect(error?.message.contains(expected) == true, "\(error?.message ?? "")")
         #expect(error?.message.contains("\n") == false)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == before)
-        #expect(try Inventory.load(directory: dir.path).certificates.isEmpty)
+        #expect(try ca.store.certificates().isEmpty)
     }
 
     @Test("unknown key types are refused with the list of valid ones")
@@ -177,7 +177,7 @@ struct CertificateAuthorityTests {
         let error = #expect(throws: PKIError.self) { try ca.issue(.client(name: "Chris")) }
         #expect(error?.code == .fileExists)
         #expect(try SecureFile.read(dir.file("Chris.key")) == before)
-        #expect(try Inventory.load(directory: dir.path).certificates.count == 1)
+        #expect(try ca.store.count() == 1)
     }
 
     @Test("concurrent issuance keeps every entry and never reuses a serial")
@@ -196,8 +196,8 @@ struct CertificateAuthorityTests {
             for try await serial in group { serials.append(serial) }
             #expect(Set(serials).count == count)
         }
-        let inventory = try Inventory.load(directory: dir.path)
-        #expect(inventory.certificates.count == count)
-        #expect(Set(inventory.certificates.map(\.serial)).count == count)
+        let inventory = try ca.store.certificates()
+        #expect(inventory.count == count)
+        #expect(Set(inventory.map(\.serial)).count == count)
     }
 }

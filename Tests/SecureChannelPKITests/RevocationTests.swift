@@ -37,7 +37,7 @@ struct RevocationTests {
         #expect(next.number == "02")
         #expect(
             try CertificateRevocationList.load(try SecureFile.read(dir.file("crl.pem")), source: "der").number == "02")
-        let statuses = try Inventory.load(directory: dir.path).certificates.map { $0.status(at: Date()) }
+        let statuses = try ca.store.certificates().map { $0.status(at: Date()) }
         #expect(statuses == [.valid, .revoked])
     }
 
@@ -73,6 +73,6 @@ struct RevocationTests {
         #expect(try SecureFile.mode(of: dir.file("Jill.key")) == 0o600)
         let same = try ca.renew(name: "Jill", reuseKey: true)
         #expect(same.certificate.publicKey == renewed.certificate.publicKey)
-        #expect(try Inventory.load(directory: dir.path).certificates.count == 3)
+        #expect(try ca.store.count() == 3)
     }
 }

@@ -1,0 +1,290 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PostgresNIO
+import SQLiteNIO
+
+/// A value bound to, or read from, an SQL statement.
+enum SQLValue: Sendable, Equatable {
+    case text(String)
+    case integer(Int64)
+    case real(Double)
+    case null
+
+    var string: String? {
+        if case .text(let value) = self { return value }
+        return nil
+    }
+
+    var double: Double? {
+        switch self {
+        case .real(let value): value
+        case .integer(let value): Double(value)
+        default: nil
+        }
+    }
+
+    var integer: Int64? {
+        switch self {
+        case .integer(let value): value
+        case .real(let value): Int64(value)
+        default: nil
+        }
+    }
+
+    init(_ text: String?) { self = text.map { .text($0) } ?? .null }
+    init(_ date: Date?) { self = date.map { .real($0.timeIntervalSince1970) } ?? .null }
+}
+
+/// The two SQL dialects a CA store speaks; they differ only in how an auto-numbered column is declared.
+enum SQLDialect: Sendable {
+    case sqlite
+    case postgres
+
+    var autoIncrementKey: String {
+        switch self {
+        case .sqlite: "INTEGER PRIMARY KEY AUTOINCREMENT"
+        case .postgres: "BIGSERIAL PRIMARY KEY"
+        }
+    }
+}
+
+/// What a CA store needs from a database: one connection, statements with `$1`… parameters, and write transactions
+/// serialised against every other writer of the same CA (in this process and in others).
+///
+/// The CA's API is synchronous (a `ca` command does one thing and exits), so the backends wait for the
+/// database's futures; they are never called on an event loop.
+protocol SQLBackend: Sendable {
+    var dialect: SQLDialect { get }
+    /// Runs one statement and returns its rows, each as its columns in order.
+    func execute(_ sql: String, _ binds: [SQLValue]) throws -> [[SQLValue]]
+    /// Runs `body` in one transaction that no other writer of `lockKey` overlaps; commits, or rolls back on error.
+    func writeTransaction<T>(lockKey: String, _ body: () throws -> T) throws -> T
+    /// Closes the connection.
+    func close()
+}
+
+/// SQLite through vapor/sqlite-nio (which carries its own SQLite): a file, rollback journal, `BEGIN IMMEDIATE`
+/// writers that wait for each other (busy timeout) instead of failing.
+final class SQLiteBackend: SQLBackend, @unchecked Sendable {
+    let dialect = SQLDialect.sqlite
+    private let connection: SQLiteConnection
+    private let path: String
+    /// One statement or transaction at a time on the connection (it is shared by every thread of the process).
+    private let lock = NSRecursiveLock()
+
+    /// How long a writer waits for another process's transaction before giving up.
+    static let busyTimeoutMilliseconds = 30_000
+
+    init(path: String) throws {
+        self.path = path
+        do {
+            connection = try SQLiteConnection.open(storage: .file(path: path)).wait()
+        } catch {
+            throw PKIError(
+                .store, "cannot open the CA store \(path): \(Self.describe(error)); check the directory's permissions")
+        }
+        // Replaces sqlite-nio's spinning busy handler with SQLite's sleeping one.
+        _ = try execute("PRAGMA busy_timeout = \(Self.busyTimeoutMilliseconds)", [])
+    }
+
+    deinit { _ = connection.close() }
+
+    func execute(_ sql: String, _ binds: [SQLValue]) throws -> [[SQLValue]] {
+        lock.lock()
+        defer { lock.unlock() }
+        let data = binds.map { value -> SQLiteData in
+            switch value {
+            case .text(let text): .text(text)
+            case .integer(let number): .integer(SQLiteInt64(number))
+            case .real(let number): .float(number)
+            case .null: .null
+            }
+        }
+        do {
+            let rows = try connection.query(Self.positional(sql), data).wait()
+            return rows.map { row in
+                row.columns.map { column in
+                    switch column.data {
+                    case .text(let text): .text(text)
+                    case .integer(let number): .integer(Int64(number))
+                    case .float(let number): .real(number)
+                    case .blob, .null: .null
+                    }
+                }
+            }
+        } catch {
+            throw PKIError(.store, "the CA store \(path) failed: \(Self.describe(error)); nothing was changed")
+        }
+    }
+
+    func writeTransaction<T>(lockKey: String, _ body: () throws -> T) throws -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        _ = try execute("BEGIN IMMEDIATE", [])
+        do {
+            let result = try body()
+            _ = try execute("COMMIT", [])
+            return result
+        } catch {
+            _ = try? execute("ROLLBACK", [])
+            throw error
+        }
+    }
+
+    func close() { _ = try? connection.close().wait() }
+
+    /// `$1` → `?1`: SQLite's explicit-index form of PostgreSQL's parameters (the store's SQL holds no other `$`).
+    static func positional(_ sql: String) -> String {
+        sql.replacingOccurrences(of: "$", with: "?")
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? SQLiteError { return error.message }
+        return "\(error)"
+    }
+}
+
+/// PostgreSQL through vapor/postgres-nio, for several CA processes on several machines: every write transaction
+/// of one CA takes a transaction-scoped advisory lock on the CA's identity, so writers are serialised as on SQLite.
+final class PostgresBackend: SQLBackend, @unchecked Sendable {
+    let dialect = SQLDialect.postgres
+    private let connection: PostgresConnection
+    private let lock = NSRecursiveLock()
+    private let logger = Logger(label: "securechannel.ca-store")
+    /// The server, for messages (never the password).
+    let display: String
+
+    init(url: String) throws {
+        let parsed = try PostgresLocation(url)
+        display = parsed.display
+        var configuration = PostgresConnection.Configuration(
+            host: parsed.host, port: parsed.port, username: parsed.user, password: parsed.password,
+            database: parsed.database, tls: .disable)
+        configuration.options.connectTimeout = .seconds(10)
+        do {
+            connection = try PostgresConnection.connect(
+                on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: 1, logger: logger
+            ).wait()
+        } catch {
+            throw PKIError(
+                .store,
+                "cannot connect to the CA store \(parsed.display): \(Self.describe(error)); check that PostgreSQL runs there and the user, password and database are right"
+            )
+        }
+    }
+
+    deinit { close() }
+
+    func execute(_ sql: String, _ binds: [SQLValue]) throws -> [[SQLValue]] {
+        lock.lock()
+        defer { lock.unlock() }
+        var bindings = PostgresBindings(capacity: binds.count)
+        for value in binds {
+            switch value {
+            case .text(let text): bindings.append(text)
+            case .integer(let number): bindings.append(number)
+            case .real(let number): bindings.append(number)
+            case .null: bindings.appendNull()
+            }
+        }
+        do {
+            let result = try connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger).wait()
+            return try result.map { row in
+                try row.map { cell -> SQLValue in
+                    guard cell.bytes != nil else { return .null }
+                    switch cell.dataType {
+                    case .int8, .int4, .int2: return .integer(try cell.decode(Int64.self))
+                    case .float8, .float4, .numeric: return .real(try cell.decode(Double.self))
+                    default: return .text(try cell.decode(String.self))
+                    }
+                }
+            }
+        } catch {
+            throw PKIError(.store, "the CA store \(display) failed: \(Self.describe(error)); nothing was changed")
+        }
+    }
+
+    func writeTransaction<T>(lockKey: String, _ body: () throws -> T) throws -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        _ = try execute("BEGIN", [])
+        do {
+            _ = try execute("SELECT pg_advisory_xact_lock(hashtext($1))", [.text(lockKey)])
+            let result = try body()
+            _ = try execute("COMMIT", [])
+            return result
+        } catch {
+            _ = try? execute("ROLLBACK", [])
+            throw error
+        }
+    }
+
+    private let closed = NIOLockedValueBox(false)
+
+    /// Closes the connection once (postgres-nio insists on a close before the connection is released).
+    func close() {
+        guard
+            closed.withLockedValue({ done in
+                defer { done = true }
+                return !done
+            })
+        else { return }
+        let future: EventLoopFuture<Void> = connection.close()
+        _ = try? future.wait()
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? PSQLError {
+            if let message = error.serverInfo?[.message] { return message }
+            if let underlying = error.underlying { return describe(underlying) }
+            return "\(error.code)"
+        }
+        // NIO's connection errors end in "(errno: N)": the system's words for N say it best.
+        let text = "\(error)"
+        if let range = text.range(of: "(errno: "), let number = Int32(text[range.upperBound...].prefix { $0.isNumber })
+        {
+            return String(cString: strerror(number)).lowercased()
+        }
+        return text
+    }
+}
+
+/// A `postgres://USER:PASSWORD@HOST:PORT/DATABASE` connection string, parsed.
+struct PostgresLocation: Sendable, Equatable {
+    var host: String
+    var port: Int
+    var user: String
+    var password: String?
+    var database: String?
+
+    /// The string without its password, for messages and logs.
+    var display: String { "postgres://\(user)@\(host):\(port)/\(database ?? user)" }
+
+    init(_ text: String) throws {
+        guard let components = URLComponents(string: text),
+            components.scheme == "postgres" || components.scheme == "postgresql",
+            let host = components.host, !host.isEmpty
+        else {
+            throw PKIError.invalidArgument(
+                "the CA store '\(Self.redacted(text))' is not a connection string; use postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+            )
+        }
+        self.host = host
+        port = components.port ?? 5432
+        user = components.user.flatMap { $0.removingPercentEncoding } ?? "postgres"
+        password = components.password.flatMap { $0.removingPercentEncoding }
+        let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        database = path.isEmpty ? nil : path
+    }
+
+    /// `text` with whatever sits between `:` and `@` in its authority replaced, so no message shows a password.
+    static func redacted(_ text: String) -> String {
+        guard let at = text.firstIndex(of: "@"), let scheme = text.range(of: "://"), scheme.upperBound < at,
+            let colon = text[scheme.upperBound..<at].firstIndex(of: ":")
+        else { return text }
+        return String(text[..<text.index(after: colon)]) + "***" + String(text[at...])
+    }
+}

@@ -13,7 +13,7 @@ struct CACommand: AsyncParsableCommand {
         abstract: "Create a certificate authority and issue server and client certificates.",
         subcommands: [
             CAInitCommand.self, CAIssueCommand.self, CASignCommand.self, CAListCommand.self, CARevokeCommand.self,
-            CACRLCommand.self, CARenewCommand.self, CATidyCommand.self,
+            CACRLCommand.self, CARenewCommand.self, CATidyCommand.self, CABenchCommand.self,
         ]
     )
 }

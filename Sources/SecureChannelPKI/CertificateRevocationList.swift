@@ -353,6 +353,6 @@ public struct CertificateRevocationList: Sendable, Equatable {
 
     /// PEM text (`X509 CRL`).
     public var pem: String {
-        PEMDocument(type: "X509 CRL", derBytes: derBytes).pemString + "\n"
+        PEMFile.encode(type: "X509 CRL", der: derBytes)
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import SwiftASN1
 
 /// Recognises PEM text in file contents.
@@ -12,5 +13,12 @@ enum PEMFile {
             throw PKIError.malformed(
                 "\(source): the PEM data is corrupt or truncated; restore the file from its source")
         }
+    }
+
+    /// PEM text of `der` under `type`, lines of 64 characters. Linear in the size: swift-asn1's `pemString` measures
+    /// String distances per line, which took 18 s for a CRL of 10,000 entries.
+    static func encode(type: String, der: [UInt8]) -> String {
+        let base64 = Data(der).base64EncodedString(options: [.lineLength64Characters, .endLineWithLineFeed])
+        return "-----BEGIN \(type)-----\n\(base64)\n-----END \(type)-----\n"
     }
 }

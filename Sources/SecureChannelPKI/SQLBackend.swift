@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import PostgresNIO
 import SQLiteNIO
 
@@ -66,6 +67,17 @@ protocol SQLBackend: Sendable {
     func close()
 }
 
+/// The threads the store's drivers run on: their own, so that a CA call made inside a busy server process never
+/// waits behind that process's event loops.
+enum StoreThreads {
+    static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    static let pool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        return pool
+    }()
+}
+
 /// SQLite through vapor/sqlite-nio (which carries its own SQLite): a file, rollback journal, `BEGIN IMMEDIATE`
 /// writers that wait for each other (busy timeout) instead of failing.
 final class SQLiteBackend: SQLBackend, @unchecked Sendable {
@@ -81,7 +93,9 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
     init(path: String) throws {
         self.path = path
         do {
-            connection = try SQLiteConnection.open(storage: .file(path: path)).wait()
+            connection = try SQLiteConnection.open(
+                storage: .file(path: path), threadPool: StoreThreads.pool, on: StoreThreads.group.next()
+            ).wait()
         } catch {
             throw PKIError(
                 .store, "cannot open the CA store \(path): \(Self.describe(error)); check the directory's permissions")
@@ -162,11 +176,11 @@ final class PostgresBackend: SQLBackend, @unchecked Sendable {
         display = parsed.display
         var configuration = PostgresConnection.Configuration(
             host: parsed.host, port: parsed.port, username: parsed.user, password: parsed.password,
-            database: parsed.database, tls: .disable)
+            database: parsed.database, tls: try parsed.tls())
         configuration.options.connectTimeout = .seconds(10)
         do {
             connection = try PostgresConnection.connect(
-                on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: 1, logger: logger
+                on: StoreThreads.group.next(), configuration: configuration, id: 1, logger: logger
             ).wait()
         } catch {
             throw PKIError(
@@ -259,6 +273,31 @@ struct PostgresLocation: Sendable, Equatable {
     var user: String
     var password: String?
     var database: String?
+    /// Whether the connection is TLS, the server verified against the system's roots or `sslrootcert`.
+    var verifyServer: Bool
+    /// `sslrootcert`: the CA file that the server's certificate must chain to.
+    var rootCertificate: String?
+
+    /// Loopback needs no TLS; anywhere else the server is verified unless `sslmode=disable` says otherwise.
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
+    }
+
+    /// The driver's TLS setting: off, or TLS 1.2+ with the server's certificate (and, for a DNS name, its name)
+    /// verified.
+    func tls() throws -> PostgresConnection.Configuration.TLS {
+        guard verifyServer else { return .disable }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.certificateVerification = .fullVerification
+        if let rootCertificate { configuration.trustRoots = .file(rootCertificate) }
+        do {
+            return .require(try NIOSSLContext(configuration: configuration))
+        } catch {
+            throw PKIError(
+                .store, "cannot use sslrootcert=\(rootCertificate ?? "(system roots)"): \(error); give a PEM CA file")
+        }
+    }
 
     /// The string without its password, for messages and logs.
     var display: String { "postgres://\(user)@\(host):\(port)/\(database ?? user)" }
@@ -278,6 +317,22 @@ struct PostgresLocation: Sendable, Equatable {
         password = components.password.flatMap { $0.removingPercentEncoding }
         let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
         database = path.isEmpty ? nil : path
+        var query: [String: String] = [:]
+        for item in components.queryItems ?? [] { query[item.name] = item.value ?? "" }
+        rootCertificate = query["sslrootcert"]
+        switch query["sslmode"] {
+        case nil: verifyServer = !Self.isLoopback(host)
+        case "disable": verifyServer = false
+        case "verify-full": verifyServer = true
+        case let mode?:
+            throw PKIError.invalidArgument(
+                "sslmode=\(mode) is not offered: use sslmode=verify-full (the server's certificate and name checked, with sslrootcert=FILE for a private CA) or sslmode=disable on a trusted network"
+            )
+        }
+        for name in query.keys where !["sslmode", "sslrootcert"].contains(name) {
+            throw PKIError.invalidArgument(
+                "unknown connection parameter '\(name)' in the CA store address; known: sslmode, sslrootcert")
+        }
     }
 
     /// `text` with whatever sits between `:` and `@` in its authority replaced, so no message shows a password.

@@ -5,7 +5,7 @@ import Testing
 
 /// Issue 16, the store: `DIR/ca.db` (SQLite) by default, an `index.json` migrated into it, concurrent issuance,
 /// and a PostgreSQL store shared by CA processes that issue and revoke at once, one of them killed.
-@Suite("CLI: the CA store (SQLite and PostgreSQL)", .timeLimit(.minutes(4)))
+@Suite("CLI: the CA store (SQLite and PostgreSQL)", .serialized, .timeLimit(.minutes(4)))
 struct CAStoreTests {
     static func bytes(_ path: String) throws -> [UInt8] { try SecureFile.read(path) }
 
@@ -147,6 +147,9 @@ struct CAStoreTests {
         let bare = try await CLI.run(["ca", "list", "--dir", first], environment: ["SECURECHANNEL_CA_STORE": ""])
         #expect(bare.status == 1 && bare.stderr.contains("keeps its records in postgres://"), "\(bare.stderr)")
         #expect(!bare.stderr.contains(":securechannel@"))
+        // TLS to the store is verified or off: libpq's unverified modes are refused with the alternatives.
+        let unverified = try await CLI.run(["ca", "list", "--dir", first, "--store", database.url + "?sslmode=require"])
+        #expect(unverified.status == 1 && unverified.stderr.contains("sslmode=verify-full"), "\(unverified.stderr)")
         await TestPostgres.drop(database)
     }
 

@@ -1,0 +1,30 @@
+import ArgumentParser
+import Foundation
+import SecureChannelPKI
+
+/// `securechannel ca bench` (hidden; `Benchmarks/ca-scale.sh` runs it): the CA's costs at one inventory size.
+struct CABenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Fill a new CA's store with synthetic records, then time issuance, a CRL and a listing.",
+        shouldDisplay: false
+    )
+
+    @Option(help: "A new directory for the CA (removed by the caller).", completion: .directory)
+    var dir: String
+
+    @Option(help: "Synthetic records in the store before the timed issuances.")
+    var size: Int
+
+    @Option(help: "Percent of them revoked.")
+    var revokedPercent = 10
+
+    @Option(help: "Certificates issued in the timed run.")
+    var issues = 200
+
+    func run() async throws {
+        let result = try CAScaleBenchmark.run(
+            directory: dir, size: size, revokedPercent: revokedPercent, issues: issues)
+        Console.out(try JSONText.encode(result))
+    }
+}

@@ -146,9 +146,9 @@ struct TunnelTests {
         defer { pki.cleanup() }
         let target = try await PlainTarget(.silent)  // accepts, never reads
         let pair = try await TunnelPair.start(pki, targetPort: target.port)
-        let accepted = try await Task.detached {
+        let accepted = try await onOwnThread {
             try Self.pushUntilBlocked(port: pair.clientPort, limit: 256 * 1024 * 1024)
-        }.value
+        }
         // Kernel socket buffers on the three hops hold some megabytes; an unbounded tunnel would take all 256 MB.
         #expect(accepted < 64 * 1024 * 1024, "accepted \(accepted) bytes")
         #expect(accepted > 0)

@@ -94,6 +94,11 @@ public final class RunningProcess: @unchecked Sendable {
         if let exitStatus { return exitStatus }
         var status: Int32 = 0
         let result = waitpid(pid, &status, WNOHANG)
+        if result == -1 && errno == ECHILD {
+            // Reaped by someone else (Foundation's Process reaps on SIGCHLD): gone, with no status to tell.
+            exitStatus = 255
+            return exitStatus
+        }
         guard result == pid else { return nil }
         let signal = status & 0x7F
         exitStatus = signal == 0 ? (status >> 8) & 0xFF : 128 + signal
@@ -145,8 +150,10 @@ public final class RunningProcess: @unchecked Sendable {
             let deadline = Date().addingTimeInterval(3)
             while isRunning && Date() < deadline { usleep(10_000) }
             if isRunning {
+                // Bounded: a test's cleanup must never hang the run (it blocks one of the few concurrency threads).
                 kill(pid, SIGKILL)
-                while isRunning { usleep(10_000) }
+                let killed = Date().addingTimeInterval(10)
+                while isRunning && Date() < killed { usleep(10_000) }
             }
         }
         directory.cleanup()

@@ -112,8 +112,11 @@ public enum Tools {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning {
             if Date() > deadline {
-                process.terminate()
-                process.waitUntilExit()
+                // SIGKILL and a bounded wait: Foundation's waitUntilExit was seen to spin forever, and a hung test
+                // must fail, not hang the run.
+                kill(process.processIdentifier, SIGKILL)
+                let killed = Date().addingTimeInterval(10)
+                while process.isRunning && Date() < killed { try? await Task.sleep(for: .milliseconds(20)) }
                 throw TimedOut(what: "\(executable) \(arguments.joined(separator: " "))", seconds: timeout)
             }
             try await Task.sleep(for: .milliseconds(20))  // polling a child process, not synchronisation
@@ -148,4 +151,14 @@ public struct TimedOut: Error, CustomStringConvertible {
     }
     /// Explanation.
     public var description: String { "timed out after \(seconds) s: \(what)" }
+}
+
+/// Runs blocking work (file locks, synchronous CA calls, a socket loop) on a thread of its own, so that it never
+/// holds one of the few threads Swift concurrency has (two on a two-core machine), which every other test's
+/// handshakes need.
+public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try body() }) }
+        thread.start()
+    }
 }

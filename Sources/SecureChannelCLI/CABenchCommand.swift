@@ -22,6 +22,14 @@ struct CABenchCommand: AsyncParsableCommand {
     @Option(help: "Certificates issued in the timed run.")
     var issues = 200
 
+    func validate() throws {
+        guard size >= 0 else { throw ValidationError("--size must be 0 or more (got \(size))") }
+        guard issues > 0 else { throw ValidationError("--issues must be 1 or more (got \(issues))") }
+        guard (0...100).contains(revokedPercent) else {
+            throw ValidationError("--revoked-percent must be 0 to 100 (got \(revokedPercent))")
+        }
+    }
+
     func run() async throws {
         let result = try CAScaleBenchmark.run(
             directory: dir, size: size, revokedPercent: revokedPercent, issues: issues)

@@ -77,6 +77,26 @@ struct CAStoreTests {
         #expect(after.map { $0["status"] } == ["valid", "revoked", "revoked", "valid", "valid"])
     }
 
+    @Test("ca bench (Benchmarks/ca-scale.sh) runs at a small size and reports every figure")
+    func scaleBenchmark() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let result = try await CLI.ok([
+            "ca", "bench", "--dir", dir.file("ca"), "--size", "300", "--revoked-percent", "10", "--issues", "5",
+        ])
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(report["size"] as? Int == 300 && report["revoked"] as? Int == 30, "\(report)")
+        #expect(report["crlEntries"] as? Int == 30, "the CRL lists every revoked record")
+        #expect(report["issued"] as? Int == 5)
+        for key in ["issuesPerSecond", "crlSeconds", "listRevokedSeconds", "fillSeconds"] {
+            #expect((report[key] as? Double ?? -1) > 0, "\(key) measured")
+        }
+        // The store holds the filled records and the real issuances.
+        #expect(try await Self.list(dir.file("ca")).count == 305)
+        let bad = try await CLI.run(["ca", "bench", "--dir", dir.file("other"), "--size", "-1"])
+        #expect(bad.status == 64 && bad.stderr.split(separator: "\n").count == 1, "\(bad.stderr)")
+    }
+
     @Test("20 concurrent ca issue processes on SQLite: every certificate recorded, serials unique")
     func concurrentSQLite() async throws {
         let dir = try TemporaryDirectory()

@@ -342,13 +342,12 @@ struct TunnelClientLimitTests {
         let pki = try TestPKI()
         defer { pki.cleanup() }
         let target = try await PlainTarget(.echo)
+        // Two pairs, so that neither step races the other's timer on a loaded machine: one with a single
+        // connection allowed (and the default idle timeout), one with a short idle timeout.
         let pair = try await TunnelPair.start(
-            pki, targetPort: target.port,
-            configureClient: {
-                $0.maximumConnections = 1
-                // Long enough that a loaded CI machine finishes the refused-connection step well inside it.
-                $0.idleTimeout = .seconds(5)
-            })
+            pki, targetPort: target.port, configureClient: { $0.maximumConnections = 1 })
+        let idlePair = try await TunnelPair.start(
+            pki, targetPort: target.port, configureClient: { $0.idleTimeout = .seconds(2) })
         let first = try await PlainClient.connect(port: pair.clientPort)
         try await first.executeThenClose { inbound, outbound in
             var replies = inbound.makeAsyncIterator()
@@ -361,14 +360,21 @@ struct TunnelClientLimitTests {
             #expect(refused.bytes.isEmpty && refused.ended, "closed at once, nothing forwarded")
             try await outbound.write(ByteBuffer(string: "three"))
             #expect(String(buffer: try #require(try await replies.next())) == "three", "the open tunnel goes on")
+        }
+        let quiet = try await PlainClient.connect(port: idlePair.clientPort)
+        try await quiet.executeThenClose { inbound, outbound in
+            var replies = inbound.makeAsyncIterator()
+            try await outbound.write(ByteBuffer(string: "one"))
+            #expect(String(buffer: try #require(try await replies.next())) == "one")
             // Quiet for longer than the idle timeout: the client closes the tunnel.
             let started = ContinuousClock.now
             // The end shows as end of input, or as a reset when the close races our read: either is a close.
             let ended: Bool
             do { ended = try await replies.next() == nil } catch { ended = true }
             #expect(ended)
-            #expect(ContinuousClock.now - started >= .milliseconds(4000))
+            #expect(ContinuousClock.now - started >= .milliseconds(1500))
         }
+        try await idlePair.stop()
         try await pair.stop()
         await target.stop()
     }

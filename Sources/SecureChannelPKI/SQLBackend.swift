@@ -130,7 +130,11 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
                 }
             }
         } catch {
-            throw PKIError(.store, "the CA store \(path) failed: \(Self.describe(error)); nothing was changed")
+            let reason = Self.describe(error)
+            let advice =
+                reason.contains("not a database") || reason.contains("malformed")
+                ? "it is damaged or not a CA store: restore it from a backup" : "nothing was changed"
+            throw PKIError(.store, "the CA store \(path) failed: \(reason); \(advice)")
         }
     }
 

@@ -97,6 +97,22 @@ struct CAStoreTests {
         #expect(bad.status == 64 && bad.stderr.split(separator: "\n").count == 1, "\(bad.stderr)")
     }
 
+    @Test("a damaged ca.db is one line that says to restore it; nothing is written")
+    func damagedStore() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let pki = dir.file("pki")
+        try await CLI.ok(["ca", "init", "--dir", pki, "--name", "Barry"])
+        try SecureFile.write(String(repeating: "not sqlite ", count: 100), to: "\(pki)/ca.db", mode: 0o600)
+        for arguments in [["ca", "list", "--dir", pki], ["ca", "issue", "client", "--dir", pki, "--name", "Chris"]] {
+            let result = try await CLI.run(arguments)
+            #expect(result.status == 1, "\(arguments): \(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1)
+            #expect(result.stderr.contains("ca.db") && result.stderr.contains("restore it from a backup"))
+        }
+        #expect(!SecureFile.exists("\(pki)/Chris.crt") && !SecureFile.exists("\(pki)/Chris.key"))
+    }
+
     @Test("20 concurrent ca issue processes on SQLite: every certificate recorded, serials unique")
     func concurrentSQLite() async throws {
         let dir = try TemporaryDirectory()

@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "SecureChannelConfig", targets: ["SecureChannelConfig"]),
         .library(name: "SecureChannelMetrics", targets: ["SecureChannelMetrics"]),
         .library(name: "SecureChannelBench", targets: ["SecureChannelBench"]),
+        .library(name: "SecureChannelEST", targets: ["SecureChannelEST"]),
         .executable(name: "securechannel", targets: ["securechannel"]),
     ],
     dependencies: [
@@ -111,6 +112,22 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "SecureChannelEST",
+            dependencies: [
+                "SecureChannel", "SecureChannelPKI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "SecureChannelConfig",
             dependencies: [
                 "SecureChannel", "SecureChannelPKI", "SecureChannelTunnel",
@@ -128,6 +145,7 @@ let package = Package(
                 "SecureChannelConfig",
                 "SecureChannelMetrics",
                 "SecureChannelBench",
+                "SecureChannelEST",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

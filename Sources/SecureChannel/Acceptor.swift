@@ -99,7 +99,7 @@ package final class Acceptor: Sendable {
 
     package init(settings: AcceptorSettings, store: MaterialStore, logger: Logger, group: any EventLoopGroup) throws {
         try settings.validate()
-        if case .server(let rules) = store.role {
+        if case .server(let rules, _) = store.role {
             guard !rules.isEmpty else {
                 throw SecureChannelError(
                     .configuration,

@@ -15,8 +15,10 @@ import X509
 package final class MaterialStore: Sendable {
     /// Which side of TLS the material is for.
     package enum Role: Sendable {
-        /// We accept TLS and verify clients against `rules`.
-        case server(rules: AccessRules)
+        /// We accept TLS and verify clients against `rules`. With `clientCertificateOptional` (the online CA, where
+        /// a first enrollment comes without a certificate) a client may present none; one it presents is verified
+        /// all the same.
+        case server(rules: AccessRules, clientCertificateOptional: Bool = false)
         /// We originate TLS to a server that must carry `serverName`; `timeout` bounds connect and handshake.
         case client(serverName: String, timeout: TimeAmount, serverSPIFFEID: String? = nil)
 
@@ -96,13 +98,13 @@ package final class MaterialStore: Sendable {
     private static func activate(_ material: TLSMaterial, role: Role, tls policy: TLSPolicy) throws -> Active {
         try material.identity.checkFits(role.ourPurpose)
         switch role {
-        case .server(let rules):
+        case .server(let rules, let optional):
             var tls = TLSConfiguration.makeServerConfiguration(
                 certificateChain: material.identity.nioChain.map { .certificate($0) },
                 privateKey: .privateKey(material.identity.nioKey))
             policy.apply(to: &tls)
-            // A client certificate is required; PeerVerifier checks it.
-            tls.certificateVerification = .noHostnameVerification
+            // A client certificate is required (unless optional); PeerVerifier checks any that is presented.
+            tls.certificateVerification = optional ? .optionalVerification : .noHostnameVerification
             tls.trustRoots = .certificates(material.trust.nioCertificates)  // never the system roots
             tls.sendCANameList = true
             let context: NIOSSLContext

@@ -13,7 +13,8 @@ struct CACommand: AsyncParsableCommand {
         abstract: "Create a certificate authority and issue server and client certificates.",
         subcommands: [
             CAInitCommand.self, CAIssueCommand.self, CASignCommand.self, CAListCommand.self, CARevokeCommand.self,
-            CACRLCommand.self, CARenewCommand.self, CATidyCommand.self, CABenchCommand.self,
+            CACRLCommand.self, CARenewCommand.self, CATidyCommand.self, CATokenCommand.self, CAServeCommand.self,
+            CABenchCommand.self,
         ]
     )
 }

@@ -11,7 +11,7 @@ public final class CAStore: Sendable {
     /// File name of the SQLite store inside a CA directory.
     public static let fileName = "ca.db"
     /// The schema this code creates and reads.
-    static let schemaVersion = 1
+    static let schemaVersion = 2
 
     /// Where a store is.
     public enum Location: Sendable, Equatable, CustomStringConvertible {
@@ -85,7 +85,7 @@ public final class CAStore: Sendable {
             [.text(issuer)]), let text = rows.first?.first?.string, let version = Int(text)
         {
             guard version <= Self.schemaVersion else { throw Self.newerSchema(version, location) }
-            return
+            if version == Self.schemaVersion { return }
         }
         let key = backend.dialect.autoIncrementKey
         try backend.writeTransaction(lockKey: "securechannel-schema") {
@@ -107,6 +107,14 @@ public final class CAStore: Sendable {
                 serial TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (issuer, public_key_sha256))
                 """,
                 "CREATE TABLE IF NOT EXISTS sc_counters (issuer TEXT NOT NULL, name TEXT NOT NULL, value BIGINT NOT NULL, PRIMARY KEY (issuer, name))",
+                // Version 2: one-time enrollment tokens, found by a selector, checked by the SHA-256 of the whole.
+                """
+                CREATE TABLE IF NOT EXISTS sc_tokens (issuer TEXT NOT NULL, selector TEXT NOT NULL, \
+                token_sha256 TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, dns TEXT NOT NULL, \
+                ips TEXT NOT NULL, uris TEXT NOT NULL, lifetime DOUBLE PRECISION NOT NULL, \
+                expires_at DOUBLE PRECISION NOT NULL, created_at DOUBLE PRECISION NOT NULL, \
+                used_at DOUBLE PRECISION, PRIMARY KEY (issuer, selector))
+                """,
             ] {
                 _ = try backend.execute(statement, [])
             }
@@ -114,8 +122,9 @@ public final class CAStore: Sendable {
             if let text = rows.first?.first?.string, let version = Int(text), version > Self.schemaVersion {
                 throw Self.newerSchema(version, location)
             }
+            // Raised, never lowered: an older securechannel opening a newer store is refused above.
             _ = try backend.execute(
-                "INSERT INTO sc_meta (issuer, key, value) VALUES ('', 'schema', $1) ON CONFLICT DO NOTHING",
+                "INSERT INTO sc_meta (issuer, key, value) VALUES ('', 'schema', $1) ON CONFLICT (issuer, key) DO UPDATE SET value = excluded.value",
                 [.text(String(Self.schemaVersion))])
             _ = try backend.execute(
                 "INSERT INTO sc_counters (issuer, name, value) VALUES ($1, 'crl', 1) ON CONFLICT DO NOTHING",

@@ -28,6 +28,19 @@ public struct CertificateAuthority: Sendable {
     /// How far notBefore is set in the past, to tolerate clock skew between peers.
     static let backdate: TimeInterval = 5 * 60
 
+    /// How far a new certificate's start is set back for clock skew: 5 minutes, or a tenth of a shorter lifetime
+    /// (a 20-second certificate must not be mostly in the past).
+    static func backdate(lifetime: TimeInterval?) -> TimeInterval {
+        guard let lifetime else { return backdate }
+        return min(backdate, (lifetime / 10).rounded(.down))
+    }
+
+    /// The lifetime a certificate was issued with, from its validity (the inverse of ``backdate(lifetime:)``).
+    static func lifetime(of certificate: Certificate) -> TimeInterval {
+        let span = certificate.notValidAfter.timeIntervalSince(certificate.notValidBefore)
+        return span >= 11 * backdate ? span - backdate : (span / 1.1).rounded()
+    }
+
     /// The CA's directory.
     public let directory: String
     /// The CA certificate.
@@ -221,16 +234,18 @@ public struct CertificateAuthority: Sendable {
     }
 
     /// Issues for `publicKey`; writes `key` beside the certificate when given (nil: the key stays with whoever made
-    /// a CSR). With `replace`, existing files at the prefix are replaced (renewal), else refused.
+    /// a CSR). With `replace`, existing files at the prefix are replaced (renewal), else refused. With no prefix
+    /// (enrollment over the network: the certificate goes back to the requester) only `issued/SERIAL.crt` is
+    /// written, and recorded as the certificate's file.
     func issue(
-        _ request: IssuanceRequest, publicKey: Certificate.PublicKey, key: Certificate.PrivateKey?, prefix: String,
+        _ request: IssuanceRequest, publicKey: Certificate.PublicKey, key: Certificate.PrivateKey?, prefix: String?,
         replace: Bool, now: Date
     ) throws -> IssuedCertificate {
-        let certPath = "\(prefix).crt"
-        let keyPath = key == nil ? "" : "\(prefix).key"
+        let certPathGiven = prefix.map { "\($0).crt" }
+        let keyPath = key == nil || prefix == nil ? "" : "\(prefix!).key"
         return try SecureFile.withExclusiveLock("\(directory)/\(Files.lock)") {
             if !replace {
-                for path in [certPath, keyPath] where !path.isEmpty && SecureFile.exists(path) {
+                for path in [certPathGiven ?? "", keyPath] where !path.isEmpty && SecureFile.exists(path) {
                     throw PKIError(
                         .fileExists, "\(path) already exists; choose another --out PREFIX or remove the old files")
                 }
@@ -250,15 +265,18 @@ public struct CertificateAuthority: Sendable {
             try SecureFile.write(
                 try CertificateIO.pem([issued.certificate]), to: copy, mode: SecureFile.publicMode, overwrite: false)
             var written = [copy]
+            let certPath = certPathGiven ?? copy
             do {
                 // Key before certificate: a watcher that sees the new certificate finds its key already there.
-                if let key {
+                if let key, !keyPath.isEmpty {
                     try SecureFile.write(
                         try PrivateKeyIO.pem(key), to: keyPath, mode: SecureFile.privateMode, overwrite: replace)
                     if !replace { written.append(keyPath) }
                 }
-                try SecureFile.write(pem, to: certPath, mode: SecureFile.publicMode, overwrite: replace)
-                if !replace { written.append(certPath) }
+                if certPathGiven != nil {
+                    try SecureFile.write(pem, to: certPath, mode: SecureFile.publicMode, overwrite: replace)
+                    if !replace { written.append(certPath) }
+                }
                 try store.record(
                     Inventory.Entry(
                         serial: issued.serial, kind: request.kind, name: request.name,
@@ -285,7 +303,7 @@ public struct CertificateAuthority: Sendable {
         -> (certificate: Certificate, serial: String, warnings: [String])
     {
         var warnings: [String] = []
-        var notAfter = now + TimeInterval(request.days) * 86_400
+        var notAfter = now + (request.lifetime ?? TimeInterval(request.days) * 86_400)
         if notAfter > certificate.notValidAfter {
             notAfter = certificate.notValidAfter
             warnings.append(
@@ -322,7 +340,7 @@ public struct CertificateAuthority: Sendable {
             version: .v3,
             serialNumber: serialNumber,
             publicKey: publicKey,
-            notValidBefore: max(now - Self.backdate, certificate.notValidBefore),
+            notValidBefore: max(now - Self.backdate(lifetime: request.lifetime), certificate.notValidBefore),
             notValidAfter: notAfter,
             issuer: certificate.subject,
             subject: try DistinguishedName { CommonName(request.name) },

@@ -26,6 +26,8 @@ public struct IssuanceRequest: Sendable {
     public var days: Int
     /// Key type of the new key.
     public var keyType: KeyType
+    /// Exact validity in seconds, in place of `days` (the hours-long certificates of enrollment and renewal).
+    public var lifetime: TimeInterval? = nil
 
     /// Default leaf validity: 90 days, Mozilla's "modern" cap for server certificates.
     public static let defaultDays = 90

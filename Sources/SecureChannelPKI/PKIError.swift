@@ -20,6 +20,8 @@ public struct PKIError: Error, Sendable, Hashable, CustomStringConvertible {
             case revokedKey = "revoked-key"
             case outsideDirectory = "outside-directory"
             case store = "store"
+            case tokenRefused = "token-refused"
+            case renewalRefused = "renewal-refused"
         }
 
         let backing: Backing
@@ -52,6 +54,10 @@ public struct PKIError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let outsideDirectory = Code(backing: .outsideDirectory)
         /// The CA store (SQLite file or PostgreSQL server) could not be opened or failed a statement.
         public static let store = Code(backing: .store)
+        /// An enrollment token is unknown, used, expired, or does not allow what the request asks for.
+        public static let tokenRefused = Code(backing: .tokenRefused)
+        /// A certificate may not renew: revoked, expired, not issued by this CA, or the request differs from it.
+        public static let renewalRefused = Code(backing: .renewalRefused)
 
         /// The stable string form, e.g. `key-mismatch`.
         public var description: String { backing.rawValue }

@@ -115,6 +115,7 @@ let package = Package(
             name: "SecureChannelEST",
             dependencies: [
                 "SecureChannel", "SecureChannelPKI",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -16,8 +16,8 @@ package final class MaterialStore: Sendable {
     /// Which side of TLS the material is for.
     package enum Role: Sendable {
         /// We accept TLS and verify clients against `rules`. With `clientCertificateOptional` (the online CA, where
-        /// a first enrollment comes without a certificate) a client may present none; one it presents is verified
-        /// all the same.
+        /// a first enrollment comes without a certificate) a client may present none, or any leaf of the CA (a
+        /// server renews with its server certificate); one it presents is verified all the same.
         case server(rules: AccessRules, clientCertificateOptional: Bool = false)
         /// We originate TLS to a server that must carry `serverName`; `timeout` bounds connect and handshake.
         case client(serverName: String, timeout: TimeAmount, serverSPIFFEID: String? = nil)
@@ -113,9 +113,10 @@ package final class MaterialStore: Sendable {
             } catch {
                 throw SecureChannelError(.configuration, "the TLS stack refused the server configuration: \(error)")
             }
-            let verifier = PeerVerifier(
+            var verifier = PeerVerifier(
                 trust: material.trust, purpose: .client, serverName: nil, rules: rules,
                 revocation: material.revocation)
+            verifier.requiresPurpose = !optional
             return Active(material: material, serverContext: context, verifier: verifier, clientSetup: nil)
         case .client(let serverName, let timeout, let serverSPIFFEID):
             let setup = try TLSClientSetup(

@@ -18,6 +18,9 @@ struct PeerVerifier: Sendable {
     let revocation: RevocationList?
     /// For servers being verified by a client: the SPIFFE ID pattern it must match (then `serverName` is nil).
     var serverSPIFFEID: String? = nil
+    /// Whether the peer's certificate must carry `purpose`'s extended key usage. The online CA lets any of its
+    /// leaves in (a server renews with its server certificate); everything else requires it.
+    var requiresPurpose = true
 
     /// The longest chain a peer may present (leaf included). Our CA issues leaves directly; a few intermediates
     /// leave room for other PKIs. A longer chain is refused before any parsing or path building.
@@ -77,7 +80,7 @@ struct PeerVerifier: Sendable {
         let validated: [Certificate]
         do {
             validated = try await CertificateVerification.verify(
-                chain: chain, roots: trust.certificates, purpose: purpose, host: serverName)
+                chain: chain, roots: trust.certificates, purpose: requiresPurpose ? purpose : nil, host: serverName)
         } catch {
             record.noteRefusal(Self.refusal(for: error.reason))
             record.verificationFailure =

@@ -6,9 +6,9 @@ import X509
 public struct TLSIdentity: Sendable {
     /// Leaf first, then any intermediates.
     public let chain: [Certificate]
-    let privateKey: Certificate.PrivateKey
-    let nioChain: [NIOSSLCertificate]
-    let nioKey: NIOSSLPrivateKey
+    package let privateKey: Certificate.PrivateKey
+    package let nioChain: [NIOSSLCertificate]
+    package let nioKey: NIOSSLPrivateKey
     /// Where the certificate came from (its file), for messages.
     public let source: String
     /// What the user should know about the files, e.g. a key readable by others.

@@ -44,7 +44,7 @@ public struct TLSPolicy: Sendable, Hashable {
     ]
 
     /// Applies the policy to a NIOSSL configuration (never leaves NIOSSL's TLS 1.0 default in place).
-    func apply(to configuration: inout TLSConfiguration) {
+    package func apply(to configuration: inout TLSConfiguration) {
         configuration.minimumTLSVersion = minimumVersion == .tls13 ? .tlsv13 : .tlsv12
         configuration.maximumTLSVersion = .tlsv13
         configuration.cipherSuiteValues = Self.tls12CipherSuites

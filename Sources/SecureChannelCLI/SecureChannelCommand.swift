@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SecureChannel
 import SecureChannelConfig
+import SecureChannelEST
 import SecureChannelPKI
 
 #if canImport(Glibc)
@@ -37,7 +38,7 @@ public struct SecureChannelCommand: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             CACommand.self, CertCommand.self, ServeCommand.self, SendCommand.self, DemoCommand.self, TunnelCommand.self,
-            BenchCommand.self, ConfigCommand.self,
+            BenchCommand.self, ConfigCommand.self, EnrollCommand.self, RenewCommand.self,
         ]
     )
 
@@ -71,6 +72,9 @@ public struct SecureChannelCommand: AsyncParsableCommand {
             Console.error("error: \(error.message)")
             return ExitStatus.failure
         } catch let error as CLIError {
+            Console.error("error: \(error.message)")
+            return ExitStatus.failure
+        } catch let error as ESTClientError {
             Console.error("error: \(error.message)")
             return ExitStatus.failure
         } catch {

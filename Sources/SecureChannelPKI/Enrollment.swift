@@ -65,26 +65,58 @@ public struct EnrollmentGrant: Sendable, Equatable {
 }
 
 /// A token's text, and what the store keeps of it: a selector to find it and the SHA-256 of the whole, never the
-/// token itself.
-enum EnrollmentTokenText {
-    /// `sct1_` + 8 selector characters + 43 secret characters (base64url of 6 and 32 random bytes).
-    static func make() -> String {
+/// token itself. After a dot, the token carries what it allows (kind, name, names) in the clear, so that
+/// `securechannel enroll` can make the request without being told again; the CA checks the request against its
+/// own record, never against that part.
+public enum EnrollmentTokenText {
+    /// What a token says it allows (not authoritative: the CA's store is).
+    public struct Claims: Codable, Sendable, Equatable {
+        /// server, client or workload.
+        public var kind: String
+        /// The common name.
+        public var name: String
+        /// DNS names.
+        public var dns: [String]
+        /// IP addresses.
+        public var ip: [String]
+        /// URIs (a workload's SPIFFE ID).
+        public var uri: [String]
+    }
+
+    /// `sct1_` + 8 selector characters + 43 secret characters (base64url of 6 and 32 random bytes) + `.` +
+    /// base64url of the claims' JSON.
+    static func make(_ grant: EnrollmentGrant) throws -> String {
         var generator = SystemRandomNumberGenerator()
         func randomText(_ count: Int) -> String {
             base64URL((0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) })
         }
-        return "sct1_" + randomText(6) + randomText(32)
+        let claims = Claims(
+            kind: grant.kind.rawValue, name: grant.name, dns: grant.dnsNames, ip: grant.ipAddresses, uri: grant.uris)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return "sct1_" + randomText(6) + randomText(32) + "." + base64URL(Array(try encoder.encode(claims)))
+    }
+
+    /// What `token` says it allows, or nil when it is not a token's form.
+    public static func claims(_ token: String) -> Claims? {
+        guard parse(token) != nil, let dot = token.firstIndex(of: ".") else { return nil }
+        var text = String(token[token.index(after: dot)...]).replacingOccurrences(of: "-", with: "+")
+            .replacingOccurrences(of: "_", with: "/")
+        while text.count % 4 != 0 { text += "=" }
+        guard let data = Data(base64Encoded: text) else { return nil }
+        return try? JSONDecoder().decode(Claims.self, from: data)
     }
 
     /// The selector and the hash of `token`, or nil when it is not a token's form.
     static func parse(_ token: String) -> (selector: String, sha256: String)? {
-        guard token.hasPrefix("sct1_"), token.utf8.count == 5 + 8 + 43,
+        let secret = token.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)[0]
+        guard token.utf8.count <= 4096, secret.hasPrefix("sct1_"), secret.utf8.count == 5 + 8 + 43,
             token.utf8.allSatisfy({
-                $0 == 0x2D || $0 == 0x5F || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0)
+                $0 == 0x2D || $0 == 0x5F || $0 == 0x2E || (0x30...0x39).contains($0) || (0x41...0x5A).contains($0)
                     || (0x61...0x7A).contains($0)
             })
         else { return nil }
-        let selector = String(token.dropFirst(5).prefix(8))
+        let selector = String(secret.dropFirst(5).prefix(8))
         return (selector, hash(token))
     }
 
@@ -111,7 +143,7 @@ enum EnrollmentTokenText {
 extension CAStore {
     /// Records a new token for `grant` and returns its text (shown once; the store keeps only its hash).
     func addToken(_ grant: EnrollmentGrant, now: Date) throws -> String {
-        let token = EnrollmentTokenText.make()
+        let token = try EnrollmentTokenText.make(grant)
         guard let (selector, hash) = EnrollmentTokenText.parse(token) else {
             throw PKIError(.store, "could not make a token; try again")
         }

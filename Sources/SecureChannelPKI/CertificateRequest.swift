@@ -55,6 +55,12 @@ public enum CertificateRequest {
         do {
             csr = try CertificateSigningRequest(derEncoded: der)
         } catch {
+            // swift-crypto refuses RSA keys under 2048 bits while the request is parsed.
+            if "\(error)".contains("incorrectParameterSize") {
+                throw PKIError.invalidArgument(
+                    "\(source): its key is too weak (RSA needs 2048 bits or more); make the request with a new key, e.g. ecdsa-p256"
+                )
+            }
             throw PKIError.malformed("\(source) is not a readable certificate request (PKCS#10): \(error)")
         }
         guard csr.publicKey.isValidSignature(csr.signature, for: csr) else {

@@ -1,0 +1,341 @@
+import Foundation
+import SecureChannelPKI
+import TestSupport
+import Testing
+import X509
+
+/// Issue 17, the online CA: `ca serve` (EST), `ca token`, `enroll`, `renew`, checked with foreign EST clients
+/// (openssl and curl) and with our own ends.
+@Suite("CLI: the online CA (EST), enroll and renew", .timeLimit(.minutes(4)))
+struct OnlineCATests {
+    /// An offline root, an issuing intermediate, the listener's server certificate, and `ca serve` running.
+    struct OnlineCA {
+        let dir: TemporaryDirectory
+        let process: RunningProcess
+        let port: Int
+        var root: String { dir.file("root") }
+        var issuing: String { dir.file("issuing") }
+        var url: String { "https://localhost:\(port)" }
+        func est(_ operation: String) -> String { "\(url)/.well-known/est/\(operation)" }
+
+        static func start(_ extra: [String] = []) async throws -> OnlineCA {
+            let dir = try TemporaryDirectory()
+            let root = dir.file("root")
+            let issuing = dir.file("issuing")
+            try await CLI.ok(["ca", "init", "--dir", root, "--name", "Barry Root", "--intermediates"])
+            try await CLI.ok(["ca", "init", "--dir", issuing, "--parent", root, "--name", "Barry Issuing"])
+            try await CLI.ok([
+                "ca", "issue", "server", "--dir", issuing, "--name", "est", "--dns", "localhost", "--ip", "127.0.0.1",
+            ])
+            let process = try RunningProcess(
+                try Tools.securechannel(),
+                [
+                    "ca", "serve", "--dir", issuing, "--listen", "127.0.0.1:0", "--cert", "\(issuing)/est.crt",
+                    "--key", "\(issuing)/est.key",
+                ] + extra)
+            do {
+                try await process.waitForOutput { $0.contains("listening on ") }
+            } catch {
+                process.stop()
+                dir.cleanup()
+                throw error
+            }
+            guard let port = process.port(after: "listening on ") else {
+                process.stop()
+                dir.cleanup()
+                throw ProcessEnded(name: "ca serve", output: process.output())
+            }
+            return OnlineCA(dir: dir, process: process, port: port)
+        }
+
+        func token(_ arguments: [String]) async throws -> String {
+            let result = try await CLI.ok(["ca", "token", "--dir", issuing] + arguments)
+            return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+
+        func fingerprint() async throws -> String {
+            let result = try await Tools.run(
+                try Tools.require("openssl"), ["x509", "-in", "\(root)/ca.crt", "-noout", "-fingerprint", "-sha256"])
+            return String(result.stdout.split(separator: "=").last ?? "").trimmingCharacters(
+                in: .whitespacesAndNewlines)
+        }
+
+        func stop() {
+            process.stop()
+            dir.cleanup()
+        }
+    }
+
+    static func openssl(_ arguments: [String], stdin: String? = nil) async throws -> ProcessResult {
+        let result = try await Tools.run(try Tools.require("openssl"), arguments, stdin: stdin)
+        #expect(result.status == 0, "openssl \(arguments.joined(separator: " ")): \(result.stderr)")
+        return result
+    }
+
+    /// curl against the online CA; `--fail` off, so the status and the body of a refusal come back.
+    static func curl(_ arguments: [String]) async throws -> (status: Int, body: String) {
+        let result = try await Tools.run(
+            try Tools.require("curl"), ["-sS", "-o", "-", "-w", "\n%{http_code}"] + arguments, timeout: 30)
+        #expect(result.status == 0, "curl: \(result.stderr)")
+        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        let status = Int(lines.last ?? "") ?? -1
+        return (status, lines.dropLast().joined(separator: "\n"))
+    }
+
+    /// A base64 DER CSR made by openssl with a new P-256 key (written to `key`).
+    static func opensslCSR(key: String, subject: String, extensions: [String] = []) async throws -> String {
+        let der = key + ".csr.der"
+        _ = try await openssl(
+            [
+                "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+                "-subj", subject, "-outform", "DER", "-out", der,
+            ] + extensions.flatMap { ["-addext", $0] })
+        return Data(try SecureFile.read(der)).base64EncodedString(options: [.lineLength64Characters])
+    }
+
+    /// The certificates of a base64 certs-only PKCS#7 body, as PEM, by `openssl pkcs7`.
+    static func pkcs7Certificates(_ body: String, in dir: TemporaryDirectory, name: String) async throws -> String {
+        let der = dir.file("\(name).p7")
+        try SecureFile.write(
+            Array(Data(base64Encoded: body, options: .ignoreUnknownCharacters) ?? Data()), to: der, mode: 0o644)
+        let pem = try await openssl(["pkcs7", "-inform", "DER", "-in", der, "-print_certs"]).stdout
+        try SecureFile.write(pem, to: dir.file("\(name).pem"), mode: 0o644)
+        return pem
+    }
+
+    @Test(
+        "a foreign EST client (openssl req, curl, openssl pkcs7): cacerts, simpleenroll with a token, simplereenroll with the client certificate; openssl verify accepts the results",
+        .enabled(if: Tools.enabled("openssl", "curl"), "needs openssl and curl"))
+    func foreignClient() async throws {
+        let ca = try await OnlineCA.start()
+        defer { ca.stop() }
+        let work = try TemporaryDirectory()
+        defer { work.cleanup() }
+        let trust = ["--cacert", "\(ca.root)/ca.crt"]
+
+        // cacerts: the chain, intermediate then root, readable by openssl pkcs7.
+        let cacerts = try await Self.curl(trust + [ca.est("cacerts")])
+        #expect(cacerts.status == 200)
+        let chain = try await Self.pkcs7Certificates(cacerts.body, in: work, name: "cacerts")
+        #expect(chain.contains("subject=CN = Barry Issuing") && chain.contains("subject=CN = Barry Root"), "\(chain)")
+
+        // simpleenroll: HTTP Basic with the token as password (RFC 7030 §3.2.3).
+        let token = try await ca.token(["--kind", "client", "--name", "Chris", "--lifetime", "1h"])
+        let csr = try await Self.opensslCSR(key: work.file("chris.key"), subject: "/CN=Chris")
+        let enrolled = try await Self.curl(
+            trust + [
+                "-u", "chris:\(token)", "-H", "Content-Type: application/pkcs10", "--data-binary", csr,
+                ca.est("simpleenroll"),
+            ])
+        #expect(enrolled.status == 200, "\(enrolled.body)")
+        let leaf = try await Self.pkcs7Certificates(enrolled.body, in: work, name: "chris")
+        #expect(leaf.contains("subject=CN = Chris"))
+        _ = try await Self.openssl([
+            "verify", "-purpose", "sslclient", "-CAfile", "\(ca.root)/ca.crt", "-untrusted", "\(ca.issuing)/ca.crt",
+            work.file("chris.pem"),
+        ])
+        let dates = try await Self.openssl(["x509", "-in", work.file("chris.pem"), "-noout", "-startdate", "-enddate"])
+        #expect(dates.status == 0)
+
+        // The same token again: refused, one line.
+        let again = try await Self.curl(
+            trust + [
+                "-H", "Authorization: Bearer \(token)", "-H", "Content-Type: application/pkcs10", "--data-binary",
+                csr, ca.est("simpleenroll"),
+            ])
+        #expect(again.status == 401 && again.body.contains("already used"), "\(again)")
+        #expect(again.body.split(separator: "\n").count == 1)
+
+        // simplereenroll: authorised by the certificate just issued (sent with its chain), a new key.
+        let chained = work.file("chris-chain.pem")
+        try SecureFile.write(
+            try String(contentsOfFile: work.file("chris.pem"), encoding: .utf8)
+                + (try String(contentsOfFile: "\(ca.issuing)/ca.crt", encoding: .utf8)), to: chained, mode: 0o644)
+        let renewalCSR = try await Self.opensslCSR(key: work.file("chris2.key"), subject: "/CN=Chris")
+        let renewed = try await Self.curl(
+            trust + [
+                "--cert", chained, "--key", work.file("chris.key"), "-H", "Content-Type: application/pkcs10",
+                "--data-binary", renewalCSR, ca.est("simplereenroll"),
+            ])
+        #expect(renewed.status == 200, "\(renewed.body)")
+        let renewedPEM = try await Self.pkcs7Certificates(renewed.body, in: work, name: "chris2")
+        #expect(renewedPEM.contains("subject=CN = Chris"))
+        _ = try await Self.openssl([
+            "verify", "-purpose", "sslclient", "-CAfile", "\(ca.root)/ca.crt", "-untrusted", "\(ca.issuing)/ca.crt",
+            work.file("chris2.pem"),
+        ])
+        let first = try await Self.openssl(["x509", "-in", work.file("chris.pem"), "-noout", "-serial"]).stdout
+        let second = try await Self.openssl(["x509", "-in", work.file("chris2.pem"), "-noout", "-serial"]).stdout
+        #expect(first != second)
+        // Without a client certificate there is nothing to renew.
+        let anonymous = try await Self.curl(
+            trust + ["-H", "Content-Type: application/pkcs10", "--data-binary", renewalCSR, ca.est("simplereenroll")])
+        #expect(anonymous.status == 401 && anonymous.body.contains("client certificate"), "\(anonymous)")
+
+        // GET crl: DER, signed by the intermediate.
+        let crlFile = work.file("crl.der")
+        let crl = try await Tools.run(
+            try Tools.require("curl"), ["-sS", "--fail", "-o", crlFile] + trust + [ca.est("crl")], timeout: 30)
+        #expect(crl.status == 0, "\(crl.stderr)")
+        _ = try await Self.openssl([
+            "crl", "-inform", "DER", "-in", crlFile, "-noout", "-CAfile", "\(ca.issuing)/ca.crt",
+        ])
+
+        // One audit line per issuance, and both are in the CA's inventory.
+        let log = ca.process.output()
+        #expect(log.components(separatedBy: "issued client certificate").count - 1 == 2, "\(log)")
+        let listed = try await CLI.ok(["ca", "list", "--dir", ca.issuing, "--json"]).stdout
+        #expect(listed.components(separatedBy: "\"CN=Chris\"").count - 1 == 2, "\(listed)")
+    }
+
+    @Test(
+        "bad requests get a 4xx with one line and a log line, and the CA keeps serving",
+        .enabled(if: Tools.enabled("openssl", "curl"), "needs openssl and curl"))
+    func refusals() async throws {
+        let ca = try await OnlineCA.start(["--rate-limit", "40"])
+        defer { ca.stop() }
+        let work = try TemporaryDirectory()
+        defer { work.cleanup() }
+        let trust = ["--cacert", "\(ca.root)/ca.crt"]
+        func enroll(_ body: String, token: String) async throws -> (status: Int, body: String) {
+            try await Self.curl(
+                trust + [
+                    "-H", "Authorization: Bearer \(token)", "-H", "Content-Type: application/pkcs10",
+                    "--data-binary", body, ca.est("simpleenroll"),
+                ])
+        }
+        let token = try await ca.token(["--kind", "server", "--name", "web", "--dns", "web.example"])
+        var cases: [(what: String, status: Int, words: String, body: String, token: String)] = []
+        // Not base64, not a CSR, a CSR whose signature does not hold, names the token does not allow, a CA.
+        cases.append(("not base64", 400, "base64", "%%%not base64%%%", token))
+        cases.append(("not a CSR", 400, "PKCS#10", Data("hello".utf8).base64EncodedString(), token))
+        let good = try await Self.opensslCSR(
+            key: work.file("web.key"), subject: "/CN=web", extensions: ["subjectAltName=DNS:web.example"])
+        // The subject changed after signing (CN=web → CN=wfb): well-formed, but the signature no longer holds.
+        var tampered = Array(Data(base64Encoded: good, options: .ignoreUnknownCharacters)!)
+        let at = try #require((0..<(tampered.count - 2)).first { tampered[$0..<($0 + 3)].elementsEqual("web".utf8) })
+        tampered[at + 1] = UInt8(ascii: "f")
+        cases.append(("bad self-signature", 400, "signature", Data(tampered).base64EncodedString(), token))
+        let otherName = try await Self.opensslCSR(
+            key: work.file("evil.key"), subject: "/CN=web", extensions: ["subjectAltName=DNS:bank.example"])
+        cases.append(
+            ("names the token does not allow", 401, "the token allows CN=web DNS:web.example", otherName, token))
+        let asCA = try await Self.opensslCSR(
+            key: work.file("ca.key"), subject: "/CN=web",
+            extensions: ["subjectAltName=DNS:web.example", "basicConstraints=critical,CA:TRUE"])
+        cases.append(("CA:TRUE", 400, "asks to be a CA", asCA, token))
+        _ = try await Self.openssl([
+            "req", "-new", "-newkey", "rsa:1024", "-nodes", "-keyout", work.file("weak.key"), "-subj", "/CN=web",
+            "-addext", "subjectAltName=DNS:web.example", "-outform", "DER", "-out", work.file("weak.der"),
+        ])
+        let weak = Data(try SecureFile.read(work.file("weak.der"))).base64EncodedString()
+        cases.append(("RSA 1024", 400, "rsa", weak, token))
+        cases.append(
+            ("unknown token", 401, "not one this CA issued", good, "sct1_" + String(repeating: "A", count: 51)))
+        cases.append(("no token", 401, "needs a token", good, ""))
+        let big = String(repeating: "A", count: 30_000)
+        cases.append(("over 16 KiB", 413, "over", big, token))
+        for item in cases {
+            let answer =
+                item.token.isEmpty
+                ? try await Self.curl(
+                    trust + [
+                        "-H", "Content-Type: application/pkcs10", "--data-binary", item.body, ca.est("simpleenroll"),
+                    ]
+                ) : try await enroll(item.body, token: item.token)
+            #expect(answer.status == item.status, "\(item.what): \(answer)")
+            #expect(answer.body.lowercased().contains(item.words.lowercased()), "\(item.what): \(answer.body)")
+            #expect(answer.body.split(separator: "\n").count == 1, "\(item.what): one line")
+        }
+        // An expired token.
+        let short = try await ca.token(["--kind", "server", "--name", "web", "--dns", "web.example", "--ttl", "1s"])
+        try await Task.sleep(for: .milliseconds(1500))  // the token's own 1 s time to live, not synchronisation
+        let expired = try await enroll(good, token: short)
+        #expect(expired.status == 401 && expired.body.contains("expired"), "\(expired)")
+        // None of that used the first token up: the right request still works.
+        let issued = try await enroll(good, token: token)
+        #expect(issued.status == 200, "\(issued.body)")
+        // Unknown paths and wrong methods.
+        #expect(try await Self.curl(trust + [ca.est("serverkeygen")]).status == 404)
+        #expect(try await Self.curl(trust + ["-X", "POST", ca.est("cacerts")]).status == 405)
+        // Every refusal has a log line with its reason.
+        let log = ca.process.output()
+        #expect(log.components(separatedBy: "refused (4").count - 1 >= cases.count + 1, "\(log)")
+        // Too many requests from one address: 429 with its reason, then the CA still answers others after.
+        var statuses: [Int] = []
+        for _ in 0..<30 { statuses.append(try await Self.curl(trust + [ca.est("cacerts")]).status) }
+        #expect(statuses.contains(429), "\(statuses)")
+        #expect(ca.process.output().contains("too many requests"))
+        #expect(ca.process.isRunning)
+    }
+
+    @Test(
+        "enroll trusts the CA by its root's fingerprint and writes key (0600), chain and bundle; renew replaces them; a revoked certificate cannot renew",
+        .enabled(if: Tools.enabled("openssl"), "needs openssl"))
+    func enrollAndRenew() async throws {
+        let ca = try await OnlineCA.start()
+        defer { ca.stop() }
+        let work = try TemporaryDirectory()
+        defer { work.cleanup() }
+        let fingerprint = try await ca.fingerprint()
+        let token = try await ca.token(["--kind", "server", "--name", "Jill", "--dns", "localhost", "--lifetime", "1h"])
+        let files = [
+            "--key-out", work.file("jill.key"), "--cert-out", work.file("jill.crt"), "--ca-out", work.file("ca.crt"),
+        ]
+        // A wrong fingerprint: nothing is asked of the CA, nothing written.
+        let wrong = String(fingerprint.reversed())
+        let refused = try await CLI.run(
+            ["enroll", "--ca-url", ca.url, "--ca-fingerprint", wrong, "--token", token] + files)
+        #expect(refused.status == 1 && refused.stderr.contains("refusing to trust it"), "\(refused.stderr)")
+        #expect(!SecureFile.exists(work.file("jill.key")))
+
+        let enrolled = try await CLI.ok(
+            ["enroll", "--ca-url", ca.url, "--ca-fingerprint", fingerprint, "--token", token] + files)
+        #expect(enrolled.stdout.contains("enrolled server certificate CN=Jill"), "\(enrolled.stdout)")
+        #expect(try SecureFile.mode(of: work.file("jill.key")) == 0o600)
+        let bundle = try CertificateIO.parseCertificates(try SecureFile.read(work.file("ca.crt")), source: "ca.crt")
+        #expect(bundle.count == 1 && bundle[0].subject == bundle[0].issuer, "the bundle is the root")
+        let chain = try CertificateIO.parseCertificates(try SecureFile.read(work.file("jill.crt")), source: "jill.crt")
+        #expect(chain.count == 2, "leaf and intermediate")
+        _ = try await Self.openssl([
+            "verify", "-purpose", "sslserver", "-CAfile", work.file("ca.crt"), "-untrusted", work.file("jill.crt"),
+            work.file("jill.crt"),
+        ])
+        // A second enroll never overwrites.
+        let twice = try await CLI.run(
+            ["enroll", "--ca-url", ca.url, "--ca-fingerprint", fingerprint, "--token", token] + files)
+        #expect(twice.status == 1 && twice.stderr.contains("already exists"), "\(twice.stderr)")
+
+        // Renew: a new key and certificate for the same names, the same lifetime; --exec runs after.
+        let marker = work.file("exec-ran")
+        let renew = [
+            "renew", "--ca-url", ca.url, "--cert", work.file("jill.crt"), "--key", work.file("jill.key"), "--ca",
+            work.file("ca.crt"),
+        ]
+        let oldKey = try SecureFile.read(work.file("jill.key"))
+        let renewed = try await CLI.ok(renew + ["--exec", "touch '\(marker)'"])
+        #expect(renewed.stdout.contains("renewed CN=Jill"), "\(renewed.stdout)")
+        #expect(SecureFile.exists(marker), "--exec ran")
+        #expect(try SecureFile.read(work.file("jill.key")) != oldKey, "a new key")
+        let newChain = try CertificateIO.parseCertificates(
+            try SecureFile.read(work.file("jill.crt")), source: "jill.crt")
+        #expect(newChain[0].serialNumber != chain[0].serialNumber)
+        #expect(
+            CertificateDescription.alternativeNames(of: newChain[0])
+                == CertificateDescription.alternativeNames(of: chain[0]))
+        let lifetime = { (c: Certificate) in c.notValidAfter.timeIntervalSince(c.notValidBefore) }
+        #expect(abs(lifetime(newChain[0]) - lifetime(chain[0])) <= 2, "the same lifetime")
+        _ = try await Self.openssl([
+            "verify", "-purpose", "sslserver", "-CAfile", work.file("ca.crt"), "-untrusted", work.file("jill.crt"),
+            work.file("jill.crt"),
+        ])
+
+        // Revoked at the CA: the next renewal is refused with the reason, the files stay as they were.
+        try await CLI.ok(["ca", "revoke", "--dir", ca.issuing, "--serial", SerialNumbers.hex(newChain[0].serialNumber)])
+        let before = try SecureFile.read(work.file("jill.crt"))
+        let denied = try await CLI.run(renew)
+        #expect(denied.status == 1 && denied.stderr.contains("revoked"), "\(denied.stderr)")
+        #expect(denied.stderr.split(separator: "\n").count == 1)
+        #expect(try SecureFile.read(work.file("jill.crt")) == before)
+    }
+}

@@ -60,6 +60,7 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var files: TLSFileOptions
     @OptionGroup var framingOptions: FramingOptions
     @OptionGroup var access: AccessRuleOptions
+    @OptionGroup var onlineCA: OnlineCAOptions
 
     @Option(
         help: ArgumentHelp(
@@ -130,15 +131,20 @@ struct ServeCommand: AsyncParsableCommand {
         fields.set("accept-proxy-protocol", flag: acceptProxyProtocol)
         fields.set("drain-timeout", drainTimeout)
         fields.set("reuse-port", flag: reusePort)
+        onlineCA.apply(to: &fields)
         return fields
     }
 
     func run() async throws {
-        let settings =
-            try config.map { try ConfigFile(path: $0).serveSettings(overriddenBy: fields) }
-            ?? ServeSettings(fields: fields)
-        let format = LogFormat(rawValue: settings.logFormat) ?? .text
+        let file = try config.map { try ConfigFile(path: $0) }
+        let online = try file.map { try $0.serveOnlineCA(overriddenBy: fields) } ?? fields.onlineCA()
+        // The log format is read before the files are loaded: the CRL from --crl-url is fetched (and logged) first.
+        let formatName = try file.map { try $0.serveLogFormat(overriddenBy: fields) } ?? logFormat?.rawValue
+        let format = LogFormat(rawValue: formatName ?? "text") ?? .text
         let logger = format.makeLogger(label: "securechannel.serve")
+        var wiring = OnlineCAWiring(logger: logger)
+        try await wiring.prepare("serve", online, metrics: nil)
+        let settings = try file.map { try $0.serveSettings(overriddenBy: fields) } ?? ServeSettings(fields: fields)
         let endpoint = settings.metrics.map { PrometheusEndpoint(host: $0.host, port: $0.port, logger: logger) }
         var configuration = settings.server
         configuration.metricsFactory = endpoint?.factory
@@ -157,6 +163,7 @@ struct ServeCommand: AsyncParsableCommand {
                         "\(summary)", metadata: ["event": "started", "address": "\(Endpoint.display(address))"])
                     return "listening on \(Endpoint.display(address))"
                 }
-            ], metrics: endpoint, format: format, logger: logger)
+            ], extras: try wiring.services("serve", for: server, metrics: endpoint), metrics: endpoint,
+            format: format, logger: logger)
     }
 }

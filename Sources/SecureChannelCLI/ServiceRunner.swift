@@ -17,7 +17,9 @@ enum ServiceRunner {
         var announce: @Sendable () async throws -> String
     }
 
-    static func run(_ entries: [Entry], metrics: PrometheusEndpoint?, format: LogFormat, logger: Logger) async throws {
+    static func run(
+        _ entries: [Entry], extras: [any Service] = [], metrics: PrometheusEndpoint?, format: LogFormat, logger: Logger
+    ) async throws {
         let reloadable = entries.map(\.service)
         // Trapped before anything binds, so a SIGHUP sent as soon as `listening on` shows is never fatal.
         let hangups = await UnixSignalsSequence(trapping: .sighup)
@@ -25,7 +27,8 @@ enum ServiceRunner {
         let reloader = HangupReloader(signals: hangups, targets: reloadable, logger: logger)
         // ServiceGroup stops services in reverse order: the metrics endpoint, listed first, stops last, so that
         // /healthz answers 503 during the whole drain.
-        let all: [any Service] = (metrics.map { [$0] } ?? []) + entries.map(\.service) + [watcher, reloader]
+        // Renewal and CRL services (`--renew-from`, `--crl-url`) beside their listeners; stopped first.
+        let all: [any Service] = (metrics.map { [$0] } ?? []) + entries.map(\.service) + [watcher, reloader] + extras
         let group = ServiceGroup(
             configuration: .init(
                 services: all.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],

@@ -68,19 +68,27 @@ struct TunnelConfigCommand: AsyncParsableCommand {
         flags.set("log-format", logFormat?.rawValue)
         flags.set("metrics", metrics?.description)
         let options = try file.tunnelProcessOptions(overriddenBy: flags)
+        let online = try file.tunnelOnlineCA()
         try await runTunnels(
-            try file.tunnels(), format: LogFormat(rawValue: options.logFormat) ?? .text, metrics: options.metrics)
+            { try file.tunnels() }, onlineCA: online, format: LogFormat(rawValue: options.logFormat) ?? .text,
+            metrics: options.metrics)
     }
 }
 
 /// Runs tunnels until SIGINT/SIGTERM; prints one `listening on …` line per tunnel once every tunnel (and the
 /// metrics endpoint) is bound.
 func runTunnels(
-    _ tunnels: [ConfigFile.Tunnel], format: LogFormat, metrics: (host: String, port: Int)?, named: Bool = true
+    _ load: () throws -> [ConfigFile.Tunnel], onlineCA: [String: OnlineCAKeys], format: LogFormat,
+    metrics: (host: String, port: Int)?, named: Bool = true
 ) async throws {
     let logger = format.makeLogger(label: "securechannel.tunnel")
+    // CRLs from --crl-url first: the tunnels' material (which enforces them) is loaded after.
+    var wiring = OnlineCAWiring(logger: logger)
+    for (name, keys) in onlineCA.sorted(by: { $0.key < $1.key }) { try await wiring.prepare(name, keys, metrics: nil) }
+    let tunnels = try load()
     let endpoint = metrics.map { PrometheusEndpoint(host: $0.host, port: $0.port, logger: logger) }
     var entries: [ServiceRunner.Entry] = []
+    var extras: [any Service] = []
     var readiness: [@Sendable () -> Bool] = []
     for tunnel in tunnels {
         var tunnelLogger = logger
@@ -91,6 +99,7 @@ func runTunnels(
             configuration.metricsFactory = endpoint?.factory
             if let keyLog = given.tls.keyLog { logger.warning("\(keyLog.warning)", metadata: ["event": "keylog"]) }
             let server = try TunnelServer(configuration: configuration, logger: tunnelLogger)
+            extras += try wiring.services(name, for: server, metrics: endpoint)
             let target = configuration.target
             readiness.append { server.isReady }
             entries.append(
@@ -103,6 +112,7 @@ func runTunnels(
             configuration.metricsFactory = endpoint?.factory
             if let keyLog = given.tls.keyLog { logger.warning("\(keyLog.warning)", metadata: ["event": "keylog"]) }
             let client = try TunnelClient(configuration: configuration, logger: tunnelLogger)
+            extras += try wiring.services(name, for: client, metrics: endpoint)
             readiness.append { client.isReady }
             entries.append(
                 .init(service: client) {
@@ -115,7 +125,7 @@ func runTunnels(
     }
     let checks = readiness
     endpoint?.reportReadiness { checks.allSatisfy { $0() } }
-    try await ServiceRunner.run(entries, metrics: endpoint, format: format, logger: logger)
+    try await ServiceRunner.run(entries, extras: extras, metrics: endpoint, format: format, logger: logger)
 }
 
 /// `securechannel tunnel server`.
@@ -140,6 +150,7 @@ struct TunnelServerCommand: AsyncParsableCommand {
     var target: String
 
     @OptionGroup var files: TLSFileOptions
+    @OptionGroup var onlineCA: OnlineCAOptions
     @OptionGroup var access: AccessRuleOptions
 
     @Option(help: ArgumentHelp("Log format: text (default) or json.", valueName: "format"))
@@ -224,9 +235,11 @@ struct TunnelServerCommand: AsyncParsableCommand {
         fields.set("connect-timeout", connectTimeout)
         fields.set("drain-timeout", drainTimeout)
         fields.set("expiry-warning-days", expiryWarningDays)
+        onlineCA.apply(to: &fields)
+        let keys = try fields.onlineCA()
         try await runTunnels(
-            [try ConfigFile.tunnel(fields)], format: logFormat ?? .text,
-            metrics: metrics.map { ($0.host, $0.port) }, named: false)
+            { [try ConfigFile.tunnel(fields)] }, onlineCA: keys.map { ["tunnel": $0] } ?? [:],
+            format: logFormat ?? .text, metrics: metrics.map { ($0.host, $0.port) }, named: false)
     }
 }
 
@@ -254,6 +267,7 @@ struct TunnelClientCommand: AsyncParsableCommand {
     var target: Endpoint
 
     @OptionGroup var files: TLSFileOptions
+    @OptionGroup var onlineCA: OnlineCAOptions
 
     @Option(help: ArgumentHelp("Log format: text (default) or json.", valueName: "format"))
     var logFormat: LogFormat?
@@ -319,8 +333,10 @@ struct TunnelClientCommand: AsyncParsableCommand {
         fields.set("max-connections", maxConnections)
         fields.set("idle-timeout", idleTimeout)
         fields.set("expiry-warning-days", expiryWarningDays)
+        onlineCA.apply(to: &fields)
+        let keys = try fields.onlineCA()
         try await runTunnels(
-            [try ConfigFile.tunnel(fields)], format: logFormat ?? .text, metrics: metrics.map { ($0.host, $0.port) },
-            named: false)
+            { [try ConfigFile.tunnel(fields)] }, onlineCA: keys.map { ["tunnel": $0] } ?? [:],
+            format: logFormat ?? .text, metrics: metrics.map { ($0.host, $0.port) }, named: false)
     }
 }

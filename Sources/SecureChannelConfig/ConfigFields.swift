@@ -201,7 +201,10 @@ public struct ConfigFields: Sendable {
     func materialFiles(for purpose: CertificatePurpose) throws -> TLSMaterialFiles {
         let files = TLSMaterialFiles(
             certificate: try path("cert", hint: "our certificate"), key: try path("key", hint: "our private key"),
-            ca: try path("ca", hint: "the CA certificate"), crls: list("crl").map { absolute($0, key: "crl") },
+            ca: try path("ca", hint: "the CA certificate"),
+            // With crl-url, the CRL fetched from the online CA (kept beside our certificate) is enforced too.
+            crls: list("crl").map { absolute($0, key: "crl") }
+                + (has("crl-url") ? [OnlineCAKeys.crlFile(for: try path("cert", hint: "our certificate"))] : []),
             allowExpiredCRL: try choice("crl-expired", ["deny", "allow"]) == "allow")
         do {
             try files.load().identity.checkFits(purpose)

@@ -61,7 +61,8 @@ public struct ConfigFile: Sendable {
     static let commonTunnelKeys: Set<String> = [
         "name", "mode", "listen", "target", "cert", "key", "ca", "crl", "crl-expired", "tls-min", "keylog",
         "connect-timeout",
-        "drain-timeout", "max-connections", "idle-timeout", "expiry-warning-days",
+        "drain-timeout", "max-connections", "idle-timeout", "expiry-warning-days", "renew-from", "crl-url",
+        "crl-refresh",
     ]
     /// The keys of a `mode: server` tunnel (the `tunnel server` flags).
     public static let serverKeys: Set<String> = commonTunnelKeys.union([

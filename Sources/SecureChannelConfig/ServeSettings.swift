@@ -18,6 +18,7 @@ public struct ServeSettings: Sendable {
         "allow-dns", "allow-uri", "allow-spiffe-id", "allow-email", "allow-ou", "allow-spki-sha256", "allow-any-client",
         "handshake-timeout", "idle-timeout", "max-connections",
         "expiry-warning-days", "log-format", "metrics", "accept-proxy-protocol", "drain-timeout", "reuse-port",
+        "renew-from", "crl-url", "crl-refresh",
     ]
 
     /// Checks every value, loads the files, and builds the configuration. A key that is absent keeps the default

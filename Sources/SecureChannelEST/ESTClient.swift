@@ -143,7 +143,7 @@ public struct ESTClient: Sendable {
         }
         let host = self.host
         let trust = self.trust
-        let failure = NIOLockedBox<String?>(nil)
+        let failure = NIOLockedBoxSendable<String?>(nil)
         let serverName = IPAddressText.isAddress(host) ? nil : host
         let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(timeout)
         let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
@@ -251,17 +251,6 @@ public struct ESTClientError: Error, CustomStringConvertible, Sendable {
     public let message: String
     init(_ message: String) { self.message = message }
     public var description: String { message }
-}
-
-/// A small lock-protected box for a value set from another thread.
-final class NIOLockedBox<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: Value
-    init(_ value: Value) { stored = value }
-    var value: Value {
-        get { lock.withLock { stored } }
-        set { lock.withLock { stored = newValue } }
-    }
 }
 
 enum IPAddressText {

@@ -27,7 +27,7 @@ public final class ESTServer: Service, MaterialReloading, Sendable {
     private let listener: Acceptor
     private let work: NIOThreadPool
     private let limiter: RequestLimiter
-    private let crlCache = NIOLockedValueBox<(der: [UInt8], made: Date)?>(nil)
+    private let crlCache = NIOLockedValueBox<(der: [UInt8], made: Date, stamp: String)?>(nil)
     private let counters: ESTMetrics
     private var logger: Logger { listener.logger }
 
@@ -253,14 +253,17 @@ public final class ESTServer: Service, MaterialReloading, Sendable {
         }
     }
 
-    /// The CRL to hand out: the last one made, or a new one once that is older than the refresh interval.
+    /// The CRL to hand out: the last one made, or a new one once a revocation was added (by any process on the
+    /// store) or the last is older than the refresh interval.
     private func currentCRL(now: Date = Date()) throws -> [UInt8] {
-        if let cached = crlCache.withLockedValue({ $0 }), now.timeIntervalSince(cached.made) < configuration.crlRefresh
+        let stamp = try authority.store.revocationStamp()
+        if let cached = crlCache.withLockedValue({ $0 }), cached.stamp == stamp,
+            now.timeIntervalSince(cached.made) < configuration.crlRefresh
         {
             return cached.der
         }
         let crl = try authority.generateCRL(days: configuration.crlDays, now: now)
-        crlCache.withLockedValue { $0 = (crl.derBytes, now) }
+        crlCache.withLockedValue { $0 = (crl.derBytes, now, stamp) }
         return crl.derBytes
     }
 

@@ -351,6 +351,16 @@ public final class CAStore: Sendable {
         }
     }
 
+    /// Changes whenever a revocation is added or tidied away: the revoked count and the latest revocation time.
+    /// The online CA signs a new CRL when it changes, so a revocation made by any process is served at once.
+    public func revocationStamp() throws -> String {
+        let rows = try backend.execute(
+            "SELECT COUNT(*), MAX(revoked_at) FROM sc_certificates WHERE issuer = $1 AND revoked_at IS NOT NULL",
+            [.text(issuer)])
+        let row = rows.first ?? []
+        return "\(row.first?.integer ?? 0)|\(row.count > 1 ? row[1].double ?? 0 : 0)"
+    }
+
     /// The number the next CRL will carry.
     public func nextCRLNumber() throws -> Int {
         let rows = try backend.execute(

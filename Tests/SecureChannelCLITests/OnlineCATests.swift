@@ -338,4 +338,128 @@ struct OnlineCATests {
         #expect(denied.stderr.split(separator: "\n").count == 1)
         #expect(try SecureFile.read(work.file("jill.crt")) == before)
     }
+
+    /// Enrolls `name` with a token for `kind` and 20-second certificates; returns the file prefix (key, crt, ca).
+    static func enroll(_ ca: OnlineCA, _ work: TemporaryDirectory, _ name: String, _ token: [String]) async throws
+        -> String
+    {
+        let fingerprint = try await ca.fingerprint()
+        let token = try await ca.token(token + ["--name", name, "--lifetime", "20s"])
+        let prefix = work.file(name)
+        try await CLI.ok([
+            "enroll", "--ca-url", ca.url, "--ca-fingerprint", fingerprint, "--token", token, "--key-out",
+            "\(prefix).key", "--cert-out", "\(prefix).crt", "--ca-out", "\(prefix).ca",
+        ])
+        return prefix
+    }
+
+    @Test(
+        "a fleet on 20-second certificates renews itself: ca serve, serve, a tunnel pair and a client, 60 s of traffic with no failure, two renewals or more per end; a revoked client cannot renew and the CRL from --crl-url cuts its connection",
+        .enabled(if: Tools.enabled("openssl", "curl", "python3"), "needs openssl, curl and python3"),
+        .timeLimit(.minutes(3)))
+    func fleet() async throws {
+        let ca = try await OnlineCA.start()
+        defer { ca.stop() }
+        let work = try TemporaryDirectory()
+        defer { work.cleanup() }
+        let server = ["--kind", "server", "--dns", "localhost", "--ip", "127.0.0.1"]
+        let jill = try await Self.enroll(ca, work, "jill", server)
+        let chris = try await Self.enroll(ca, work, "chris", ["--kind", "client"])
+        let tunnelServer = try await Self.enroll(ca, work, "tunnel-server", server)
+        let tunnelClient = try await Self.enroll(ca, work, "tunnel-client", ["--kind", "client"])
+        func files(_ prefix: String) -> [String] {
+            ["--cert", "\(prefix).crt", "--key", "\(prefix).key", "--ca", "\(prefix).ca"]
+        }
+        let online = ["--renew-from", ca.url, "--crl-url", ca.url, "--crl-refresh", "2s"]
+
+        let serve = try RunningProcess(
+            try Tools.securechannel(),
+            ["serve", "--listen", "127.0.0.1:0", "--allow-any-client"] + files(jill) + online)
+        defer { serve.stop() }
+        try await serve.waitForOutput { $0.contains("listening on ") }
+        let servePort = try #require(serve.port(after: "listening on "))
+        let site = try TemporaryDirectory()
+        defer { site.cleanup() }
+        try SecureFile.write("renewed and well\n", to: site.file("index.html"), mode: 0o644)
+        let (backend, backendPort) = try await TunnelCLITests.httpServer(site.path)
+        defer { backend.stop() }
+        let (tserver, tserverPort) = try await TunnelCLITests.start(
+            ["server", "--listen", "127.0.0.1:0", "--target", "127.0.0.1:\(backendPort)", "--allow-any-client"]
+                + files(tunnelServer) + online)
+        defer { tserver.stop() }
+        let (tclient, tclientPort) = try await TunnelCLITests.start(
+            ["client", "--listen", "127.0.0.1:0", "--target", "localhost:\(tserverPort)"] + files(tunnelClient)
+                + ["--renew-from", ca.url])
+        defer { tclient.stop() }
+        let renewer = try RunningProcess(
+            try Tools.securechannel(), ["renew", "--ca-url", ca.url, "--daemon"] + files(chris))
+        defer { renewer.stop() }
+
+        // 60 seconds of traffic: a message to serve and a page through the tunnels, each on a new connection.
+        let binary = try Tools.securechannel()
+        let curl = try Tools.require("curl")
+        let traffic = try RunningProcess(
+            "/bin/bash",
+            [
+                "-c",
+                """
+                ok=0; failed=0; end=$((SECONDS + 60))
+                while [ $SECONDS -lt $end ]; do
+                  if '\(binary)' send --connect 127.0.0.1:\(servePort) --server-name localhost --retry 3 \
+                      --cert '\(chris).crt' --key '\(chris).key' --ca '\(chris).ca' "ping $ok" >/dev/null; then
+                    ok=$((ok+1)); else failed=$((failed+1)); echo "send failed"; fi
+                  if '\(curl)' -sf --retry 3 --retry-all-errors http://127.0.0.1:\(tclientPort)/ | grep -q 'renewed and well'; then
+                    ok=$((ok+1)); else failed=$((failed+1)); echo "curl failed"; fi
+                  sleep 0.3
+                done
+                echo "ok=$ok failed=$failed"
+                """,
+            ])
+        defer { traffic.stop() }
+        let summary = try await traffic.waitForOutput(timeout: 120) { $0.contains("failed=") }
+        let line = try #require(summary.split(separator: "\n").first { $0.hasPrefix("ok=") })
+        #expect(line.hasSuffix("failed=0"), "\(summary)")
+        let ok = Int(line.split(separator: " ")[0].dropFirst(3)) ?? 0
+        #expect(ok > 40, "\(line)")
+        for (name, process) in [("serve", serve), ("tunnel server", tserver), ("tunnel client", tclient)] {
+            let renewals = process.output().components(separatedBy: "renewed our certificate").count - 1
+            #expect(renewals >= 2, "\(name) renewed \(renewals) times: \(process.output().suffix(2000))")
+        }
+        let clientRenewals = renewer.output().components(separatedBy: "renewed CN=chris").count - 1
+        #expect(clientRenewals >= 2, "\(renewer.output())")
+
+        // Every certificate serve saw (and every one it presented) is in the intermediate's inventory, and the
+        // current ones verify against the root.
+        let inventory = try await CLI.ok(["ca", "list", "--dir", ca.issuing, "--json"]).stdout
+        let seen = Set(
+            serve.output().split(separator: "\n").compactMap { line -> String? in
+                guard let range = line.range(of: " serial ") else { return nil }
+                return String(line[range.upperBound...].prefix { $0.isHexDigit })
+            })
+        #expect(seen.count >= 3, "several client certificates seen: \(seen)")
+        for serial in seen { #expect(inventory.contains(serial), "serial \(serial) issued by the intermediate") }
+        for prefix in [jill, chris, tunnelServer, tunnelClient] {
+            _ = try await Self.openssl([
+                "verify", "-CAfile", "\(prefix).ca", "-untrusted", "\(prefix).crt", "\(prefix).crt",
+            ])
+        }
+
+        // Revoke Chris's current certificate while a connection of his is open: the next renewal is refused,
+        // and serve's CRL (fetched every 2 s) cuts the connection.
+        let held = try RunningProcess(
+            binary,
+            ["send", "--connect", "127.0.0.1:\(servePort)", "--server-name", "localhost"] + files(chris))
+        defer { held.stop() }
+        held.send("hello\n")
+        try await held.waitForOutput { $0.contains("hello") }
+        let current = try CertificateIO.parseCertificates(try SecureFile.read("\(chris).crt"), source: "chris")[0]
+        let serial = SerialNumbers.hex(current.serialNumber)
+        try await CLI.ok(["ca", "revoke", "--dir", ca.issuing, "--serial", serial])
+        // The open connection is closed by the sweep that follows the CRL reload (no new connection is made).
+        let closed = "closed: client certificate revoked: serial \(serial)"
+        let cut = try await serve.waitForOutput(timeout: 15) { $0.contains(closed) }
+        #expect(cut.contains(closed))
+        let refused = try await renewer.waitForOutput(timeout: 30) { $0.contains("was revoked") }
+        #expect(refused.contains("(403)"))
+    }
 }

@@ -17,8 +17,9 @@ struct EnrollCommand: AsyncParsableCommand {
             written unless the CA issued the certificate.
 
             EXAMPLES:
-              securechannel enroll --ca-url https://ca.internal:9443 --ca-fingerprint 3F:1A:…:9C \\
-                  --token "$TOKEN" --key-out chris.key --cert-out chris.crt --ca-out ca.crt
+              securechannel enroll --ca-url https://ca.internal:9443 \\
+                  --ca-fingerprint 3F:1A:…:9C --token "$TOKEN" \\
+                  --key-out chris.key --cert-out chris.crt --ca-out ca.crt
             """
     )
 
@@ -35,13 +36,14 @@ struct EnrollCommand: AsyncParsableCommand {
     )
     var token: String
 
-    @Option(help: ArgumentHelp("Where to write the new private key (mode 0600).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("Where to write the new private key (mode 0600).", valueName: "file"), completion: .file())
     var keyOut: String
 
-    @Option(help: ArgumentHelp("Where to write the certificate and its chain.", valueName: "file"))
+    @Option(help: ArgumentHelp("Where to write the certificate and its chain.", valueName: "file"), completion: .file())
     var certOut: String
 
-    @Option(help: ArgumentHelp("Where to write the CA bundle (the root).", valueName: "file"))
+    @Option(help: ArgumentHelp("Where to write the CA bundle (the root).", valueName: "file"), completion: .file())
     var caOut: String
 
     @OptionGroup var keyType: KeyTypeOption
@@ -83,8 +85,10 @@ struct RenewCommand: AsyncParsableCommand {
             --exec runs a command after each renewal (e.g. a reload).
 
             EXAMPLES:
-              securechannel renew --ca-url https://ca.internal:9443 --cert chris.crt --key chris.key --ca ca.crt
-              securechannel renew --ca-url https://ca.internal:9443 --cert jill.crt --key jill.key --ca ca.crt \\
+              securechannel renew --ca-url https://ca.internal:9443 \\
+                  --cert chris.crt --key chris.key --ca ca.crt
+              securechannel renew --ca-url https://ca.internal:9443 \\
+                  --cert jill.crt --key jill.key --ca ca.crt \\
                   --daemon --exec 'systemctl reload myservice'
             """
     )
@@ -92,13 +96,15 @@ struct RenewCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The online CA: https://HOST:PORT.", valueName: "url"))
     var caURL: String
 
-    @Option(help: ArgumentHelp("The current certificate (replaced).", valueName: "file"))
+    @Option(help: ArgumentHelp("The current certificate (replaced).", valueName: "file"), completion: .file())
     var cert: String
 
-    @Option(help: ArgumentHelp("Its private key (replaced).", valueName: "file"))
+    @Option(help: ArgumentHelp("Its private key (replaced).", valueName: "file"), completion: .file())
     var key: String
 
-    @Option(help: ArgumentHelp("The CA bundle the online CA is verified against (refreshed).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("The CA bundle the online CA is verified against (refreshed).", valueName: "file"),
+        completion: .file())
     var ca: String
 
     @Flag(help: "Keep running: renew at two thirds of each lifetime, retry with backoff until expiry.")
@@ -135,7 +141,7 @@ struct RenewCommand: AsyncParsableCommand {
                         "\(cert) expired at \(CertificateDescription.format(current.leaf.notValidAfter)) before it could be renewed (\(error)); enroll again with a new token"
                     )
                 }
-                let backoff = min(RenewalSchedule.backoff(failures), max(1, left / 2))
+                let backoff = RenewalSchedule.backoff(failures: failures, left: left)
                 Console.error("renewal failed (\(error)); retrying in \(Int(backoff.rounded())) s")
                 try await Task.sleep(for: .milliseconds(Int64(backoff * 1000)))
             }
@@ -143,23 +149,7 @@ struct RenewCommand: AsyncParsableCommand {
     }
 
     private func renewOnce(_ files: RenewalFiles) async throws {
-        let current = try TLSIdentity.load(certificateFile: cert, keyFile: key)
-        let trust = try TrustAnchors.load(file: ca)
-        let leaf = current.leaf
-        let names = CertificateDescription.alternativeNames(of: leaf)
-        func values(_ prefix: String) -> [String] {
-            names.filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
-        }
-        let commonName =
-            leaf.subject.reversed().lazy.flatMap { $0 }.first { $0.type == .RDNAttributeType.commonName }
-            .map { String(describing: $0.value) } ?? ""
-        let (newKey, csr) = try CertificateRequest.make(
-            name: commonName, dnsNames: values("DNS:"), ipAddresses: values("IP:"), emails: values("email:"),
-            uris: values("URI:"), keyType: KeyType(leaf.publicKey) ?? .default)
-        let client = try ESTClient(url: caURL, trust: trust.certificates, identity: current)
-        let certificate = try await client.reenroll(csr: try csr.serializeAsPEM().derBytes)
-        let chain = try await client.caCertificates()
-        try files.write(key: newKey, certificate: certificate, chain: chain)
+        let certificate = try await Renewal.renew(url: caURL, files: files, trustFile: ca)
         Console.out(
             "renewed \(certificate.subject) (serial \(SerialNumbers.hex(certificate.serialNumber)), valid until \(CertificateDescription.format(certificate.notValidAfter)))"
         )
@@ -167,42 +157,6 @@ struct RenewCommand: AsyncParsableCommand {
             let status = try ShellCommand.run(exec)
             if status != 0 { Console.error("--exec '\(exec)' exited with status \(status)") }
         }
-    }
-}
-
-/// The three files of an enrolled end, written so that a reader never pairs a new certificate with an old key.
-struct RenewalFiles {
-    var key: String
-    var certificate: String
-    var ca: String
-
-    /// The key first (0600), then the certificate with the CA's chain below the root, then the root as CA bundle.
-    func write(key newKey: Certificate.PrivateKey, certificate leaf: Certificate, chain: [Certificate]) throws {
-        guard newKey.publicKey == leaf.publicKey else {
-            throw CLIError("the online CA answered with a certificate for another key; nothing was written")
-        }
-        let intermediates = chain.filter { $0.subject != $0.issuer }
-        let roots = chain.filter { $0.subject == $0.issuer }
-        try SecureFile.write(try PrivateKeyIO.pem(newKey), to: key, mode: SecureFile.privateMode)
-        try SecureFile.write(
-            try CertificateIO.pem([leaf] + intermediates), to: certificate, mode: SecureFile.publicMode)
-        if !roots.isEmpty {
-            try SecureFile.write(try CertificateIO.pem(roots), to: ca, mode: SecureFile.publicMode)
-        }
-    }
-}
-
-/// When a certificate is due for renewal: two thirds of its lifetime, ±10 % of it at random.
-enum RenewalSchedule {
-    static func due(_ certificate: Certificate, jitter: Double = Double.random(in: -0.1...0.1)) -> Date {
-        let start = certificate.notValidBefore
-        let lifetime = certificate.notValidAfter.timeIntervalSince(start)
-        return start + lifetime * (2.0 / 3.0 + jitter)
-    }
-
-    /// 1, 2, 4 … seconds, at most 60.
-    static func backoff(_ failures: Int) -> TimeInterval {
-        min(60, pow(2, Double(max(0, failures - 1))))
     }
 }
 

@@ -53,9 +53,12 @@ struct CATokenCommand: AsyncParsableCommand {
             Only its SHA-256 is stored. The token alone goes to stdout; what it allows to stderr.
 
             EXAMPLES:
-              securechannel ca token --dir issuing --kind client --name Chris --ttl 10m --lifetime 24h
-              securechannel ca token --dir issuing --kind server --name Jill --dns jill.example
-              securechannel ca token --dir issuing --kind workload --spiffe-id spiffe://example.org/ns/web
+              securechannel ca token --dir issuing --kind client --name Chris \\
+                  --ttl 10m --lifetime 24h
+              securechannel ca token --dir issuing --kind server --name Jill \\
+                  --dns jill.example
+              securechannel ca token --dir issuing --kind workload \\
+                  --spiffe-id spiffe://example.org/ns/web
             """
     )
 
@@ -146,9 +149,10 @@ struct CAServeCommand: AsyncParsableCommand {
 
             EXAMPLES:
               securechannel ca serve --dir issuing --listen 127.0.0.1:9443 \\
-                  --cert issuing/ca-server.crt --key issuing/ca-server.key
-              securechannel ca serve --dir issuing --listen 0.0.0.0:9443 --cert est.crt --key est.key \\
-                  --default-lifetime 24h --max-lifetime 7d --metrics 127.0.0.1:9090 --log-format json
+                  --cert issuing/est.crt --key issuing/est.key
+              securechannel ca serve --dir issuing --listen 0.0.0.0:9443 \\
+                  --cert est.crt --key est.key --default-lifetime 24h \\
+                  --max-lifetime 7d --metrics 127.0.0.1:9090 --log-format json
             """
     )
 
@@ -157,15 +161,18 @@ struct CAServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Where to listen.", valueName: "host:port"), transform: Endpoint.argument)
     var listen: Endpoint
 
-    @Option(help: ArgumentHelp("This listener's certificate (PEM, with its chain).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("This listener's certificate (PEM, with its chain).", valueName: "file"),
+        completion: .file())
     var cert: String
 
-    @Option(help: ArgumentHelp("Its private key.", valueName: "file"))
+    @Option(help: ArgumentHelp("Its private key.", valueName: "file"), completion: .file())
     var key: String
 
     @Option(
         help: ArgumentHelp(
-            "CA bundle that client certificates are verified against (default: the CA's root).", valueName: "file"))
+            "CA bundle that client certificates are verified against (default: the CA's root).", valueName: "file"),
+        completion: .file())
     var trust: String?
 
     @Option(

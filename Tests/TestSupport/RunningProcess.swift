@@ -142,21 +142,23 @@ public final class RunningProcess: @unchecked Sendable {
         if isRunning { kill(pid, signal) }
     }
 
-    /// Stops the process (SIGTERM, then SIGKILL after 3 s), reaps it and removes its files.
+    /// Stops the process: SIGTERM now; then, on a thread of its own, SIGKILL if it is still there after 3 s, the
+    /// reaping and the removal of its files. Cleanups call this from `defer` on one of the test process's few
+    /// concurrency threads, which every other test's handshakes need: it never waits there.
     public func stop() {
         closeInput()
-        if isRunning {
-            kill(pid, SIGTERM)
+        if isRunning { kill(pid, SIGTERM) }
+        let thread = Thread { [self] in
             let deadline = Date().addingTimeInterval(3)
             while isRunning && Date() < deadline { usleep(10_000) }
             if isRunning {
-                // Bounded: a test's cleanup must never hang the run (it blocks one of the few concurrency threads).
                 kill(pid, SIGKILL)
                 let killed = Date().addingTimeInterval(10)
                 while isRunning && Date() < killed { usleep(10_000) }
             }
+            directory.cleanup()
         }
-        directory.cleanup()
+        thread.start()
     }
 
     /// The first `HOST:PORT` after `marker` in the output, as a port number.

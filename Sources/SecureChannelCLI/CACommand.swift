@@ -14,7 +14,7 @@ struct CACommand: AsyncParsableCommand {
         subcommands: [
             CAInitCommand.self, CAIssueCommand.self, CASignCommand.self, CAListCommand.self, CARevokeCommand.self,
             CACRLCommand.self, CARenewCommand.self, CATidyCommand.self, CATokenCommand.self, CAServeCommand.self,
-            CABenchCommand.self,
+            CABenchCommand.self, CABenchRenewCommand.self,
         ]
     )
 }

@@ -241,3 +241,58 @@ public final class NIOLockedBoxSendable<Value: Sendable>: @unchecked Sendable {
         set { lock.withLock { stored = newValue } }
     }
 }
+
+/// `Benchmarks/est-renewals.sh`: renewals per second against one online CA, each a new TLS connection with our
+/// certificate, a new key and CSR, the CA's checks, signature and store write. The certificate in `files` is renewed
+/// again and again (it stays current); the new certificates are discarded.
+public enum RenewalLoad {
+    /// Renewals done and seconds taken.
+    public struct Result: Codable, Sendable {
+        public var renewals: Int
+        public var failures: Int
+        public var seconds: Double
+        public var renewalsPerSecond: Double
+    }
+
+    public static func run(url: String, files: TLSMaterialFiles, seconds: Double, concurrency: Int) async throws
+        -> Result
+    {
+        let identity = try TLSIdentity.load(certificateFile: files.certificate, keyFile: files.key)
+        let trust = try TrustAnchors.load(file: files.ca)
+        let client = try ESTClient(url: url, trust: trust.certificates, identity: identity)
+        let leaf = identity.leaf
+        let names = CertificateDescription.alternativeNames(of: leaf)
+        let commonName =
+            leaf.subject.reversed().lazy.flatMap { $0 }.first { $0.type == .RDNAttributeType.commonName }
+            .map { String(describing: $0.value) } ?? ""
+        let uris = names.filter { $0.hasPrefix("URI:") }.map { String($0.dropFirst(4)) }
+        let emails = names.filter { $0.hasPrefix("email:") }.map { String($0.dropFirst(6)) }
+        let start = Date()
+        let end = start + seconds
+        let counts = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+            for _ in 0..<max(1, concurrency) {
+                group.addTask {
+                    var done = 0
+                    var failed = 0
+                    while Date() < end {
+                        let (_, csr) = try CertificateRequest.make(
+                            name: commonName, emails: emails, uris: uris, keyType: KeyType(leaf.publicKey) ?? .default)
+                        do {
+                            _ = try await client.reenroll(csr: try csr.serializeAsPEM().derBytes)
+                            done += 1
+                        } catch {
+                            failed += 1
+                        }
+                    }
+                    return (done, failed)
+                }
+            }
+            var total = (0, 0)
+            for try await (done, failed) in group { total = (total.0 + done, total.1 + failed) }
+            return total
+        }
+        let elapsed = Date().timeIntervalSince(start)
+        return Result(
+            renewals: counts.0, failures: counts.1, seconds: elapsed, renewalsPerSecond: Double(counts.0) / elapsed)
+    }
+}

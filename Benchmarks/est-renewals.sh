@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Renewals per second of one `ca serve` (issue 17) beside `serve`'s full mTLS handshakes per second, in one run,
+# with the server's CPU time per renewal and per handshake (utime + stime from /proc/PID/stat).
+#   - a renewal: a new TLS 1.3 connection presenting the current certificate, a new P-256 key and CSR (made by the
+#     client), the CA's checks, its signature, one store transaction (SQLite), the PKCS#7 answer;
+#   - a handshake: `securechannel bench --mode handshake` (new connection, full mTLS handshake, one echo, close).
+# Target: renewals/s at least half of handshakes/s.
+# Usage: Benchmarks/est-renewals.sh [SECONDS] [CONCURRENCY]   (default 10 s, 4 in flight)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_RUN=${1:-10}
+CONCURRENCY=${2:-4}
+swift build -c release --product securechannel >/dev/null
+SC="$PWD/.build/release/securechannel"
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+cd "$WORK"
+"$SC" ca init --dir root --name "Bench Root" --intermediates >/dev/null
+"$SC" ca init --dir issuing --parent root --name "Bench Issuing" >/dev/null
+"$SC" ca issue server --dir issuing --name est --dns localhost --ip 127.0.0.1 >/dev/null
+"$SC" ca issue server --dir issuing --name jill --dns localhost --ip 127.0.0.1 >/dev/null
+"$SC" ca issue client --dir issuing --name chris >/dev/null
+cp root/ca.crt bundle.crt
+
+cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+ticks=$(getconf CLK_TCK)
+wait_port() { for _ in $(seq 1 100); do grep -o "listening on 127.0.0.1:[0-9]*" "$1" | cut -d: -f2 && return; sleep 0.1; done; exit 1; }
+
+"$SC" ca serve --dir issuing --listen 127.0.0.1:0 --cert issuing/est.crt --key issuing/est.key \
+    --rate-limit 1000000 > ca.log 2>&1 &
+PIDS+=($!); CA_PID=$!
+CA_PORT=$(wait_port ca.log)
+"$SC" serve --listen 127.0.0.1:0 --cert issuing/jill.crt --key issuing/jill.key --ca bundle.crt \
+    --allow-any-client > serve.log 2>&1 &
+PIDS+=($!); SERVE_PID=$!
+SERVE_PORT=$(wait_port serve.log)
+
+before=$(cpu "$CA_PID")
+"$SC" ca bench-renew --ca-url "https://localhost:$CA_PORT" --cert issuing/chris.crt --key issuing/chris.key \
+    --ca bundle.crt --seconds "$SECONDS_RUN" --concurrency "$CONCURRENCY" > renew.json
+after=$(cpu "$CA_PID")
+ca_cpu=$((after - before))
+
+before=$(cpu "$SERVE_PID")
+"$SC" bench --connect "127.0.0.1:$SERVE_PORT" --server-name localhost --cert issuing/chris.crt \
+    --key issuing/chris.key --ca bundle.crt --mode handshake --connections "$CONCURRENCY" \
+    --duration "$SECONDS_RUN" --json > handshake.json
+after=$(cpu "$SERVE_PID")
+serve_cpu=$((after - before))
+
+python3 - "$ca_cpu" "$serve_cpu" "$ticks" <<'PY'
+import json, sys
+ca_cpu, serve_cpu, ticks = (int(v) for v in sys.argv[1:])
+renew = json.load(open("renew.json"))
+hand = json.load(open("handshake.json"))
+hs = hand.get("handshakes_per_second") or 0
+hcount = hand.get("messages") or 0  # one echo per handshake in this mode
+rps = renew["renewalsPerSecond"]
+print("| what | per second | server CPU µs each | count | failures |")
+print("|---|---:|---:|---:|---:|")
+print(f"| ca serve: renewals (EST simplereenroll) | {rps:,.1f} | {ca_cpu / ticks * 1e6 / max(renew['renewals'], 1):,.0f} | {renew['renewals']} | {renew['failures']} |")
+print(f"| serve: full mTLS handshakes | {hs:,.1f} | {serve_cpu / ticks * 1e6 / max(hcount, 1):,.0f} | {hcount} | {hand.get('errors', 0)} |")
+print(f"\nrenewals/s over handshakes/s: {rps / hs:.2f} (target: at least 0.50)" if hs else "no handshake figure")
+PY

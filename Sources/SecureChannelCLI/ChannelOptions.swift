@@ -216,3 +216,17 @@ func formatSeconds(_ amount: TimeAmount) -> String {
 func timeAmount(seconds: Double) -> TimeAmount {
     .nanoseconds(Int64(seconds * 1e9))
 }
+
+/// `--log-format` and `--metrics` of `serve` and `ca serve`.
+struct ProcessOutputOptions: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "Log format: text (default) or json (one object per line, stable field names).", valueName: "format"))
+    var logFormat: LogFormat?
+
+    @Option(
+        help: ArgumentHelp(
+            "Serve Prometheus metrics on http://HOST:PORT/metrics and a health check on /healthz.",
+            valueName: "host:port"), transform: Endpoint.argument)
+    var metrics: Endpoint?
+}

@@ -193,16 +193,7 @@ struct CAServeCommand: AsyncParsableCommand {
         transform: TimeSpan.argument)
     var crlRefresh = TimeSpan(seconds: 60)
 
-    @Option(
-        help: ArgumentHelp(
-            "Log format: text (default) or json (one object per line, stable field names).", valueName: "format"))
-    var logFormat: LogFormat?
-
-    @Option(
-        help: ArgumentHelp(
-            "Serve Prometheus metrics on http://HOST:PORT/metrics and a health check on /healthz.",
-            valueName: "host:port"), transform: Endpoint.argument)
-    var metrics: Endpoint?
+    @OptionGroup var output: ProcessOutputOptions
 
     func validate() throws {
         guard rateLimit > 0 else { throw ValidationError("--rate-limit must be 1 or more (got \(rateLimit))") }
@@ -210,9 +201,9 @@ struct CAServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let authority = try ca.open()
-        let format = logFormat ?? .text
+        let format = output.logFormat ?? .text
         let logger = format.makeLogger(label: "securechannel.ca-serve")
-        let endpoint = metrics.map { PrometheusEndpoint(host: $0.host, port: $0.port, logger: logger) }
+        let endpoint = output.metrics.map { PrometheusEndpoint(host: $0.host, port: $0.port, logger: logger) }
         let trustFile: String
         if let trust {
             trustFile = trust

@@ -86,16 +86,7 @@ struct ServeCommand: AsyncParsableCommand {
             valueName: "days"))
     var expiryWarningDays: Int?
 
-    @Option(
-        help: ArgumentHelp(
-            "Log format: text (default) or json (one object per line, stable field names).", valueName: "format"))
-    var logFormat: LogFormat?
-
-    @Option(
-        help: ArgumentHelp(
-            "Serve Prometheus metrics on http://HOST:PORT/metrics and a health check on /healthz.",
-            valueName: "host:port"), transform: Endpoint.argument)
-    var metrics: Endpoint?
+    @OptionGroup var output: ProcessOutputOptions
 
     @Flag(
         help:
@@ -126,8 +117,8 @@ struct ServeCommand: AsyncParsableCommand {
         fields.set("idle-timeout", idleTimeout)
         fields.set("max-connections", maxConnections)
         fields.set("expiry-warning-days", expiryWarningDays)
-        fields.set("log-format", logFormat?.rawValue)
-        fields.set("metrics", metrics?.description)
+        fields.set("log-format", output.logFormat?.rawValue)
+        fields.set("metrics", output.metrics?.description)
         fields.set("accept-proxy-protocol", flag: acceptProxyProtocol)
         fields.set("drain-timeout", drainTimeout)
         fields.set("reuse-port", flag: reusePort)
@@ -139,7 +130,7 @@ struct ServeCommand: AsyncParsableCommand {
         let file = try config.map { try ConfigFile(path: $0) }
         let online = try file.map { try $0.serveOnlineCA(overriddenBy: fields) } ?? fields.onlineCA()
         // The log format is read before the files are loaded: the CRL from --crl-url is fetched (and logged) first.
-        let formatName = try file.map { try $0.serveLogFormat(overriddenBy: fields) } ?? logFormat?.rawValue
+        let formatName = try file.map { try $0.serveLogFormat(overriddenBy: fields) } ?? output.logFormat?.rawValue
         let format = LogFormat(rawValue: formatName ?? "text") ?? .text
         let logger = format.makeLogger(label: "securechannel.serve")
         var wiring = OnlineCAWiring(logger: logger)

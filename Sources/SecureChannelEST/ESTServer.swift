@@ -350,22 +350,29 @@ struct ESTResponse: Sendable {
     }
 }
 
-/// At most N requests a minute from one client address (a sliding pair of one-minute windows).
+/// At most N requests a minute from one client address: a bucket of N tokens per address that refills at N a
+/// minute, so a burst of N passes and a steady client gets N a minute, with no window edge to reset it.
 final class RequestLimiter: Sendable {
     private let perMinute: Int
-    private let state = NIOLockedValueBox<(minute: Int, counts: [String: Int])>((0, [:]))
+    private let state = NIOLockedValueBox<[String: (tokens: Double, last: Date)]>([:])
 
     init(perMinute: Int) { self.perMinute = perMinute }
 
     func admit(_ address: String, now: Date = Date()) -> Bool {
-        let minute = Int(now.timeIntervalSince1970 / 60)
-        return state.withLockedValue { state in
-            if state.minute != minute {
-                state.minute = minute
-                state.counts = [:]
+        let capacity = Double(perMinute)
+        let rate = capacity / 60
+        return state.withLockedValue { buckets in
+            if buckets.count > 10_000 {
+                // Forget the addresses whose buckets are full again: they lose nothing.
+                buckets = buckets.filter { $0.value.tokens + now.timeIntervalSince($0.value.last) * rate < capacity }
             }
-            state.counts[address, default: 0] += 1
-            return state.counts[address, default: 0] <= perMinute
+            var bucket = buckets[address] ?? (capacity, now)
+            bucket.tokens = min(capacity, bucket.tokens + now.timeIntervalSince(bucket.last) * rate)
+            bucket.last = now
+            let admitted = bucket.tokens >= 1
+            if admitted { bucket.tokens -= 1 }
+            buckets[address] = bucket
+            return admitted
         }
     }
 }

@@ -138,7 +138,8 @@ public final class CertificateRenewer: Service, Sendable {
                 failures.increment()
                 failed += 1
                 let left = current.notValidAfter.timeIntervalSinceNow
-                let backoff = RenewalSchedule.backoff(failures: failed, left: max(left, 2))
+                // Once the certificate has expired it cannot renew: try once a minute (the line says what to do).
+                let backoff = left > 0 ? RenewalSchedule.backoff(failures: failed, left: left) : 60
                 logger.error(
                     "renewal at \(url) failed (\(error)); retrying in \(String(format: "%.1f", backoff)) s\(left > 0 ? "" : " (the certificate has expired: renewal will keep failing; enroll again)")",
                     metadata: ["event": "renewal-failed"])

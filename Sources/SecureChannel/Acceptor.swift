@@ -192,9 +192,9 @@ package final class Acceptor: Sendable {
     private func closeAtExpiry(_ channel: any Channel, _ record: ConnectionRecord) {
         guard let certificate = record.certificate else { return }
         let seconds = min(max(0, certificate.notValidAfter.timeIntervalSinceNow), 10 * 365 * 86_400)
-        let text = expired(certificate)
         let task = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9)) + .milliseconds(1)) {
-            record.noteClose(text)
+            // Said only when it happens: nothing formatted per connection for a close that rarely comes.
+            record.noteClose(self.expired(certificate))
             channel.close(promise: nil)
         }
         channel.closeFuture.whenComplete { _ in task.cancel() }

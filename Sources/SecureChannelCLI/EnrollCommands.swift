@@ -62,6 +62,7 @@ struct EnrollCommand: AsyncParsableCommand {
             name: claims.name, dnsNames: claims.dns, ipAddresses: claims.ip, uris: claims.uri,
             keyType: keyType.keyType)
         let certificate = try await client.enroll(csr: try csr.serializeAsPEM().derBytes, token: token)
+        try await ESTClient.checkIssued(certificate, chain: chain, trust: chain.filter { $0.subject == $0.issuer })
         try RenewalFiles(key: keyOut, certificate: certOut, ca: caOut).write(
             key: key, certificate: certificate, chain: chain)
         Console.out(

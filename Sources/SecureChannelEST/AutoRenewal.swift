@@ -77,6 +77,7 @@ public enum Renewal {
         let client = try ESTClient(url: url, trust: trust.certificates, identity: current)
         let certificate = try await client.reenroll(csr: try csr.serializeAsPEM().derBytes)
         let chain = try await client.caCertificates()
+        try await ESTClient.checkIssued(certificate, chain: chain, trust: trust.certificates)
         try files.write(key: newKey, certificate: certificate, chain: chain)
         return certificate
     }

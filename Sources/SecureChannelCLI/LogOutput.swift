@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SecureChannelPKI
 
 /// `--log-format text|json`: one line per event on stderr.
 enum LogFormat: String, ExpressibleByArgument, CaseIterable {
@@ -75,21 +76,9 @@ struct TextLogHandler: LogHandler {
     }
 }
 
-/// UTC timestamps for log lines (`2026-11-27T07:50:47.123Z`), formatted with `gmtime_r`: a Foundation
-/// `ISO8601DateFormatter` per line cost a fifth of the server's CPU under a handshake load (perf, BENCHMARKS.md).
+/// UTC timestamps for log lines (`2026-11-27T07:50:47.123Z`), by the PKI's one date formatter (`gmtime_r`: a
+/// Foundation `ISO8601DateFormatter` per line cost a fifth of the server's CPU under a handshake load, BENCHMARKS.md).
 enum LogTimestamp {
     /// The current time, ISO 8601 with milliseconds, UTC.
-    static func now() -> String {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        var seconds = spec.tv_sec
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let digits = String(value)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
-        }
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(spec.tv_nsec / 1_000_000), 3))Z"
-    }
+    static func now() -> String { CertificateDescription.format(Date(), milliseconds: true) }
 }

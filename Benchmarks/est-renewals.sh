@@ -6,12 +6,13 @@
 #   - a handshake: `securechannel bench --mode handshake` (new connection, full mTLS handshake, one echo, close).
 # Target: renewals/s at least half of handshakes/s.
 # Usage: Benchmarks/est-renewals.sh [SECONDS] [CONCURRENCY]   (default 10 s, 4 in flight)
+#   SECURECHANNEL_BIN=PATH measures that binary instead of building this checkout (to compare two builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_RUN=${1:-10}
 CONCURRENCY=${2:-4}
-swift build -c release --product securechannel >/dev/null
-SC="$PWD/.build/release/securechannel"
+if [ -z "${SECURECHANNEL_BIN:-}" ]; then swift build -c release --product securechannel >/dev/null; fi
+SC="${SECURECHANNEL_BIN:-$PWD/.build/release/securechannel}"
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }

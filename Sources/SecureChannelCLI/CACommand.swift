@@ -14,7 +14,7 @@ struct CACommand: AsyncParsableCommand {
         subcommands: [
             CAInitCommand.self, CAIssueCommand.self, CASignCommand.self, CAListCommand.self, CARevokeCommand.self,
             CACRLCommand.self, CARenewCommand.self, CATidyCommand.self, CATokenCommand.self, CAServeCommand.self,
-            CABenchCommand.self, CABenchRenewCommand.self,
+            CAExportCommand.self, CABenchCommand.self, CABenchRenewCommand.self,
         ]
     )
 }
@@ -303,8 +303,9 @@ struct CAListCommand: AsyncParsableCommand {
         commandName: "list",
         abstract: "List every certificate this CA issued, with its status and files.",
         discussion: """
-            FILE is the prefix of PREFIX.crt and PREFIX.key, relative to DIR when inside it. DAYS LEFT counts \
-            whole days rounded up (a fresh 90-day certificate shows 90).
+            FILE is the prefix of PREFIX.crt and PREFIX.key, relative to DIR when inside it, or (store) for a \
+            certificate issued over the network (ca serve), which only the store holds: 'ca export' prints it. DAYS \
+            LEFT counts whole days rounded up (a fresh 90-day certificate shows 90).
 
             EXAMPLES:
               securechannel ca list --dir pki
@@ -366,11 +367,44 @@ struct CAListCommand: AsyncParsableCommand {
             table.append([
                 row.serial, row.kind.rawValue, row.subject,
                 row.subjectAlternativeNames.isEmpty ? "-" : row.subjectAlternativeNames.joined(separator: ","),
-                row.file, CertificateDescription.format(row.notAfter),
+                row.file.isEmpty ? "(store)" : row.file, CertificateDescription.format(row.notAfter),
                 row.revocationReason.map { "revoked (\($0))" } ?? row.status.rawValue, String(row.daysLeft),
             ])
         }
         Console.out(TextTable.render(table))
+    }
+}
+
+/// `securechannel ca export`.
+struct CAExportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Print a certificate this CA issued (PEM), by its serial: from the store or its file.",
+        discussion: """
+            Certificates issued over the network (ca serve: enrollments and renewals) are kept in the store, not \
+            in files; this prints them.
+
+            EXAMPLES:
+              securechannel ca export --dir pki --serial 5A0C…
+              securechannel ca export --dir pki --serial 5A0C… | openssl x509 -noout -text
+            """
+    )
+
+    @Option(help: "The CA directory.", completion: .directory)
+    var dir: String
+
+    @OptionGroup var store: StoreOption
+
+    @Option(help: "The certificate's serial number (hex, as 'ca list' shows it).")
+    var serial: String
+
+    func run() async throws {
+        guard SecureFile.exists("\(dir)/\(CertificateAuthority.Files.certificate)") else {
+            throw PKIError(.fileNotFound, "no CA in \(dir); create one with 'securechannel ca init --dir \(dir)'")
+        }
+        let store = try CertificateAuthority.openStore(directory: dir, store: store.location())
+        let pem = try store.certificatePEM(serial: serial, directory: dir)
+        Console.out(pem.hasSuffix("\n") ? String(pem.dropLast()) : pem)
     }
 }
 

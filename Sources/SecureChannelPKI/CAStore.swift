@@ -11,7 +11,7 @@ public final class CAStore: Sendable {
     /// File name of the SQLite store inside a CA directory.
     public static let fileName = "ca.db"
     /// The schema this code creates and reads.
-    static let schemaVersion = 2
+    static let schemaVersion = 3
 
     /// Where a store is.
     public enum Location: Sendable, Equatable, CustomStringConvertible {
@@ -98,6 +98,8 @@ public final class CAStore: Sendable {
                 certificate_path TEXT NOT NULL, key_path TEXT NOT NULL, public_key_sha256 TEXT, \
                 revoked_at DOUBLE PRECISION, revocation_reason TEXT, UNIQUE (issuer, serial))
                 """,
+                // Version 3 adds `certificate_pem` (below): the certificate itself, for those issued over the
+                // network, which have no file in the CA directory.
                 "CREATE INDEX IF NOT EXISTS sc_certificates_name ON sc_certificates (issuer, name)",
                 "CREATE INDEX IF NOT EXISTS sc_certificates_not_after ON sc_certificates (issuer, not_after)",
                 "CREATE INDEX IF NOT EXISTS sc_certificates_revoked ON sc_certificates (issuer, revoked_at) WHERE revoked_at IS NOT NULL",
@@ -118,6 +120,7 @@ public final class CAStore: Sendable {
             ] {
                 _ = try backend.execute(statement, [])
             }
+            try addColumn("certificate_pem", type: "TEXT", to: "sc_certificates")
             let rows = try backend.execute("SELECT value FROM sc_meta WHERE issuer = '' AND key = 'schema'", [])
             if let text = rows.first?.first?.string, let version = Int(text), version > Self.schemaVersion {
                 throw Self.newerSchema(version, location)
@@ -129,6 +132,20 @@ public final class CAStore: Sendable {
             _ = try backend.execute(
                 "INSERT INTO sc_counters (issuer, name, value) VALUES ($1, 'crl', 1) ON CONFLICT DO NOTHING",
                 [.text(issuer)])
+        }
+    }
+
+    /// Adds a nullable column unless the table has it (inside the schema transaction).
+    private func addColumn(_ column: String, type: String, to table: String) throws {
+        switch backend.dialect {
+        case .postgres:
+            _ = try backend.execute("ALTER TABLE \(table) ADD COLUMN IF NOT EXISTS \(column) \(type)", [])
+        case .sqlite:
+            let rows = try backend.execute(
+                "SELECT COUNT(*) FROM pragma_table_info('\(table)') WHERE name = '\(column)'", [])
+            if rows.first?.first?.integer == 0 {
+                _ = try backend.execute("ALTER TABLE \(table) ADD COLUMN \(column) \(type)", [])
+            }
         }
     }
 
@@ -262,19 +279,78 @@ public final class CAStore: Sendable {
 
     /// Records a newly signed certificate, refusing (in the same transaction) a key that was ever revoked and a
     /// serial already used.
-    func record(_ entry: Inventory.Entry) throws {
-        try backend.writeTransaction(lockKey: issuer) {
-            if let hash = entry.publicKeySHA256, let revoked = try revokedKey(hash) {
-                throw PKIError(
-                    .revokedKey,
-                    "this public key belonged to certificate \(revoked.serial), revoked (\(revoked.reason)): a revoked key is never certified again; make a new key"
-                )
-            }
-            guard try !contains(serial: entry.serial) else {
-                throw PKIError(.store, "serial \(entry.serial) is already in the CA store; issue again")
-            }
-            try insert([entry], ignoringDuplicates: false)
+    func record(_ entry: Inventory.Entry, certificatePEM: String? = nil) throws {
+        // On SQLite one statement, atomic on its own, does the checks and the insert: each statement is a trip to
+        // sqlite-nio's thread and back, which was most of an issuance's store time. On PostgreSQL the SELECT's
+        // untyped NULL parameters would not insert, so there the checks come first, in a transaction.
+        if backend.dialect == .sqlite, let hash = entry.publicKeySHA256 {
+            if try insertUnlessRevoked(entry, publicKeySHA256: hash, certificatePEM: certificatePEM) { return }
+            try refuse(entry)
+            throw PKIError(.store, "serial \(entry.serial) could not be recorded in the CA store; issue again")
         }
+        try backend.writeTransaction(lockKey: issuer) {
+            try refuse(entry)
+            try insert([entry], ignoringDuplicates: false)
+            if let certificatePEM {
+                _ = try backend.execute(
+                    "UPDATE sc_certificates SET certificate_pem = $3 WHERE issuer = $1 AND serial = $2",
+                    [.text(issuer), .text(entry.serial), .text(certificatePEM)])
+            }
+        }
+    }
+
+    /// The certificate with this serial (PEM): as the store holds it (issued over the network), else read from
+    /// the file it was written to (`directory` resolves a relative path).
+    public func certificatePEM(serial: String, directory: String) throws -> String {
+        let (clause, binds) = Filter(serial: serial).clause()
+        guard
+            let row = try backend.execute(
+                "SELECT certificate_pem, certificate_path FROM sc_certificates WHERE \(clause)", [.text(issuer)] + binds
+            ).first
+        else {
+            throw PKIError(
+                .fileNotFound, "no certificate with serial \(serial) in this CA's store; 'ca list' shows the serials")
+        }
+        if let pem = row[0].string { return pem }
+        let path = row[1].string ?? ""
+        let file = path.hasPrefix("/") ? path : "\(directory)/\(path)"
+        let certificates = try CertificateIO.parseCertificates(try SecureFile.read(file), source: file)
+        return try CertificateIO.pem(Array(certificates.prefix(1)))
+    }
+
+    /// Throws why `entry` cannot be recorded (its key was revoked, or its serial is taken); returns if neither.
+    private func refuse(_ entry: Inventory.Entry) throws {
+        if let hash = entry.publicKeySHA256, let revoked = try revokedKey(hash) {
+            throw PKIError(
+                .revokedKey,
+                "this public key belonged to certificate \(revoked.serial), revoked (\(revoked.reason)): a revoked key is never certified again; make a new key"
+            )
+        }
+        guard try !contains(serial: entry.serial) else {
+            throw PKIError(.store, "serial \(entry.serial) is already in the CA store; issue again")
+        }
+    }
+
+    /// Inserts `entry` unless its key was revoked or its serial is taken, in one statement; whether it did.
+    private func insertUnlessRevoked(_ entry: Inventory.Entry, publicKeySHA256: String, certificatePEM: String?)
+        throws -> Bool
+    {
+        let binds: [SQLValue] = [
+            .text(issuer), .text(entry.serial), .text(entry.kind.rawValue), .text(entry.name), .text(entry.subject),
+            .text(entry.subjectAlternativeNames.joined(separator: "\n")), .text(entry.keyType),
+            SQLValue(entry.notBefore), SQLValue(entry.notAfter), .text(entry.certificatePath), .text(entry.keyPath),
+            .text(publicKeySHA256), SQLValue(entry.revocation?.date), SQLValue(entry.revocation?.reason),
+            SQLValue(certificatePEM),
+        ]
+        let values = (1...binds.count).map { "$\($0)" }.joined(separator: ", ")
+        let rows = try backend.execute(
+            """
+            INSERT INTO sc_certificates (issuer, \(Self.columns), certificate_pem) SELECT \(values) \
+            WHERE NOT EXISTS (SELECT 1 FROM sc_revoked_keys WHERE issuer = $1 AND public_key_sha256 = $12) \
+            AND NOT EXISTS (SELECT 1 FROM sc_certificates WHERE issuer = $1 AND serial IN ($2, '00' || $2)) \
+            ON CONFLICT DO NOTHING RETURNING serial
+            """, binds)
+        return !rows.isEmpty
     }
 
     /// Inserts entries (many per statement); with `ignoringDuplicates`, a serial already there is skipped.

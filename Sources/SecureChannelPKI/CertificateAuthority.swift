@@ -235,8 +235,8 @@ public struct CertificateAuthority: Sendable {
 
     /// Issues for `publicKey`; writes `key` beside the certificate when given (nil: the key stays with whoever made
     /// a CSR). With `replace`, existing files at the prefix are replaced (renewal), else refused. With no prefix
-    /// (enrollment over the network: the certificate goes back to the requester) only `issued/SERIAL.crt` is
-    /// written, and recorded as the certificate's file.
+    /// (enrollment over the network: the certificate goes back to the requester) no file is written: the store
+    /// keeps the certificate itself (`ca export`), so a fleet renewing every day adds rows, not files.
     func issue(
         _ request: IssuanceRequest, publicKey: Certificate.PublicKey, key: Certificate.PrivateKey?, prefix: String?,
         replace: Bool, now: Date
@@ -251,13 +251,28 @@ public struct CertificateAuthority: Sendable {
                 }
             }
             let publicKeySHA256 = try publicKey.spkiSHA256()
-            if let revoked = try store.revokedKey(publicKeySHA256) {
+            // Files are written before the record, so a revoked key is refused before them. With no files, the
+            // record alone refuses it, in the statement that would store the certificate.
+            if prefix != nil, let revoked = try store.revokedKey(publicKeySHA256) {
                 throw PKIError(
                     .revokedKey,
                     "this public key belonged to certificate \(revoked.serial), revoked (\(revoked.reason)): a revoked key is never certified again; make a new key"
                 )
             }
             let issued = try sign(request, publicKey: publicKey, now: now)
+            let entry = Inventory.Entry(
+                serial: issued.serial, kind: request.kind, name: request.name,
+                subject: issued.certificate.subject.description,
+                subjectAlternativeNames: CertificateDescription.alternativeNames(of: issued.certificate),
+                keyType: KeyType(publicKey)?.rawValue ?? request.keyType.rawValue,
+                notBefore: issued.certificate.notValidBefore, notAfter: issued.certificate.notValidAfter,
+                certificatePath: "", keyPath: "", revocation: nil, publicKeySHA256: publicKeySHA256)
+            guard let certPath = certPathGiven else {
+                try store.record(entry, certificatePEM: try CertificateIO.pem([issued.certificate]))
+                return IssuedCertificate(
+                    certificate: issued.certificate, serial: issued.serial, certificatePath: "", keyPath: "",
+                    warnings: issued.warnings)
+            }
             // An intermediate's leaves travel with its certificate: peers that trust only the root build the path.
             let pem = try CertificateIO.pem([issued.certificate] + (isIntermediate ? [certificate] : []))
             try Self.createIssuedDirectory(directory)
@@ -265,7 +280,6 @@ public struct CertificateAuthority: Sendable {
             try SecureFile.write(
                 try CertificateIO.pem([issued.certificate]), to: copy, mode: SecureFile.publicMode, overwrite: false)
             var written = [copy]
-            let certPath = certPathGiven ?? copy
             do {
                 // Key before certificate: a watcher that sees the new certificate finds its key already there.
                 if let key, !keyPath.isEmpty {
@@ -273,21 +287,12 @@ public struct CertificateAuthority: Sendable {
                         try PrivateKeyIO.pem(key), to: keyPath, mode: SecureFile.privateMode, overwrite: replace)
                     if !replace { written.append(keyPath) }
                 }
-                if certPathGiven != nil {
-                    try SecureFile.write(pem, to: certPath, mode: SecureFile.publicMode, overwrite: replace)
-                    if !replace { written.append(certPath) }
-                }
-                try store.record(
-                    Inventory.Entry(
-                        serial: issued.serial, kind: request.kind, name: request.name,
-                        subject: issued.certificate.subject.description,
-                        subjectAlternativeNames: CertificateDescription.alternativeNames(of: issued.certificate),
-                        keyType: KeyType(publicKey)?.rawValue ?? request.keyType.rawValue,
-                        notBefore: issued.certificate.notValidBefore,
-                        notAfter: issued.certificate.notValidAfter,
-                        certificatePath: Inventory.storedPath(certPath, in: directory),
-                        keyPath: Inventory.storedPath(keyPath, in: directory),
-                        revocation: nil, publicKeySHA256: publicKeySHA256))
+                try SecureFile.write(pem, to: certPath, mode: SecureFile.publicMode, overwrite: replace)
+                if !replace { written.append(certPath) }
+                var recorded = entry
+                recorded.certificatePath = Inventory.storedPath(certPath, in: directory)
+                recorded.keyPath = Inventory.storedPath(keyPath, in: directory)
+                try store.record(recorded)
             } catch {
                 for path in written { unlink(path) }
                 throw error

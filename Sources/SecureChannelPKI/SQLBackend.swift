@@ -102,17 +102,64 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
         }
         // Replaces sqlite-nio's spinning busy handler with SQLite's sleeping one.
         _ = try execute("PRAGMA busy_timeout = \(Self.busyTimeoutMilliseconds)", [])
-        // The rollback journal is truncated after each commit instead of deleted: the same durability
-        // (synchronous stays FULL), without creating and deleting a file per transaction, which was most of an
-        // issuance's time in the kernel (ext4's inode allocation and the directory's sync).
-        _ = try? execute("PRAGMA journal_mode = TRUNCATE", [])
+        // Write-ahead log: a commit is one append and one fsync of ca.db-wal (synchronous stays FULL, so a commit
+        // survives a power cut), where a rollback journal took three; readers do not wait for the writer. The log
+        // sits beside ca.db while the store is open (a backup uses `sqlite3 ca.db .backup`, see docs/deploy.md).
+        _ = try? execute("PRAGMA journal_mode = WAL", [])
+        _ = try? execute("PRAGMA synchronous = FULL", [])
+        Self.open.withLockedValue { $0[ObjectIdentifier(self)] = connection }
+        _ = Self.closeAtExit
     }
 
-    deinit { _ = connection.close() }
+    // Closed now, and waited for, so that a command that returns has folded its log into ca.db; on an event loop,
+    // where waiting is not allowed, the connection is left to the close at exit.
+    deinit {
+        if MultiThreadedEventLoopGroup.currentEventLoop == nil { close() }
+    }
+
+    /// Connections not yet closed. At exit they are closed, so the last one out folds the write-ahead log into
+    /// ca.db and removes it: a CA that is not running is the one file `ca.db` (a process killed first leaves the
+    /// log, which the next one to open the store replays).
+    private static let open = NIOLockedValueBox<[ObjectIdentifier: SQLiteConnection]>([:])
+    private static let closeAtExit: Void = {
+        atexit {
+            let connections = SQLiteBackend.open.withLockedValue { open in
+                defer { open.removeAll() }
+                return Array(open.values)
+            }
+            for connection in connections { _ = try? connection.close().wait() }
+        }
+    }()
+
+    /// Set inside ``writeTransaction(lockKey:_:)``: there `BEGIN IMMEDIATE` waited for the write lock already.
+    private var inTransaction = false
 
     func execute(_ sql: String, _ binds: [SQLValue]) throws -> [[SQLValue]] {
         lock.lock()
         defer { lock.unlock() }
+        // A statement outside a transaction that reads, then writes, can be told "busy" at once where waiting
+        // could deadlock (another process is committing, or committed since it read): it failed as a whole and
+        // holds no lock, so it is run again, within the busy timeout.
+        let deadline = Date() + Double(Self.busyTimeoutMilliseconds) / 1000
+        while true {
+            do {
+                return try run(sql, binds)
+            } catch let error as SQLiteError where !inTransaction && Self.isBusy(error) && Date() < deadline {
+                usleep(2_000)
+            } catch {
+                throw storeError(error)
+            }
+        }
+    }
+
+    static func isBusy(_ error: SQLiteError) -> Bool {
+        switch error.reason {
+        case .busy, .busyInSnapshot, .busyInRecovery, .busyTimeout: true
+        default: false
+        }
+    }
+
+    private func run(_ sql: String, _ binds: [SQLValue]) throws -> [[SQLValue]] {
         let data = binds.map { value -> SQLiteData in
             switch value {
             case .text(let text): .text(text)
@@ -121,31 +168,33 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
             case .null: .null
             }
         }
-        do {
-            let rows = try connection.query(Self.positional(sql), data).wait()
-            return rows.map { row in
-                row.columns.map { column in
-                    switch column.data {
-                    case .text(let text): .text(text)
-                    case .integer(let number): .integer(Int64(number))
-                    case .float(let number): .real(number)
-                    case .blob, .null: .null
-                    }
+        let rows = try connection.query(Self.positional(sql), data).wait()
+        return rows.map { row in
+            row.columns.map { column in
+                switch column.data {
+                case .text(let text): .text(text)
+                case .integer(let number): .integer(Int64(number))
+                case .float(let number): .real(number)
+                case .blob, .null: .null
                 }
             }
-        } catch {
-            let reason = Self.describe(error)
-            let advice =
-                reason.contains("not a database") || reason.contains("malformed")
-                ? "it is damaged or not a CA store: restore it from a backup" : "nothing was changed"
-            throw PKIError(.store, "the CA store \(path) failed: \(reason); \(advice)")
         }
+    }
+
+    private func storeError(_ error: any Error) -> PKIError {
+        let reason = Self.describe(error)
+        let advice =
+            reason.contains("not a database") || reason.contains("malformed")
+            ? "it is damaged or not a CA store: restore it from a backup" : "nothing was changed"
+        return PKIError(.store, "the CA store \(path) failed: \(reason); \(advice)")
     }
 
     func writeTransaction<T>(lockKey: String, _ body: () throws -> T) throws -> T {
         lock.lock()
         defer { lock.unlock() }
         _ = try execute("BEGIN IMMEDIATE", [])
+        inTransaction = true
+        defer { inTransaction = false }
         do {
             let result = try body()
             _ = try execute("COMMIT", [])
@@ -156,7 +205,10 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
         }
     }
 
-    func close() { _ = try? connection.close().wait() }
+    func close() {
+        guard Self.open.withLockedValue({ $0.removeValue(forKey: ObjectIdentifier(self)) }) != nil else { return }
+        _ = try? connection.close().wait()
+    }
 
     /// `$1` → `?1`: SQLite's explicit-index form of PostgreSQL's parameters (the store's SQL holds no other `$`).
     static func positional(_ sql: String) -> String {

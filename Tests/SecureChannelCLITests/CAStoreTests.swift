@@ -113,6 +113,41 @@ struct CAStoreTests {
         #expect(!SecureFile.exists("\(pki)/Chris.crt") && !SecureFile.exists("\(pki)/Chris.key"))
     }
 
+    @Test(
+        "a version-2 store gains the certificate column on first use; ca export reads a file-issued certificate",
+        .enabled(if: Tools.enabled("python3"), "needs python3 (its sqlite3 module makes the older store)"))
+    func schemaThree() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let pki = dir.file("pki")
+        try await CLI.ok(["ca", "init", "--dir", pki, "--name", "Barry"])
+        let issued = try await CLI.ok(["ca", "issue", "client", "--dir", pki, "--name", "Chris"]).stdout
+        let serial = try #require(
+            issued.range(of: "(serial ").map { String(issued[$0.upperBound...].prefix { $0 != "," }) })
+        // What version 2 wrote: no certificate_pem column.
+        let sql = """
+            import sqlite3, sys
+            db = sqlite3.connect(sys.argv[1])
+            if sys.argv[2] == "downgrade":
+                db.execute("ALTER TABLE sc_certificates DROP COLUMN certificate_pem")
+                db.execute("UPDATE sc_meta SET value = '2' WHERE key = 'schema'")
+                db.commit()
+            columns = [row[1] for row in db.execute("PRAGMA table_info(sc_certificates)")]
+            version = db.execute("SELECT value FROM sc_meta WHERE key = 'schema'").fetchone()[0]
+            print(version, "certificate_pem" in columns)
+            """
+        let python = try Tools.require("python3")
+        let before = try await Tools.run(python, ["-c", sql, "\(pki)/ca.db", "downgrade"], timeout: 30)
+        #expect(before.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "2 False", "\(before.stderr)")
+        try await CLI.ok(["ca", "list", "--dir", pki])
+        let after = try await Tools.run(python, ["-c", sql, "\(pki)/ca.db", "check"], timeout: 30)
+        #expect(after.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "3 True", "\(after.stderr)")
+        let exported = try await CLI.ok(["ca", "export", "--dir", pki, "--serial", serial]).stdout
+        #expect(
+            try CertificateIO.parseCertificates(Array(exported.utf8), source: "export")
+                == (try CertificateIO.parseCertificates(try SecureFile.read("\(pki)/Chris.crt"), source: "Chris.crt")))
+    }
+
     @Test("20 concurrent ca issue processes on SQLite: every certificate recorded, serials unique")
     func concurrentSQLite() async throws {
         let dir = try TemporaryDirectory()

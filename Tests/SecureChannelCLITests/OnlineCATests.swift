@@ -195,6 +195,20 @@ struct OnlineCATests {
         #expect(log.components(separatedBy: "issued client certificate").count - 1 == 2, "\(log)")
         let listed = try await CLI.ok(["ca", "list", "--dir", ca.issuing, "--json"]).stdout
         #expect(listed.components(separatedBy: "\"CN=Chris\"").count - 1 == 2, "\(listed)")
+        // Certificates issued over the network are kept in the store, not as files: `ca export` prints each, the
+        // same certificate the client received.
+        #expect(try await CLI.ok(["ca", "list", "--dir", ca.issuing]).stdout.contains("(store)"))
+        for (name, serial) in [("chris", first), ("chris2", second)] {
+            let hex = try #require(serial.split(separator: "=").last).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(!SecureFile.exists("\(ca.issuing)/issued/\(hex).crt"))
+            let exported = try await CLI.ok(["ca", "export", "--dir", ca.issuing, "--serial", hex]).stdout
+            let received = try String(contentsOfFile: work.file("\(name).pem"), encoding: .utf8)
+            #expect(
+                try CertificateIO.parseCertificates(Array(exported.utf8), source: "export")
+                    == (try CertificateIO.parseCertificates(Array(received.utf8), source: name)))
+        }
+        let unknown = try await CLI.run(["ca", "export", "--dir", ca.issuing, "--serial", "0BADC0DE"])
+        #expect(unknown.status == 1 && unknown.stderr.contains("no certificate with serial 0BADC0DE"))
     }
 
     @Test(

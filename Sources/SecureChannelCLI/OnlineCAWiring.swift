@@ -80,6 +80,7 @@ struct OnlineCAWiring {
         }
         if let refresher = refreshers[name] {
             refresher.reloads(end)
+            if let metrics { refresher.reportAge(to: metrics.factory) }
             services.append(refresher)
         }
         return services

@@ -170,7 +170,7 @@ public final class CRLRefresher: Service, Sendable {
     let interval: TimeInterval
     let target: NIOLockedBoxSendable<(any MaterialReloading)?>
     let logger: Logger
-    let age: Gauge
+    let age: NIOLockedBoxSendable<Gauge>
     let lastThisUpdate = NIOLockedBoxSendable<Date?>(nil)
 
     /// Keeps `crlFile` fresh from `url` every `interval` seconds.
@@ -186,13 +186,22 @@ public final class CRLRefresher: Service, Sendable {
         self.interval = interval
         self.logger = logger
         target = NIOLockedBoxSendable(nil)
-        age = Gauge(
-            label: "securechannel_crl_age_seconds", dimensions: [],
-            factory: metricsFactory ?? MetricsSystem.factory)
+        age = NIOLockedBoxSendable(Self.ageGauge(metricsFactory ?? MetricsSystem.factory))
+    }
+
+    static func ageGauge(_ factory: any MetricsFactory) -> Gauge {
+        Gauge(label: "securechannel_crl_age_seconds", dimensions: [], factory: factory)
     }
 
     /// The listener or client to reload after each new CRL (set once it exists).
     public func reloads(_ reloading: any MaterialReloading) { target.value = reloading }
+
+    /// Reports `securechannel_crl_age_seconds` to `factory` from now on (the first CRL is fetched before the end
+    /// and its metrics endpoint exist).
+    public func reportAge(to factory: any MetricsFactory) {
+        age.value = Self.ageGauge(factory)
+        if let thisUpdate = lastThisUpdate.value { age.value.record(Date().timeIntervalSince(thisUpdate)) }
+    }
 
     /// One fetch: the CRL written to ``crlFile`` if it is signed by the issuing CA and current. Used once before
     /// the listener starts (so it never starts without one) and then every interval.
@@ -228,7 +237,7 @@ public final class CRLRefresher: Service, Sendable {
             } catch {
                 logger.error("CRL refresh from \(url) failed: \(error)", metadata: ["event": "crl-refresh-failed"])
             }
-            if let thisUpdate = lastThisUpdate.value { age.record(Date().timeIntervalSince(thisUpdate)) }
+            if let thisUpdate = lastThisUpdate.value { age.value.record(Date().timeIntervalSince(thisUpdate)) }
         }
     }
 }

@@ -384,6 +384,73 @@ struct OnlineCATests {
         #expect(try SecureFile.read(work.file("jill.crt")) == before)
     }
 
+    @Test(
+        "--default-lifetime applies when a token names none, --max-lifetime caps a token's and a renewal's; with --log-format json each issuance is one JSON audit line",
+        .enabled(if: Tools.enabled("openssl"), "needs openssl"))
+    func lifetimes() async throws {
+        let ca = try await OnlineCA.start(["--default-lifetime", "2h", "--max-lifetime", "3h", "--log-format", "json"])
+        defer { ca.stop() }
+        let work = try TemporaryDirectory()
+        defer { work.cleanup() }
+        let fingerprint = try await ca.fingerprint()
+        func files(_ name: String) -> [String] {
+            ["--cert", work.file("\(name).crt"), "--key", work.file("\(name).key"), "--ca", work.file("\(name).ca")]
+        }
+        func leaf(_ name: String) throws -> Certificate {
+            try CertificateIO.parseCertificates(try SecureFile.read(work.file("\(name).crt")), source: name)[0]
+        }
+        func enroll(_ name: String, _ extra: [String]) async throws -> Certificate {
+            let token = try await ca.token(["--kind", "client", "--name", name] + extra)
+            try await CLI.ok([
+                "enroll", "--ca-url", ca.url, "--ca-fingerprint", fingerprint, "--token", token, "--key-out",
+                work.file("\(name).key"), "--cert-out", work.file("\(name).crt"), "--ca-out", work.file("\(name).ca"),
+            ])
+            return try leaf(name)
+        }
+        // Seconds left, as issued (a few seconds pass between issuance and this check).
+        func left(_ certificate: Certificate) -> Double { certificate.notValidAfter.timeIntervalSinceNow }
+
+        let byDefault = try await enroll("plain", [])
+        #expect(abs(left(byDefault) - 2 * 3600) < 60, "the CA's --default-lifetime: \(left(byDefault))")
+        let capped = try await enroll("greedy", ["--lifetime", "10h"])
+        #expect(abs(left(capped) - 3 * 3600) < 60, "the token's 10h capped by --max-lifetime 3h: \(left(capped))")
+        let within = try await enroll("modest", ["--lifetime", "30m"])
+        #expect(abs(left(within) - 1800) < 60, "under the cap, the token's own: \(left(within))")
+
+        // A second CA process on the same directory and store, with a lower cap: a renewal keeps the certificate's
+        // lifetime (3 h) unless the cap is lower.
+        let strict = try RunningProcess(
+            try Tools.securechannel(),
+            [
+                "ca", "serve", "--dir", ca.issuing, "--listen", "127.0.0.1:0", "--cert", "\(ca.issuing)/est.crt",
+                "--key", "\(ca.issuing)/est.key", "--max-lifetime", "1h",
+            ])
+        defer { strict.stop() }
+        try await strict.waitForOutput { $0.contains("listening on ") }
+        let strictPort = try #require(strict.port(after: "listening on "))
+        try await CLI.ok(["renew", "--ca-url", ca.url] + files("greedy"))
+        #expect(abs(left(try leaf("greedy")) - 3 * 3600) < 60, "a renewal keeps the lifetime")
+        try await CLI.ok(["renew", "--ca-url", "https://localhost:\(strictPort)"] + files("greedy"))
+        #expect(abs(left(try leaf("greedy")) - 3600) < 60, "capped by the renewing CA's --max-lifetime")
+
+        // One JSON object per issuance: who asked, what, the serial and the lifetime.
+        let audits = ca.process.output().split(separator: "\n").compactMap { line -> [String: Any]? in
+            guard line.hasPrefix("{"),
+                let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                object["event"] as? String == "issued"
+            else { return nil }
+            return object
+        }
+        #expect(audits.count == 4, "three enrollments and one renewal at this CA: \(audits)")
+        let serials = Set(audits.compactMap { $0["serial"] as? String })
+        #expect(serials.contains(SerialNumbers.hex(byDefault.serialNumber)) && serials.count == 4)
+        let renewal = try #require(audits.first { $0["operation"] as? String == "renew" })
+        #expect((renewal["who"] as? String)?.contains("greedy") == true, "\(renewal)")
+        #expect(Int(renewal["lifetime_seconds"] as? String ?? "").map { abs($0 - 3 * 3600) < 60 } == true)
+        let first = try #require(audits.first { $0["operation"] as? String == "enroll" })
+        #expect(first["kind"] as? String == "client" && (first["who"] as? String)?.contains("token") == true, "\(first)")
+    }
+
     /// Enrolls `name` with a token for `kind` and 20-second certificates; returns the file prefix (key, crt, ca).
     static func enroll(_ ca: OnlineCA, _ work: TemporaryDirectory, _ name: String, _ token: [String]) async throws
         -> String
@@ -423,9 +490,10 @@ struct OnlineCATests {
 
         let serve = try RunningProcess(
             try Tools.securechannel(),
-            ["serve", "--listen", "127.0.0.1:0", "--allow-any-client"] + files(jill) + online)
+            ["serve", "--listen", "127.0.0.1:0", "--allow-any-client", "--metrics", "127.0.0.1:0"] + files(jill)
+                + online)
         defer { serve.stop() }
-        try await serve.waitForOutput { $0.contains("listening on ") }
+        try await serve.waitForOutput { $0.contains("listening on ") && $0.contains("metrics on ") }
         let servePort = try #require(serve.port(after: "listening on "))
         let site = try TemporaryDirectory()
         defer { site.cleanup() }
@@ -494,6 +562,25 @@ struct OnlineCATests {
         }
         let clientRenewals = renewer.output().components(separatedBy: "renewed CN=chris").count - 1
         #expect(clientRenewals >= 2, "\(renewer.output())")
+
+        // serve's metrics tell the same: its renewals, its certificate's remaining life (a 20-second one) and the
+        // age of the CRL it holds (since its thisUpdate).
+        let metricsPort = try #require(serve.port(after: "metrics on "))
+        let metrics = try await Self.curl(["http://127.0.0.1:\(metricsPort)/metrics"]).body
+        func value(_ name: String, _ label: String? = nil) -> Double? {
+            metrics.split(separator: "\n").first {
+                ($0.hasPrefix(name + " ") || $0.hasPrefix(name + "{")) && (label.map($0.contains) ?? true)
+            }.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }
+        }
+        let renewedLines = serve.output().components(separatedBy: "renewed our certificate").count - 1
+        let counted = try #require(value("securechannel_renewals_total"), "\(metrics)")
+        #expect(counted >= 2 && Int(counted) <= renewedLines, "\(counted) counted, \(renewedLines) logged")
+        #expect(value("securechannel_renewal_failures_total") != nil)
+        let expiry = try #require(value("securechannel_certificate_expiry_seconds", #"certificate="server""#), "\(metrics)")
+        #expect(expiry > 0 && expiry <= 20, "\(expiry)")
+        let crlAge = try #require(value("securechannel_crl_age_seconds"), "\(metrics)")
+        // The CA signs its CRL with thisUpdate 5 minutes back (clock skew), once since it started (3 minutes at most).
+        #expect(crlAge > 300 && crlAge < 300 + 180, "since the CRL's thisUpdate: \(crlAge)")
 
         // Every certificate serve saw (and every one it presented) is in the intermediate's inventory, and the
         // current ones verify against the root.

@@ -209,21 +209,30 @@ package final class Acceptor: Sendable {
         for (text, event) in fresh {
             logger.warning("\(text)", metadata: ["event": event])
         }
-        let horizon = now + TimeInterval(settings.expiryWarningDays) * 86_400
         let mine =
             [("the \(terminatesTLS ? "server" : "client") certificate", material.identity.leaf)]
             + material.trust.certificates.map { ("CA \($0.subject)", $0) }
-        for (what, certificate) in mine where certificate.notValidAfter < horizon {
-            let date = CertificateDescription.format(certificate.notValidAfter)
-            if certificate.notValidAfter < now {
-                logger.warning(
-                    "\(what) EXPIRED on \(date): renew it ('securechannel ca renew')", metadata: ["event": "expiry"])
-            } else {
-                let days = DaysLeft.days(DaysLeft.count(until: certificate.notValidAfter, now: now))
-                logger.warning(
-                    "\(what) expires on \(date) (in \(days)): renew it soon", metadata: ["event": "expiry"])
+        for (what, certificate) in mine {
+            if let text = Self.expiryWarning(what, certificate, horizonDays: settings.expiryWarningDays, now: now) {
+                logger.warning("\(text)", metadata: ["event": "expiry"])
             }
         }
+    }
+
+    /// The warning for a certificate that expired or is about to: within `horizonDays`, or, for a certificate that
+    /// lives less than that (short-lived by design, renewed at two thirds of its life), once less than a third of
+    /// its life is left. Nil when it is not worth a word.
+    static func expiryWarning(_ what: String, _ certificate: Certificate, horizonDays: Int, now: Date) -> String? {
+        let life = certificate.notValidAfter.timeIntervalSince(certificate.notValidBefore)
+        let left = certificate.notValidAfter.timeIntervalSince(now)
+        guard left < min(TimeInterval(horizonDays) * 86_400, life / 3) else { return nil }
+        let date = CertificateDescription.format(certificate.notValidAfter)
+        if left < 0 { return "\(what) EXPIRED on \(date): renew it ('securechannel ca renew')" }
+        let within =
+            left >= 86_400
+            ? DaysLeft.days(DaysLeft.count(until: certificate.notValidAfter, now: now))
+            : left >= 3_600 ? "\(Int(left / 3_600)) h" : left >= 60 ? "\(Int(left / 60)) min" : "\(Int(left)) s"
+        return "\(what) expires on \(date) (in \(within)): renew it soon"
     }
 
     /// Whether a file of the store changed since the last look (``FileWatchService`` asks).

@@ -451,6 +451,29 @@ struct OnlineCATests {
         #expect(first["kind"] as? String == "client" && (first["who"] as? String)?.contains("token") == true, "\(first)")
     }
 
+    @Test(
+        "renew --daemon retries with backoff while the CA is away and gives up, with one line, when the certificate expires",
+        .enabled(if: Tools.enabled("openssl"), "needs openssl"))
+    func daemonGivesUp() async throws {
+        let ca = try await OnlineCA.start()
+        defer { ca.stop() }
+        let work = try TemporaryDirectory()
+        defer { work.cleanup() }
+        let prefix = try await Self.enroll(ca, work, "chris", ["--kind", "client"])
+        let expiry = try CertificateIO.parseCertificates(try SecureFile.read("\(prefix).crt"), source: "chris")[0]
+            .notValidAfter
+        ca.process.stop()  // the CA goes away before the renewal is due
+        let result = try await CLI.run(
+            ["renew", "--ca-url", ca.url, "--daemon", "--cert", "\(prefix).crt", "--key", "\(prefix).key", "--ca",
+             "\(prefix).ca"], timeout: 90)
+        #expect(result.status == 1, "\(result.stderr)")
+        #expect(Date() >= expiry, "it kept trying until the certificate expired")
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.contains { $0.contains("retrying in") }, "\(result.stderr)")
+        let last = try #require(lines.last)
+        #expect(last.contains("expired at") && last.contains("enroll again with a new token"), "\(last)")
+    }
+
     /// Enrolls `name` with a token for `kind` and 20-second certificates; returns the file prefix (key, crt, ca).
     static func enroll(_ ca: OnlineCA, _ work: TemporaryDirectory, _ name: String, _ token: [String]) async throws
         -> String

@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# Side-by-side: the same `securechannel bench` client against
-#   1. securechannel serve (echo)
-#   2. stunnel 5 (client certificates required) in front of a plaintext echo backend
-#   3. a Python threaded ssl echo server, like the original exercise's
-#   4. securechannel tunnel server in front of the same echo backend
-#   5. tunnel pairs over the same backend, driven in plaintext (bench --plaintext): our tunnel client + server
-#      against a stunnel client + server, and the backend alone as the baseline for the added latency
-# plus `openssl speed` for the crypto bounds. Release build; one P-256 PKI; everything on 127.0.0.1.
+# Side by side, with what each server spends: the same `securechannel bench` client against
+#   serve     securechannel serve (echo in process)
+#   tunnel    securechannel tunnel server in front of the echo backend
+#   haproxy   HAProxy (bind … ssl crt … ca-file … verify required), 2 threads, TLS 1.3 only, same backend
+#   nginx     nginx's stream module (ssl_verify_client on), 2 workers, TLS 1.3 only, same backend
+#   stunnel   stunnel 5 (requireCert, verifyChain), TLS 1.3 only, same backend
+#   python    a Python threaded ssl echo server, like the original exercise's
+# and tunnel pairs driven in plaintext (bench --plaintext): ours and stunnel's, with the backend alone as the
+# baseline for the added round trip. The backend is a small C epoll echo (Benchmarks/echo-backend.c).
+#
+# For every server the CPU time it spent (utime + stime from /proc/PID/stat, summed over all its processes) is read
+# before and after each run: CPU µs per handshake, per echo message, per MB of bulk. These ratios hold when the
+# machine's speed drifts; throughput on 2 shared cores mostly measures the load generator. The server-side crypto
+# floor of a handshake comes from `openssl speed` in the same run: 1 ECDSA P-256 sign, 2 verifies (the client's
+# certificate and its CertificateVerify) and an X25519 key generation and exchange.
+#
+# Release build; one P-256 PKI; everything on 127.0.0.1. Installs stunnel4, haproxy, nginx (with its stream module),
+# gcc, python3 and openssl from Debian when missing.
 # Usage: Benchmarks/compare.sh [seconds-per-run]   (default 5; the whole script stays under 10 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,13 +24,21 @@ SECONDS_PER_RUN="${1:-5}"
 
 need=()
 command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 || need+=(stunnel4)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+{ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } && [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] \
+    || need+=(nginx-light libnginx-mod-stream)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "installing: ${need[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; }
+    pkill -x nginx 2>/dev/null || true   # the package starts one on port 80 where it can
 fi
+PATH="$PATH:/usr/sbin"
 STUNNEL=$(command -v stunnel4 || command -v stunnel)
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 swift build -c release --product securechannel >/dev/null
 SC="$PWD/.build/release/securechannel"
@@ -33,6 +51,7 @@ trap cleanup EXIT
 "$SC" ca issue server --dir "$WORK/pki" --name Jill --dns localhost --ip 127.0.0.1 >/dev/null
 "$SC" ca issue client --dir "$WORK/pki" --name Chris >/dev/null
 P="$WORK/pki"
+cat "$P/Jill.crt" "$P/Jill.key" > "$WORK/haproxy.pem"
 
 wait_port() {  # file, prefix -> port once "prefix…:PORT" shows up
     for _ in $(seq 1 100); do
@@ -42,33 +61,24 @@ wait_port() {  # file, prefix -> port once "prefix…:PORT" shows up
     done
     echo "no port in $1" >&2; cat "$1" >&2; exit 1
 }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_listening() {  # port, log
+    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done
+    echo "nothing listens on $1:" >&2; cat "$2" >&2; exit 1
+}
 
-# Plaintext line-echo backend (asyncio), shared by stunnel and our tunnel.
-cat > "$WORK/echo.py" <<'PY'
-import asyncio, sys
-async def handle(reader, writer):
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        writer.close()
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    print("PORT:%d" % server.sockets[0].getsockname()[1], flush=True)
-    await server.serve_forever()
-asyncio.run(main())
-PY
-python3 -u "$WORK/echo.py" > "$WORK/echo.log" 2>&1 & PIDS+=($!)
+cc -O2 -o "$WORK/echo-backend" Benchmarks/echo-backend.c
+"$WORK/echo-backend" > "$WORK/echo.log" 2>&1 & PIDS+=($!)
 BACKEND=$(wait_port "$WORK/echo.log" "PORT:")
 
+declare -A PORT SERVER_PID
 # Python threaded ssl echo server (the exercise's design: a thread per client, client certificate required).
 cat > "$WORK/pyserver.py" <<'PY'
 import socket, ssl, sys, threading
 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=sys.argv[3])
 ctx.load_cert_chain(sys.argv[1], sys.argv[2]); ctx.verify_mode = ssl.CERT_REQUIRED
 ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-srv = socket.create_server(("127.0.0.1", 0)); print("PORT:%d" % srv.getsockname()[1], flush=True)
+srv = socket.create_server(("127.0.0.1", 0), backlog=1024); print("PORT:%d" % srv.getsockname()[1], flush=True)
 def serve(conn):
     try:
         with ctx.wrap_socket(conn, server_side=True) as tls:
@@ -81,22 +91,68 @@ while True:
     threading.Thread(target=serve, args=(conn,), daemon=True).start()
 PY
 python3 -u "$WORK/pyserver.py" "$P/Jill.crt" "$P/Jill.key" "$P/ca.crt" > "$WORK/py.log" 2>&1 & PIDS+=($!)
-PYPORT=$(wait_port "$WORK/py.log" "PORT:")
+SERVER_PID[python]=$!; PORT[python]=$(wait_port "$WORK/py.log" "PORT:")
 
 "$SC" serve --listen 127.0.0.1:0 --cert "$P/Jill.crt" --key "$P/Jill.key" --ca "$P/ca.crt" --allow-any-client \
     --max-connections 20000 > "$WORK/serve.log" 2>/dev/null & PIDS+=($!)
-OURS=$(wait_port "$WORK/serve.log" "listening on ")
+SERVER_PID[serve]=$!; PORT[serve]=$(wait_port "$WORK/serve.log" "listening on ")
 
 "$SC" tunnel server --listen 127.0.0.1:0 --target "127.0.0.1:$BACKEND" --cert "$P/Jill.crt" --key "$P/Jill.key" \
     --ca "$P/ca.crt" --allow-any-client --max-connections 20000 > "$WORK/tunnel.log" 2>/dev/null & PIDS+=($!)
-TUNNEL=$(wait_port "$WORK/tunnel.log" "listening on ")
+SERVER_PID[tunnel]=$!; PORT[tunnel]=$(wait_port "$WORK/tunnel.log" "listening on ")
 
-STPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT[haproxy]=$(free_port)
+cat > "$WORK/haproxy.cfg" <<CONF
+global
+    nbthread 2
+    maxconn 5000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend tls
+    bind 127.0.0.1:${PORT[haproxy]} ssl crt $WORK/haproxy.pem ca-file $P/ca.crt verify required ssl-min-ver TLSv1.3
+    default_backend echo
+backend echo
+    server echo 127.0.0.1:$BACKEND
+CONF
+haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/haproxy.log" 2>&1 & PIDS+=($!)
+SERVER_PID[haproxy]=$!
+wait_listening "${PORT[haproxy]}" "$WORK/haproxy.log"
+
+PORT[nginx]=$(free_port)
+mkdir -p "$WORK/nginx"
+cat > "$WORK/nginx.conf" <<CONF
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 2;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+worker_rlimit_nofile 16384;
+events { worker_connections 8000; }
+stream {
+    server {
+        listen 127.0.0.1:${PORT[nginx]} ssl;
+        ssl_certificate $P/Jill.crt;
+        ssl_certificate_key $P/Jill.key;
+        ssl_client_certificate $P/ca.crt;
+        ssl_verify_client on;
+        ssl_protocols TLSv1.3;
+        proxy_pass 127.0.0.1:$BACKEND;
+    }
+}
+CONF
+nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx.conf" > "$WORK/nginx.log" 2>&1 & PIDS+=($!)
+SERVER_PID[nginx]=$!
+wait_listening "${PORT[nginx]}" "$WORK/nginx/error.log"
+
+PORT[stunnel]=$(free_port)
 cat > "$WORK/stunnel.conf" <<CONF
 foreground = yes
 pid =
 [echo]
-accept = 127.0.0.1:$STPORT
+accept = 127.0.0.1:${PORT[stunnel]}
 connect = 127.0.0.1:$BACKEND
 cert = $P/Jill.crt
 key = $P/Jill.key
@@ -106,20 +162,21 @@ requireCert = yes
 sslVersionMin = TLSv1.3
 CONF
 "$STUNNEL" "$WORK/stunnel.conf" > "$WORK/stunnel.log" 2>&1 & PIDS+=($!)
-for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$STPORT") 2>/dev/null && break; sleep 0.1; done
+SERVER_PID[stunnel]=$!
+wait_listening "${PORT[stunnel]}" "$WORK/stunnel.log"
 
 # Tunnel pairs: plaintext in on 127.0.0.1, mTLS between the two ends, the same echo backend behind.
-"$SC" tunnel client --listen 127.0.0.1:0 --target "127.0.0.1:$TUNNEL" --server-name localhost --cert "$P/Chris.crt" \
-    --key "$P/Chris.key" --ca "$P/ca.crt" > "$WORK/tunnel-client.log" 2>/dev/null & PIDS+=($!)
+"$SC" tunnel client --listen 127.0.0.1:0 --target "127.0.0.1:${PORT[tunnel]}" --server-name localhost \
+    --cert "$P/Chris.crt" --key "$P/Chris.key" --ca "$P/ca.crt" > "$WORK/tunnel-client.log" 2>/dev/null & PIDS+=($!)
 OURPAIR=$(wait_port "$WORK/tunnel-client.log" "listening on ")
-STCPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+STCPORT=$(free_port)
 cat > "$WORK/stunnel-client.conf" <<CONF
 foreground = yes
 pid =
 [echo-client]
 client = yes
 accept = 127.0.0.1:$STCPORT
-connect = 127.0.0.1:$STPORT
+connect = 127.0.0.1:${PORT[stunnel]}
 cert = $P/Chris.crt
 key = $P/Chris.key
 CAfile = $P/ca.crt
@@ -128,8 +185,17 @@ checkHost = localhost
 sslVersionMin = TLSv1.3
 CONF
 "$STUNNEL" "$WORK/stunnel-client.conf" > "$WORK/stunnel-client.log" 2>&1 & PIDS+=($!)
-for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$STCPORT") 2>/dev/null && break; sleep 0.1; done
+wait_listening "$STCPORT" "$WORK/stunnel-client.log"
 
+# CPU ticks (utime + stime) of a server: the process and its children (nginx's workers), every thread included.
+cpu_ticks() {
+    local total=0 pid
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        [ -r "/proc/$pid/stat" ] || continue
+        total=$(( total + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }') ))
+    done
+    echo "$total"
+}
 bench() {  # port mode extra... -> JSON
     "$SC" bench --connect "127.0.0.1:$1" --server-name localhost --cert "$P/Chris.crt" --key "$P/Chris.key" \
         --ca "$P/ca.crt" --mode "$2" --duration "$SECONDS_PER_RUN" --json "${@:3}"
@@ -137,59 +203,107 @@ bench() {  # port mode extra... -> JSON
 plainbench() {  # port mode extra... -> JSON (the plaintext entrance of a tunnel pair, or the backend itself)
     "$SC" bench --connect "127.0.0.1:$1" --plaintext --mode "$2" --duration "$SECONDS_PER_RUN" --json "${@:3}"
 }
-field() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); v=d
-for k in sys.argv[2].split("."): v = None if v is None else v.get(k)
-print("-" if v is None else ("%.1f" % v if isinstance(v, float) else v))' "$1" "$2"; }
+measured() {  # server mode extra... -> the bench JSON with "server_cpu_seconds" added
+    local before after json
+    before=$(cpu_ticks "${SERVER_PID[$1]}")
+    json=$(bench "${PORT[$1]}" "$2" "${@:3}")
+    after=$(cpu_ticks "${SERVER_PID[$1]}")
+    python3 -c 'import json, sys; d = json.loads(sys.argv[1]); d["server_cpu_seconds"] = int(sys.argv[2]) / int(sys.argv[3]); print(json.dumps(d))' \
+        "$json" "$((after - before))" "$(getconf CLK_TCK)"
+}
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem/{print $2}') GiB"
-echo "openssl: $(openssl version)"
+echo "openssl: $(openssl version); $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); $("$STUNNEL" -version 2>&1 | grep -m1 -o "stunnel [0-9.]*")"
+echo "$SECONDS_PER_RUN s per run; handshakes: 4 connections at a time; echo: 100 connections, 64 B; bulk: 1 connection, 16 KiB writes"
 echo
-declare -A R
-for target in ours:$OURS stunnel:$STPORT python:$PYPORT tunnel:$TUNNEL; do
-    name=${target%%:*}; port=${target##*:}
-    R[$name.handshake]=$(bench "$port" handshake --connections 4)
-    R[$name.echo]=$(bench "$port" echo --connections 100 --size 64)
-    R[$name.bulk]=$(bench "$port" bulk --connections 1 --size 16384)
+SERVERS=(serve tunnel haproxy nginx stunnel python)
+RESULTS="$WORK/results.json"
+echo "{" > "$RESULTS"
+for name in "${SERVERS[@]}"; do
+    h=$(measured "$name" handshake --connections 4)
+    e=$(measured "$name" echo --connections 100 --size 64)
+    b=$(measured "$name" bulk --connections 1 --size 16384)
+    echo "\"$name\": {\"handshake\": $h, \"echo\": $e, \"bulk\": $b}," >> "$RESULTS"
 done
-
 for target in backend:$BACKEND ourpair:$OURPAIR stunnelpair:$STCPORT; do
     name=${target%%:*}; port=${target##*:}
-    R[$name.handshake]=$(plainbench "$port" handshake --connections 4)
-    R[$name.echo]=$(plainbench "$port" echo --connections 100 --size 64)
-    R[$name.bulk]=$(plainbench "$port" bulk --connections 1 --size 16384)
-    R[$name.rtt]=$(plainbench "$port" echo --connections 1 --size 64)  # one at a time: the round trip itself
+    e=$(plainbench "$port" echo --connections 100 --size 64)
+    b=$(plainbench "$port" bulk --connections 1 --size 16384)
+    r=$(plainbench "$port" echo --connections 1 --size 64)  # one at a time: the round trip itself
+    echo "\"$name\": {\"echo\": $e, \"bulk\": $b, \"rtt\": $r}," >> "$RESULTS"
 done
+SPEED_ECDSA=$(openssl speed -seconds 2 ecdsap256 2>/dev/null | grep -E '^ *256 bits ecdsa' | head -1 || true)
+SPEED_X25519=$(openssl speed -seconds 2 ecdhx25519 2>/dev/null | grep -iE 'x25519' | tail -1 || true)
+python3 -c 'import json, sys; print(json.dumps({"ecdsa": sys.argv[1], "x25519": sys.argv[2]}))' \
+    "$SPEED_ECDSA" "$SPEED_X25519" | sed 's/^/"speed": /' >> "$RESULTS"
+echo "}" >> "$RESULTS"
 
-printf '%-12s %14s %14s %12s %12s %12s %10s\n' server "handshakes/s" "echo msg/s" "echo p50 ms" "echo p99 ms" "bulk MB/s" errors
-for name in ours stunnel python tunnel backend ourpair stunnelpair; do
-    errors=$(( $(field "${R[$name.handshake]}" errors) + $(field "${R[$name.echo]}" errors) + $(field "${R[$name.bulk]}" errors) ))
-    printf '%-12s %14s %14s %12s %12s %12s %10s\n' "$name" \
-        "$(field "${R[$name.handshake]}" handshakes_per_second)" "$(field "${R[$name.echo]}" messages_per_second)" \
-        "$(field "${R[$name.echo]}" latency_ms.p50)" "$(field "${R[$name.echo]}" latency_ms.p99)" \
-        "$(field "${R[$name.bulk]}" megabytes_per_second)" "$errors"
-done
-
-echo
-echo "openssl speed (crypto bounds):"
-openssl speed -seconds 2 ecdsap256 2>/dev/null | grep -E '^ *256 bits ecdsa' || true
-openssl speed -seconds 2 ecdhx25519 2>/dev/null | grep -E 'X25519|x25519' | tail -1 || true
-openssl speed -seconds 2 -bytes 16384 -evp aes-128-gcm 2>/dev/null | tail -1 || true
-
-python3 - "${R[ours.handshake]}" "${R[stunnel.handshake]}" "${R[ours.echo]}" "${R[stunnel.echo]}" "${R[python.echo]}" \
-    "${R[tunnel.echo]}" "${R[stunnel.bulk]}" "${R[tunnel.bulk]}" "${R[backend.echo]}" "${R[ourpair.echo]}" \
-    "${R[stunnelpair.echo]}" "${R[ourpair.bulk]}" "${R[stunnelpair.bulk]}" "${R[backend.rtt]}" "${R[ourpair.rtt]}" \
-    "${R[stunnelpair.rtt]}" <<'PY'
+python3 - "$RESULTS" <<'PY'
 import json, sys
-oh, sh, oe, se, pe, te, sb, tb, be, ope, spe, opb, spb, brtt, ortt, srtt = [json.loads(a) for a in sys.argv[1:]]
-def ratio(a, b): return "-" if not b else "%.2fx" % (a / b)
+R = json.load(open(sys.argv[1]))
+
+def per(run, unit):
+    """Server CPU µs per unit of work in `run`."""
+    cpu = run.get("server_cpu_seconds")
+    if cpu is None: return None
+    seconds = run["seconds"]
+    if unit == "handshake": count = (run["handshakes_per_second"] or 0) * seconds
+    elif unit == "message": count = run["messages"] or 0
+    else: count = (run["megabytes_per_second"] or 0) * seconds
+    return cpu * 1e6 / count if count else None
+
+def f(value, digits=0):
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+print("| server | handshakes/s | CPU µs/handshake | echo msg/s | CPU µs/msg | echo p50 ms | bulk MB/s | CPU µs/MB | errors |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+cost = {}
+for name in ["serve", "tunnel", "haproxy", "nginx", "stunnel", "python"]:
+    h, e, b = R[name]["handshake"], R[name]["echo"], R[name]["bulk"]
+    cost[name] = (per(h, "handshake"), per(e, "message"), per(b, "MB"))
+    errors = h["errors"] + e["errors"] + b["errors"]
+    print(f"| {name} | {f(h['handshakes_per_second'], 1)} | {f(cost[name][0])} | {f(e['messages_per_second'], 1)} | "
+          f"{f(cost[name][1], 1)} | {f(e['latency_ms']['p50'], 3)} | {f(b['megabytes_per_second'], 1)} | {f(cost[name][2])} | {errors} |")
 print()
-print("ratios: ours/stunnel handshakes %s, ours/stunnel echo %s, ours/python echo %s, tunnel server/stunnel echo %s, tunnel server/stunnel bulk %s" % (
-    ratio(oh["handshakes_per_second"], sh["handshakes_per_second"]), ratio(oe["messages_per_second"], se["messages_per_second"]),
-    ratio(oe["messages_per_second"], pe["messages_per_second"]), ratio(te["messages_per_second"], se["messages_per_second"]),
-    ratio(tb["megabytes_per_second"], sb["megabytes_per_second"])))
-added = lambda pair, key: pair["latency_ms"][key] - brtt["latency_ms"][key]
-print("tunnel pairs: ours/stunnel echo %s, ours/stunnel bulk %s" % (
-    ratio(ope["messages_per_second"], spe["messages_per_second"]), ratio(opb["megabytes_per_second"], spb["megabytes_per_second"])))
-print("added round trip (1 connection, 64 B, over the backend alone %.3f ms p50): ours +%.3f ms p50 / +%.3f ms p99, stunnel +%.3f ms p50 / +%.3f ms p99" % (
-    brtt["latency_ms"]["p50"], added(ortt, "p50"), added(ortt, "p99"), added(srtt, "p50"), added(srtt, "p99")))
+for name in ["backend", "ourpair", "stunnelpair"]:
+    e, b, r = R[name]["echo"], R[name]["bulk"], R[name]["rtt"]
+    print(f"{name:12} echo {f(e['messages_per_second'], 1)} msg/s, bulk {f(b['megabytes_per_second'], 1)} MB/s, "
+          f"1-connection round trip p50 {f(r['latency_ms']['p50'], 3)} ms, p99 {f(r['latency_ms']['p99'], 3)} ms")
+
+# The crypto floor of a server's full mTLS handshake, from openssl speed in this run.
+floor = None
+try:
+    ecdsa = R["speed"]["ecdsa"].split()
+    sign_s, verify_s = float(ecdsa[-2]), float(ecdsa[-1])          # operations per second
+    x25519 = float(R["speed"]["x25519"].split()[-1])
+    floor = 1e6 / sign_s + 2 * 1e6 / verify_s + 2 * 1e6 / x25519     # sign, 2 verifies, X25519 keygen + exchange
+    print(f"\nopenssl speed: P-256 sign {sign_s:,.0f}/s, verify {verify_s:,.0f}/s; X25519 {x25519:,.0f}/s"
+          f" -> server crypto floor of a handshake {floor:,.0f} µs (1 sign, 2 verifies, X25519 keygen + exchange;"
+          " our client and servers also exchange ML-KEM-768, which openssl 3.0 cannot measure)")
+except (ValueError, IndexError, KeyError):
+    print("\nopenssl speed gave no figures: no crypto floor")
+
+def best(index):
+    values = [cost[n][index] for n in ("haproxy", "nginx") if cost[n][index]]
+    return min(values) if values else None
+def ratio(a, b): return "-" if a is None or not b else f"{a / b:.2f}"
+def verdict(ok): return "met" if ok else "MISSED"
+print("\ntargets (this run):")
+for name in ("serve", "tunnel"):
+    hs, msg, mb = cost[name]
+    if floor and hs:
+        print(f"  {name}: CPU per handshake {ratio(hs, floor)}x the crypto floor (target <= 2): {verdict(hs <= 2 * floor)}")
+    if msg and best(1):
+        print(f"  {name}: CPU per echo message {ratio(msg, best(1))}x the better of HAProxy and nginx (target <= 0.8): {verdict(msg <= 0.8 * best(1))}")
+    if mb and cost['haproxy'][2] and cost['nginx'][2]:
+        print(f"  {name}: CPU per bulk MB {ratio(mb, cost['haproxy'][2])}x HAProxy's, {ratio(mb, cost['nginx'][2])}x nginx's (target < 1 both): "
+              f"{verdict(mb < cost['haproxy'][2] and mb < cost['nginx'][2])}")
+added = lambda pair, key: R[pair]["rtt"]["latency_ms"][key] - R["backend"]["rtt"]["latency_ms"][key]
+print(f"  tunnel pair: added round trip p50 ours +{added('ourpair', 'p50'):.3f} ms, stunnel's +{added('stunnelpair', 'p50'):.3f} ms "
+      f"(target: at most stunnel's): {verdict(added('ourpair', 'p50') <= added('stunnelpair', 'p50'))}")
+print(f"\nratios against HAProxy and nginx (CPU per unit, lower is better):")
+for name in ("serve", "tunnel"):
+    print(f"  {name}: handshake {ratio(cost[name][0], cost['haproxy'][0])} / {ratio(cost[name][0], cost['nginx'][0])}, "
+          f"echo message {ratio(cost[name][1], cost['haproxy'][1])} / {ratio(cost[name][1], cost['nginx'][1])}, "
+          f"bulk MB {ratio(cost[name][2], cost['haproxy'][2])} / {ratio(cost[name][2], cost['nginx'][2])}")
 PY

@@ -1,18 +1,46 @@
 #!/usr/bin/env bash
-# RSS growth of `securechannel serve` per idle mTLS connection: opens N connections with Python's ssl module
-# (client certificate, one echo each so both handshakes are complete), holds them, and reads VmRSS.
+# Memory per idle mTLS connection, measured the same way for
+#   serve     securechannel serve
+#   tunnel    securechannel tunnel server (each connection also holds one to the backend)
+#   haproxy   HAProxy, 2 threads (each connection also holds one to the backend)
+#   nginx     nginx's stream module, 2 workers (each connection also holds one to the backend)
+# Python's ssl module opens N connections (client certificate, one echo each so both handshakes are complete) and
+# holds them; the RSS of the server, summed over all its processes, is read before and after. The backend is the C
+# echo of Benchmarks/echo-backend.c. Installs haproxy, nginx (with its stream module) and gcc when missing.
 # Usage: Benchmarks/idle-memory.sh [N]   (default 5000; raises the open-files limit for itself)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-5000}"
-ulimit -n $((N * 2 + 1000))
+need=()
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+{ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } && [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] \
+    || need+=(nginx-light libnginx-mod-stream)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+if [ "${#need[@]}" -gt 0 ]; then
+    echo "installing: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; }
+    pkill -x nginx 2>/dev/null || true   # the package starts one on port 80 where it can
+fi
+PATH="$PATH:/usr/sbin"
+ulimit -n "$(ulimit -Hn)"
+[ "$(ulimit -n)" -ge $((N * 2 + 1000)) ] || { echo "the open-files limit ($(ulimit -n)) is too low for $N connections"; exit 1; }
 swift build -c release --product securechannel >/dev/null
 SC="$PWD/.build/release/securechannel"
 WORK=$(mktemp -d)
-trap 'kill $SERVER $HOLDER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
 "$SC" ca init --dir "$WORK/pki" >/dev/null
 "$SC" ca issue server --dir "$WORK/pki" --name Jill --dns localhost --ip 127.0.0.1 >/dev/null
 "$SC" ca issue client --dir "$WORK/pki" --name Chris >/dev/null
+P="$WORK/pki"
+cat "$P/Jill.crt" "$P/Jill.key" > "$WORK/haproxy.pem"
+cc -O2 -o "$WORK/echo-backend" Benchmarks/echo-backend.c
+"$WORK/echo-backend" > "$WORK/echo.log" 2>&1 & PIDS+=($!)
+for _ in $(seq 1 50); do grep -q PORT "$WORK/echo.log" && break; sleep 0.1; done
+BACKEND=$(grep -o '[0-9]*$' "$WORK/echo.log")
+
 cat > "$WORK/hold.py" <<'PY'
 import socket, ssl, sys, time
 port, n, pki = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -25,16 +53,97 @@ for _ in range(n):
 print("HELD", len(conns), flush=True)
 time.sleep(float(sys.argv[4]))
 PY
-"$SC" serve --listen 127.0.0.1:0 --cert "$WORK/pki/Jill.crt" --key "$WORK/pki/Jill.key" --ca "$WORK/pki/ca.crt" \
-    --allow-any-client --max-connections $((N + 100)) > "$WORK/serve.log" 2>/dev/null &
-SERVER=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$WORK/serve.log" && break; sleep 0.1; done
-PORT=$(grep -o 'listening on.*' "$WORK/serve.log" | grep -o '[0-9]*$')
-rss() { awk '/VmRSS/ {print $2}' "/proc/$SERVER/status"; }
-python3 "$WORK/hold.py" "$PORT" 100 "$WORK/pki" 0 >/dev/null    # warm-up: allocator, TLS context, code paths
-BEFORE=$(rss)
-python3 "$WORK/hold.py" "$PORT" "$N" "$WORK/pki" 30 > "$WORK/hold.log" 2>&1 &
-HOLDER=$!
-for _ in $(seq 1 300); do grep -q HELD "$WORK/hold.log" && break; sleep 1; done
-AFTER=$(rss)
-echo "RSS before: $BEFORE KiB; with $N idle mTLS connections: $AFTER KiB; per connection: $(( (AFTER - BEFORE) / N )) KiB"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss() {  # KiB, the process and its children
+    local total=0 pid
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        total=$(( total + $(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0) ))
+    done
+    echo "$total"
+}
+start() {  # name -> sets SERVER and PORT
+    case "$1" in
+    serve)
+        "$SC" serve --listen 127.0.0.1:0 --cert "$P/Jill.crt" --key "$P/Jill.key" --ca "$P/ca.crt" \
+            --allow-any-client --max-connections $((N + 100)) > "$WORK/$1.log" 2>/dev/null & ;;
+    tunnel)
+        "$SC" tunnel server --listen 127.0.0.1:0 --target "127.0.0.1:$BACKEND" --cert "$P/Jill.crt" \
+            --key "$P/Jill.key" --ca "$P/ca.crt" --allow-any-client --max-connections $((N + 100)) \
+            > "$WORK/$1.log" 2>/dev/null & ;;
+    haproxy)
+        PORT=$(free_port)
+        cat > "$WORK/haproxy.cfg" <<CONF
+global
+    nbthread 2
+    maxconn $((N + 100))
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+frontend tls
+    bind 127.0.0.1:$PORT ssl crt $WORK/haproxy.pem ca-file $P/ca.crt verify required ssl-min-ver TLSv1.3
+    default_backend echo
+backend echo
+    server echo 127.0.0.1:$BACKEND
+CONF
+        haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/$1.log" 2>&1 & ;;
+    nginx)
+        PORT=$(free_port)
+        mkdir -p "$WORK/nginx"
+        cat > "$WORK/nginx.conf" <<CONF
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 2;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+worker_rlimit_nofile $((N * 2 + 1000));
+events { worker_connections $((N * 2 + 500)); }
+stream {
+    server {
+        listen 127.0.0.1:$PORT ssl;
+        ssl_certificate $P/Jill.crt;
+        ssl_certificate_key $P/Jill.key;
+        ssl_client_certificate $P/ca.crt;
+        ssl_verify_client on;
+        ssl_protocols TLSv1.3;
+        proxy_timeout 300s;
+        proxy_pass 127.0.0.1:$BACKEND;
+    }
+}
+CONF
+        nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx.conf" > "$WORK/$1.log" 2>&1 & ;;
+    esac
+    SERVER=$!
+    PIDS+=("$SERVER")
+    for _ in $(seq 1 100); do
+        case "$1" in
+        serve|tunnel) PORT=$(grep -o 'listening on [^ ]*' "$WORK/$1.log" 2>/dev/null | grep -o '[0-9]*$' || true) ;;
+        esac
+        [ -n "${PORT:-}" ] && (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return
+        sleep 0.1
+    done
+    echo "$1 did not start:" >&2; cat "$WORK/$1.log" >&2; exit 1
+}
+
+echo "$N idle mTLS connections (Python ssl, client certificate, one echo each), RSS summed over the server's processes"
+echo
+echo "| server | RSS before KiB | RSS with $N connections KiB | KiB per connection |"
+echo "|---|---:|---:|---:|"
+for name in serve tunnel haproxy nginx; do
+    PORT=""
+    start "$name"
+    python3 "$WORK/hold.py" "$PORT" 100 "$P" 0 >/dev/null    # warm-up: allocator, TLS context, code paths
+    sleep 1                                                    # the warm-up's connections are closed and freed
+    before=$(rss "$SERVER")
+    python3 "$WORK/hold.py" "$PORT" "$N" "$P" 120 > "$WORK/hold.log" 2>&1 &
+    holder=$!
+    for _ in $(seq 1 600); do grep -q HELD "$WORK/hold.log" && break; kill -0 "$holder" 2>/dev/null || break; sleep 0.5; done
+    grep -q HELD "$WORK/hold.log" || { echo "$name: the connections were not all held:" >&2; cat "$WORK/hold.log" >&2; exit 1; }
+    after=$(rss "$SERVER")
+    kill "$holder" 2>/dev/null || true
+    wait "$holder" 2>/dev/null || true
+    kill "$SERVER" 2>/dev/null || true
+    wait "$SERVER" 2>/dev/null || true
+    echo "| $name | $before | $after | $(( (after - before) / N )) |"
+done

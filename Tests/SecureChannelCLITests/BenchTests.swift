@@ -62,6 +62,37 @@ struct BenchTests {
         #expect(report["session"] is NSNull, "a plaintext run has no TLS session to report")
     }
 
+    /// Benchmarks/compare.sh and idle-memory.sh put HAProxy, nginx, stunnel and our tunnel server in front of the
+    /// C echo backend in Benchmarks/echo-backend.c: it must build and echo what bench sends, every byte checked.
+    @Test(
+        "the benchmarks' C echo backend builds and echoes: bench --plaintext echo and bulk report no error",
+        .enabled(if: Tools.enabled("cc"), "needs cc (gcc) to build Benchmarks/echo-backend.c"))
+    func echoBackend() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Benchmarks/echo-backend.c").path
+        let built = try await Tools.run(
+            try Tools.require("cc"), ["-O2", "-Wall", "-o", dir.file("echo-backend"), source], timeout: 60)
+        #expect(built.status == 0 && built.stderr.isEmpty, "\(built.stderr)")
+        let backend = try RunningProcess(dir.file("echo-backend"), [])
+        defer { backend.stop() }
+        try await backend.waitForOutput { $0.contains("PORT:") }
+        let port = try #require(
+            backend.output().split(separator: "\n").first { $0.hasPrefix("PORT:") }.flatMap { Int($0.dropFirst(5)) })
+        for (mode, connections) in [("echo", "20"), ("bulk", "1")] {
+            let result = try await CLI.run([
+                "bench", "--connect", "127.0.0.1:\(port)", "--plaintext", "--mode", mode, "--duration", "1",
+                "--connections", connections, "--json",
+            ])
+            #expect(result.status == 0, "\(result.stderr)")
+            let report = try #require(
+                try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+            #expect(report["errors"] as? Int == 0, "\(mode): \(result.stdout)")
+            #expect((report["messages_per_second"] as? Double ?? 0) > 0, "\(mode): \(result.stdout)")
+        }
+    }
+
     @Test("bench refuses --plaintext with certificates, and TLS without them")
     func plaintextOptions() async throws {
         let mixed = try await CLI.run([

@@ -51,7 +51,7 @@ public struct ESTClient: Sendable {
         guard let root = chain.last, root.subject == root.issuer else {
             throw ESTClientError("\(url) sent no root certificate in cacerts")
         }
-        let found = SHA256.hash(data: try CertificateIO.der(root)).map { String(format: "%02x", $0) }.joined()
+        let found = SerialNumbers.hex(SHA256.hash(data: try CertificateIO.der(root)), separator: nil, lowercase: true)
         guard found == wanted else {
             throw ESTClientError(
                 "the CA at \(url) has root fingerprint \(found), not \(wanted): refusing to trust it (check the fingerprint, or the address)"

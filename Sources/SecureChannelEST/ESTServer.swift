@@ -36,6 +36,8 @@ public final class ESTServer: Service, MaterialReloading, Sendable {
     public init(configuration: ESTServerConfiguration, authority: CertificateAuthority, logger: Logger) throws {
         self.configuration = configuration
         self.authority = authority
+        // Renewals all day: commits in a write-ahead log while this process runs (the journal again at its end).
+        authority.store.useWriteAheadLog()
         var settings = AcceptorSettings(
             listen: configuration.listen, handshakeTimeout: configuration.handshakeTimeout,
             idleTimeout: configuration.idleTimeout, maximumConnections: configuration.maximumConnections,

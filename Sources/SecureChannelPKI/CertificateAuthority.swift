@@ -414,11 +414,18 @@ public enum SerialNumbers {
         hex(serial.bytes)
     }
 
-    /// Upper-case hex of `bytes`, two digits each, no separators (runs once per handshake: no `String(format:)`).
+    /// Upper-case hex of `bytes`, two digits each, no separators (runs once per handshake: no `String(format:)`,
+    /// which costs a microsecond a byte).
     public static func hex(_ bytes: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789ABCDEF".utf8)
+        hex(bytes, separator: nil)
+    }
+
+    /// Hex of `bytes`, two digits each, `separator` between them (`AB:CD:…`), upper case unless `lowercase`.
+    public static func hex(_ bytes: some Sequence<UInt8>, separator: UInt8?, lowercase: Bool = false) -> String {
+        let digits = Array((lowercase ? "0123456789abcdef" : "0123456789ABCDEF").utf8)
         var out: [UInt8] = []
         for byte in bytes {
+            if let separator, !out.isEmpty { out.append(separator) }
             out.append(digits[Int(byte >> 4)])
             out.append(digits[Int(byte & 0x0F)])
         }

@@ -80,7 +80,7 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
         signatureAlgorithm = certificate.signatureAlgorithm.description.replacingOccurrences(
             of: "SignatureAlgorithm.", with: "")
         let digest = SHA256.hash(data: try CertificateIO.der(certificate))
-        sha256Fingerprint = digest.map { String(format: "%02X", $0) }.joined(separator: ":")
+        sha256Fingerprint = SerialNumbers.hex(digest, separator: UInt8(ascii: ":"))
         publicKeySHA256 = try certificate.publicKey.spkiSHA256()
         selfIssued = certificate.subject == certificate.issuer
         var warnings: [String] = []
@@ -157,7 +157,7 @@ public struct CertificateDescription: Codable, Sendable, Equatable {
                 return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
             }
         }
-        return bytes.map { String(format: "%02x", $0) }.joined()
+        return SerialNumbers.hex(bytes, separator: nil, lowercase: true)
     }
 
     static func keyUsageNames(_ extensions: Certificate.Extensions) -> [String] {

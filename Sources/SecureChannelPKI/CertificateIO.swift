@@ -36,7 +36,7 @@ public enum CertificateIO {
 
     /// PEM text for a list of certificates, each block ending in a newline.
     public static func pem(_ certificates: [Certificate]) throws -> String {
-        try certificates.map { try $0.serializeAsPEM().pemString + "\n" }.joined()
+        try certificates.map { PEMFile.encode(type: "CERTIFICATE", der: try der($0)) }.joined()
     }
 
     /// DER bytes of a certificate.

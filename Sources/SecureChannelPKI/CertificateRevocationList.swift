@@ -255,7 +255,7 @@ public struct CertificateRevocationList: Sendable, Equatable {
                         } else if ext.oid == OID.authorityKeyIdentifier, let aki = try? AuthorityKeyIdentifier(ext),
                             let id = aki.keyIdentifier
                         {
-                            parts.authorityKeyIdentifier = id.map { String(format: "%02X", $0) }.joined()
+                            parts.authorityKeyIdentifier = SerialNumbers.hex(id)
                         }
                     }
                 default:
@@ -282,7 +282,7 @@ public struct CertificateRevocationList: Sendable, Equatable {
                 }
             }
             return Entry(
-                serial: serial.map { String(format: "%02X", $0) }.joined(), revocationDate: try readTime(dateNode),
+                serial: SerialNumbers.hex(serial), revocationDate: try readTime(dateNode),
                 reason: reason)
         }
     }

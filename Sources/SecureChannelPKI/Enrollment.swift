@@ -121,7 +121,7 @@ public enum EnrollmentTokenText {
     }
 
     static func hash(_ token: String) -> String {
-        SHA256.hash(data: Array(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        SerialNumbers.hex(SHA256.hash(data: Array(token.utf8)), separator: nil, lowercase: true)
     }
 
     /// Compares two equal-length texts in time that does not depend on where they differ.

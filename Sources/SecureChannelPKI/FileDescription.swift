@@ -230,6 +230,6 @@ extension Certificate.PublicKey {
     public func spkiSHA256() throws -> String {
         var serializer = DER.Serializer()
         try serializer.serialize(self)
-        return SHA256.hash(data: serializer.serializedBytes).map { String(format: "%02X", $0) }.joined(separator: ":")
+        return SerialNumbers.hex(SHA256.hash(data: serializer.serializedBytes), separator: UInt8(ascii: ":"))
     }
 }

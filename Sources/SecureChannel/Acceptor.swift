@@ -366,8 +366,19 @@ package final class Acceptor: Sendable {
         if settings.acceptProxyProtocol {
             try pipeline.addHandler(ProxyProtocolReceiver(record: record))
         }
-        try pipeline.addHandler(QuickAckHandler(handshake: handshake.futureResult))
-        try pipeline.addHandler(HandshakeObserver(side: .server, record: record))
+        let quickAck = QuickAckHandler(handshake: handshake.futureResult)
+        let observer = HandshakeObserver(side: .server, record: record)
+        try pipeline.addHandler(quickAck)
+        try pipeline.addHandler(observer)
+        // Both only matter during the handshake: once it is done they leave the pipeline, so that every message
+        // after it passes two handlers fewer. On the next tick, outside any handler's own call.
+        handshake.futureResult.whenSuccess {
+            channel.eventLoop.execute {
+                let pipeline = channel.pipeline.syncOperations
+                pipeline.removeHandler(quickAck, promise: nil)
+                pipeline.removeHandler(observer, promise: nil)
+            }
+        }
         try pipeline.addHandler(FatalCloseHandler(record: record))
         try pipeline.addHandler(tlsHandler)
 

@@ -2,9 +2,10 @@ import NIOCore
 
 /// Reads the negotiated cipher suite and key-exchange group from the plaintext ServerHello as it passes
 /// (outbound on a server, inbound on a client), because NIOSSL does not expose them. It only observes: bytes
-/// pass through unchanged, and it stops looking once it has seen the ServerHello or anything encrypted. (It stays
-/// in the pipeline: removing it from inside `write` lost the server's first flight.)
-final class HandshakeObserver: ChannelDuplexHandler {
+/// pass through unchanged, and it stops looking once it has seen the ServerHello or anything encrypted. (Removing
+/// it from inside its own `write` lost the server's first flight; a server removes it on the tick after the
+/// handshake completed.)
+final class HandshakeObserver: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer

@@ -11,7 +11,7 @@ import NIOCore
 /// after the Finished the server has nothing to send, so the kernel delays that ACK by 40 ms. Every first message
 /// took 40 ms longer than the second. An immediate ACK after each handshake read removes the stall; once the
 /// handshake completed, the handler does nothing more (normal delayed ACKs ride on the replies).
-final class QuickAckHandler: ChannelInboundHandler {
+final class QuickAckHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
 
     private var handshakeDone = false

@@ -17,10 +17,14 @@
 #
 # Release build; one P-256 PKI; everything on 127.0.0.1. Installs stunnel4, haproxy, nginx (with its stream module),
 # gcc, python3 and openssl from Debian when missing.
-# Usage: Benchmarks/compare.sh [seconds-per-run]   (default 5; the whole script stays under 10 minutes)
+# The servers are measured in turns, ROUNDS times (serve, tunnel, haproxy, … then again), and each figure is the
+# median of its rounds: a shared machine's speed drifts by tens of percent within minutes, and rows measured one
+# after the other would compare different machines.
+# Usage: Benchmarks/compare.sh [seconds-per-run] [rounds]   (default 3 s, 3 rounds: about 4 minutes in all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECONDS_PER_RUN="${1:-5}"
+SECONDS_PER_RUN="${1:-3}"
+ROUNDS="${2:-3}"
 
 need=()
 command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 || need+=(stunnel4)
@@ -214,24 +218,27 @@ measured() {  # server mode extra... -> the bench JSON with "server_cpu_seconds"
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem/{print $2}') GiB"
 echo "openssl: $(openssl version); $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); $("$STUNNEL" -version 2>&1 | grep -m1 -o "stunnel [0-9.]*")"
-echo "$SECONDS_PER_RUN s per run; handshakes: 4 connections at a time; echo: 100 connections, 64 B; bulk: 1 connection, 16 KiB writes"
+echo "$SECONDS_PER_RUN s per run, $ROUNDS rounds (medians); handshakes: 4 connections at a time; echo: 100 connections, 64 B; bulk: 1 connection, 16 KiB writes"
 echo
 SERVERS=(serve tunnel haproxy nginx stunnel python)
 RESULTS="$WORK/results.json"
-echo "{" > "$RESULTS"
-for name in "${SERVERS[@]}"; do
-    h=$(measured "$name" handshake --connections 4)
-    e=$(measured "$name" echo --connections 100 --size 64)
-    b=$(measured "$name" bulk --connections 1 --size 16384)
-    echo "\"$name\": {\"handshake\": $h, \"echo\": $e, \"bulk\": $b}," >> "$RESULTS"
+echo "{\"runs\": [" > "$RESULTS"
+for round in $(seq 1 "$ROUNDS"); do
+    for name in "${SERVERS[@]}"; do
+        h=$(measured "$name" handshake --connections 4)
+        e=$(measured "$name" echo --connections 100 --size 64)
+        b=$(measured "$name" bulk --connections 1 --size 16384)
+        echo "{\"server\": \"$name\", \"handshake\": $h, \"echo\": $e, \"bulk\": $b}," >> "$RESULTS"
+    done
+    for target in backend:$BACKEND ourpair:$OURPAIR stunnelpair:$STCPORT; do
+        name=${target%%:*}; port=${target##*:}
+        e=$(plainbench "$port" echo --connections 100 --size 64)
+        b=$(plainbench "$port" bulk --connections 1 --size 16384)
+        r=$(plainbench "$port" echo --connections 1 --size 64)  # one at a time: the round trip itself
+        echo "{\"server\": \"$name\", \"echo\": $e, \"bulk\": $b, \"rtt\": $r}," >> "$RESULTS"
+    done
 done
-for target in backend:$BACKEND ourpair:$OURPAIR stunnelpair:$STCPORT; do
-    name=${target%%:*}; port=${target##*:}
-    e=$(plainbench "$port" echo --connections 100 --size 64)
-    b=$(plainbench "$port" bulk --connections 1 --size 16384)
-    r=$(plainbench "$port" echo --connections 1 --size 64)  # one at a time: the round trip itself
-    echo "\"$name\": {\"echo\": $e, \"bulk\": $b, \"rtt\": $r}," >> "$RESULTS"
-done
+echo "{}]," >> "$RESULTS"
 SPEED_ECDSA=$(openssl speed -seconds 2 ecdsap256 2>/dev/null | grep -E '^ *256 bits ecdsa' | head -1 || true)
 SPEED_X25519=$(openssl speed -seconds 2 ecdhx25519 2>/dev/null | grep -iE 'x25519' | tail -1 || true)
 python3 -c 'import json, sys; print(json.dumps({"ecdsa": sys.argv[1], "x25519": sys.argv[2]}))' \
@@ -239,8 +246,14 @@ python3 -c 'import json, sys; print(json.dumps({"ecdsa": sys.argv[1], "x25519": 
 echo "}" >> "$RESULTS"
 
 python3 - "$RESULTS" <<'PY'
-import json, sys
-R = json.load(open(sys.argv[1]))
+import json, statistics, sys
+raw = json.load(open(sys.argv[1]))
+runs = [r for r in raw["runs"] if r]
+
+def median_run(rows, mode, key):
+    """The run of `mode` whose `key(run)` is the median among the rounds (so every figure of a row is one run's)."""
+    candidates = sorted((r[mode] for r in rows), key=lambda run: key(run) or 0)
+    return candidates[len(candidates) // 2]
 
 def per(run, unit):
     """Server CPU µs per unit of work in `run`."""
@@ -255,15 +268,35 @@ def per(run, unit):
 def f(value, digits=0):
     return "-" if value is None else f"{value:,.{digits}f}"
 
+R = {"speed": raw["speed"]}
+for name in ["serve", "tunnel", "haproxy", "nginx", "stunnel", "python"]:
+    rows = [r for r in runs if r["server"] == name]
+    R[name] = {"handshake": median_run(rows, "handshake", lambda run: per(run, "handshake")),
+               "echo": median_run(rows, "echo", lambda run: per(run, "message")),
+               "bulk": median_run(rows, "bulk", lambda run: per(run, "MB")),
+               "spread": {mode: [per(r[mode], unit) for r in rows]
+                          for mode, unit in (("handshake", "handshake"), ("echo", "message"), ("bulk", "MB"))}}
+for name in ["backend", "ourpair", "stunnelpair"]:
+    rows = [r for r in runs if r["server"] == name]
+    R[name] = {"echo": median_run(rows, "echo", lambda run: run["messages_per_second"]),
+               "bulk": median_run(rows, "bulk", lambda run: run["megabytes_per_second"]),
+               "rtt": median_run(rows, "rtt", lambda run: run["latency_ms"]["p50"])}
+
 print("| server | handshakes/s | CPU µs/handshake | echo msg/s | CPU µs/msg | echo p50 ms | bulk MB/s | CPU µs/MB | errors |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 cost = {}
 for name in ["serve", "tunnel", "haproxy", "nginx", "stunnel", "python"]:
     h, e, b = R[name]["handshake"], R[name]["echo"], R[name]["bulk"]
     cost[name] = (per(h, "handshake"), per(e, "message"), per(b, "MB"))
-    errors = h["errors"] + e["errors"] + b["errors"]
+    errors = sum(r[mode]["errors"] for r in runs if r["server"] == name for mode in ("handshake", "echo", "bulk"))
     print(f"| {name} | {f(h['handshakes_per_second'], 1)} | {f(cost[name][0])} | {f(e['messages_per_second'], 1)} | "
           f"{f(cost[name][1], 1)} | {f(e['latency_ms']['p50'], 3)} | {f(b['megabytes_per_second'], 1)} | {f(cost[name][2])} | {errors} |")
+print("\nspread across the rounds, CPU µs per handshake / echo message / bulk MB (min-max):")
+for name in ["serve", "tunnel", "haproxy", "nginx", "stunnel", "python"]:
+    spread = R[name]["spread"]
+    text = " / ".join(f"{min(v):,.1f}-{max(v):,.1f}" if all(x is not None for x in v) else "-"
+                      for v in (spread["handshake"], spread["echo"], spread["bulk"]))
+    print(f"  {name:8} {text}")
 print()
 for name in ["backend", "ourpair", "stunnelpair"]:
     e, b, r = R[name]["echo"], R[name]["bulk"], R[name]["rtt"]

@@ -110,7 +110,19 @@ public enum Tools {
         process.standardInput = inHandle
         try process.run()
         let deadline = Date().addingTimeInterval(timeout)
+        var zombieSince: Date?
+        var reapedStatus: Int32?
         while process.isRunning {
+            // Foundation's Process was seen to miss a child's exit while other tests spawned and reaped many (the
+            // child a zombie, `isRunning` true until the timeout): a zombie left for a second is reaped here.
+            if Self.isZombie(process.processIdentifier) {
+                let since = zombieSince ?? Date()
+                zombieSince = since
+                if Date().timeIntervalSince(since) > 1, let status = Self.reap(process.processIdentifier) {
+                    reapedStatus = status
+                    break
+                }
+            }
             if Date() > deadline {
                 // SIGKILL and a bounded wait: Foundation's waitUntilExit was seen to spin forever, and a hung test
                 // must fail, not hang the run.
@@ -126,7 +138,22 @@ public enum Tools {
         try? inHandle.close()
         let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        return ProcessResult(status: process.terminationStatus, stdout: out, stderr: err)
+        return ProcessResult(status: reapedStatus ?? process.terminationStatus, stdout: out, stderr: err)
+    }
+
+    /// Whether `pid` has exited and waits to be reaped (state Z in /proc/PID/stat).
+    static func isZombie(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return false }
+        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+    }
+
+    /// Reaps `pid`: its exit status (or the signal that ended it, as Foundation reports it), nil if not ours to reap.
+    static func reap(_ pid: Int32) -> Int32? {
+        var status: Int32 = 0
+        guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
+        return status & 0x7F == 0 ? (status >> 8) & 0xFF : status & 0x7F
     }
 }
 

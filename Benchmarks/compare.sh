@@ -26,21 +26,8 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_RUN="${1:-3}"
 ROUNDS="${2:-3}"
 
-need=()
-command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 || need+=(stunnel4)
-command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
-{ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } && [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] \
-    || need+=(nginx-light libnginx-mod-stream)
-command -v cc >/dev/null 2>&1 || need+=(gcc)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-command -v openssl >/dev/null 2>&1 || need+=(openssl)
-if [ "${#need[@]}" -gt 0 ]; then
-    echo "installing: ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; }
-    pkill -x nginx 2>/dev/null || true   # the package starts one on port 80 where it can
-fi
-PATH="$PATH:/usr/sbin"
+source Benchmarks/proxies.sh
+install_peers stunnel
 STUNNEL=$(command -v stunnel4 || command -v stunnel)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -106,47 +93,13 @@ SERVER_PID[serve]=$!; PORT[serve]=$(wait_port "$WORK/serve.log" "listening on ")
 SERVER_PID[tunnel]=$!; PORT[tunnel]=$(wait_port "$WORK/tunnel.log" "listening on ")
 
 PORT[haproxy]=$(free_port)
-cat > "$WORK/haproxy.cfg" <<CONF
-global
-    nbthread 2
-    maxconn 5000
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-frontend tls
-    bind 127.0.0.1:${PORT[haproxy]} ssl crt $WORK/haproxy.pem ca-file $P/ca.crt verify required ssl-min-ver TLSv1.3
-    default_backend echo
-backend echo
-    server echo 127.0.0.1:$BACKEND
-CONF
+haproxy_config "$WORK/haproxy.cfg" "${PORT[haproxy]}" "$BACKEND" "$WORK/haproxy.pem" "$P/ca.crt" 5000 60s
 haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/haproxy.log" 2>&1 & PIDS+=($!)
 SERVER_PID[haproxy]=$!
 wait_listening "${PORT[haproxy]}" "$WORK/haproxy.log"
 
 PORT[nginx]=$(free_port)
-mkdir -p "$WORK/nginx"
-cat > "$WORK/nginx.conf" <<CONF
-load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-worker_processes 2;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-worker_rlimit_nofile 16384;
-events { worker_connections 8000; }
-stream {
-    server {
-        listen 127.0.0.1:${PORT[nginx]} ssl;
-        ssl_certificate $P/Jill.crt;
-        ssl_certificate_key $P/Jill.key;
-        ssl_client_certificate $P/ca.crt;
-        ssl_verify_client on;
-        ssl_protocols TLSv1.3;
-        proxy_pass 127.0.0.1:$BACKEND;
-    }
-}
-CONF
+nginx_config "$WORK/nginx.conf" "$WORK/nginx" "${PORT[nginx]}" "$BACKEND" "$P/Jill.crt" "$P/Jill.key" "$P/ca.crt" 5000 60s
 nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx.conf" > "$WORK/nginx.log" 2>&1 & PIDS+=($!)
 SERVER_PID[nginx]=$!
 wait_listening "${PORT[nginx]}" "$WORK/nginx/error.log"

@@ -11,18 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-5000}"
-need=()
-command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
-{ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } && [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] \
-    || need+=(nginx-light libnginx-mod-stream)
-command -v cc >/dev/null 2>&1 || need+=(gcc)
-if [ "${#need[@]}" -gt 0 ]; then
-    echo "installing: ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; }
-    pkill -x nginx 2>/dev/null || true   # the package starts one on port 80 where it can
-fi
-PATH="$PATH:/usr/sbin"
+source Benchmarks/proxies.sh
+install_peers
 ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -ge $((N * 2 + 1000)) ] || { echo "the open-files limit ($(ulimit -n)) is too low for $N connections"; exit 1; }
 swift build -c release --product securechannel >/dev/null
@@ -72,46 +62,11 @@ start() {  # name -> sets SERVER and PORT
             > "$WORK/$1.log" 2>/dev/null & ;;
     haproxy)
         PORT=$(free_port)
-        cat > "$WORK/haproxy.cfg" <<CONF
-global
-    nbthread 2
-    maxconn $((N + 100))
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 300s
-    timeout server 300s
-frontend tls
-    bind 127.0.0.1:$PORT ssl crt $WORK/haproxy.pem ca-file $P/ca.crt verify required ssl-min-ver TLSv1.3
-    default_backend echo
-backend echo
-    server echo 127.0.0.1:$BACKEND
-CONF
+        haproxy_config "$WORK/haproxy.cfg" "$PORT" "$BACKEND" "$WORK/haproxy.pem" "$P/ca.crt" $((N + 100)) 300s
         haproxy -db -f "$WORK/haproxy.cfg" > "$WORK/$1.log" 2>&1 & ;;
     nginx)
         PORT=$(free_port)
-        mkdir -p "$WORK/nginx"
-        cat > "$WORK/nginx.conf" <<CONF
-load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-worker_processes 2;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-worker_rlimit_nofile $((N * 2 + 1000));
-events { worker_connections $((N * 2 + 500)); }
-stream {
-    server {
-        listen 127.0.0.1:$PORT ssl;
-        ssl_certificate $P/Jill.crt;
-        ssl_certificate_key $P/Jill.key;
-        ssl_client_certificate $P/ca.crt;
-        ssl_verify_client on;
-        ssl_protocols TLSv1.3;
-        proxy_timeout 300s;
-        proxy_pass 127.0.0.1:$BACKEND;
-    }
-}
-CONF
+        nginx_config "$WORK/nginx.conf" "$WORK/nginx" "$PORT" "$BACKEND" "$P/Jill.crt" "$P/Jill.key" "$P/ca.crt" "$N" 300s
         nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" -c "$WORK/nginx.conf" > "$WORK/$1.log" 2>&1 & ;;
     esac
     SERVER=$!

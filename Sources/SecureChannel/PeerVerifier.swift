@@ -124,9 +124,12 @@ struct PeerVerifier: Sendable {
         record.certificate = leaf
         record.chain = validated
         record.identity = identity
-        let lives = validated.map(\.notValidAfter) + (revocation.map { $0.allowExpired ? [] : $0.crls.compactMap(\.nextUpdate) } ?? [])
+        let lives =
+            validated.map(\.notValidAfter)
+            + (revocation.map { $0.allowExpired ? [] : $0.crls.compactMap(\.nextUpdate) } ?? [])
         if let until = lives.min() {
-            accepted.store(ders, AcceptedChains.Entry(leaf: leaf, chain: validated, identity: identity, validUntil: until))
+            accepted.store(
+                ders, AcceptedChains.Entry(leaf: leaf, chain: validated, identity: identity, validUntil: until))
         }
         return true
     }

@@ -448,7 +448,8 @@ struct OnlineCATests {
         #expect((renewal["who"] as? String)?.contains("greedy") == true, "\(renewal)")
         #expect(Int(renewal["lifetime_seconds"] as? String ?? "").map { abs($0 - 3 * 3600) < 60 } == true)
         let first = try #require(audits.first { $0["operation"] as? String == "enroll" })
-        #expect(first["kind"] as? String == "client" && (first["who"] as? String)?.contains("token") == true, "\(first)")
+        #expect(
+            first["kind"] as? String == "client" && (first["who"] as? String)?.contains("token") == true, "\(first)")
     }
 
     @Test(
@@ -464,8 +465,10 @@ struct OnlineCATests {
             .notValidAfter
         ca.process.stop()  // the CA goes away before the renewal is due
         let result = try await CLI.run(
-            ["renew", "--ca-url", ca.url, "--daemon", "--cert", "\(prefix).crt", "--key", "\(prefix).key", "--ca",
-             "\(prefix).ca"], timeout: 90)
+            [
+                "renew", "--ca-url", ca.url, "--daemon", "--cert", "\(prefix).crt", "--key", "\(prefix).key", "--ca",
+                "\(prefix).ca",
+            ], timeout: 90)
         #expect(result.status == 1, "\(result.stderr)")
         #expect(Date() >= expiry, "it kept trying until the certificate expired")
         let lines = result.stderr.split(separator: "\n")
@@ -599,7 +602,8 @@ struct OnlineCATests {
         let counted = try #require(value("securechannel_renewals_total"), "\(metrics)")
         #expect(counted >= 2 && Int(counted) <= renewedLines, "\(counted) counted, \(renewedLines) logged")
         #expect(value("securechannel_renewal_failures_total") != nil)
-        let expiry = try #require(value("securechannel_certificate_expiry_seconds", #"certificate="server""#), "\(metrics)")
+        let expiry = try #require(
+            value("securechannel_certificate_expiry_seconds", #"certificate="server""#), "\(metrics)")
         #expect(expiry > 0 && expiry <= 20, "\(expiry)")
         let crlAge = try #require(value("securechannel_crl_age_seconds"), "\(metrics)")
         // The CA signs its CRL with thisUpdate 5 minutes back (clock skew), once since it started (3 minutes at most).

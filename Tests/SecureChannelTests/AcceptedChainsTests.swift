@@ -2,9 +2,9 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import SecureChannelPKI
+import SwiftASN1
 import TestSupport
 import Testing
-import SwiftASN1
 import X509
 
 @testable import SecureChannel

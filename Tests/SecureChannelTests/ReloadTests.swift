@@ -131,9 +131,10 @@ struct ReloadTests {
         let pki = try TestPKI()
         defer { pki.cleanup() }
         let server = try await RunningServer.start(pki)
-        // Issued "a day ago" for one day, plus fifteen seconds: it expires fifteen seconds from now (enough to
-        // connect even while the whole suite loads both cores; eight seconds was not, twice).
-        let shortLived = try pki.client("Brief", now: Date() - 86_400 + 15, days: 1)
+        // Issued "a day ago" for one day, plus thirty seconds: it expires thirty seconds from now, enough to connect
+        // and exchange a message even while the whole suite loads both cores (eight seconds was not, twice;
+        // fifteen was not, once, in a CI rehearsal where this test took 37 s). The other tests run meanwhile.
+        let shortLived = try pki.client("Brief", now: Date() - 86_400 + 30, days: 1)
         let client = try await MessageClient.connect(server.clientConfiguration(shortLived, trust: pki.trust))
         #expect(try await client.send("while valid") == "while valid")
         let expiry = shortLived.leaf.notValidAfter

@@ -126,10 +126,11 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
         Self.open.withLockedValue { $0[ObjectIdentifier(self)]?.restoreJournal = true }
     }
 
-    // Closed now, and waited for, so that a command that returns has folded its log into ca.db; on an event loop,
-    // where waiting is not allowed, the connection is left to the close at exit.
+    // Closed without waiting: a store is often released on one of Swift concurrency's few threads (a test's, a
+    // server's), and waiting there for sqlite-nio's pool, busy with another connection's 30-second busy wait,
+    // stalled every handshake of the process (seen as connections closed mid-test, "without close_notify").
     deinit {
-        if MultiThreadedEventLoopGroup.currentEventLoop == nil { close() }
+        Self.open.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(self)) }?.closeWithoutWaiting()
     }
 
     /// An open connection, and whether to return its store to the rollback journal when it closes.
@@ -143,7 +144,23 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
             if restoreJournal { _ = try? connection.query("PRAGMA journal_mode = TRUNCATE", []).wait() }
             _ = try? connection.close().wait()
         }
+
+        /// Starts the close; the close at exit waits for it, so that a process's last act is still to fold its log.
+        func closeWithoutWaiting() {
+            let connection = connection
+            let closed =
+                restoreJournal
+                ? connection.query("PRAGMA journal_mode = TRUNCATE", []).flatMap { _ in connection.close() }
+                    .flatMapError { _ in connection.close() }
+                : connection.close()
+            let key = ObjectIdentifier(closed)
+            SQLiteBackend.closing.withLockedValue { $0[key] = closed }
+            closed.whenComplete { _ in _ = SQLiteBackend.closing.withLockedValue { $0.removeValue(forKey: key) } }
+        }
     }
+
+    /// Closes started without waiting and not finished yet (see ``Handle/closeWithoutWaiting()``): waited for at exit.
+    private static let closing = NIOLockedValueBox<[ObjectIdentifier: EventLoopFuture<Void>]>([:])
 
     /// Connections not yet closed, closed at exit by the process's last act.
     private static let open = NIOLockedValueBox<[ObjectIdentifier: Handle]>([:])
@@ -154,6 +171,7 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
                 return Array(open.values)
             }
             for handle in handles { handle.close() }
+            for closed in SQLiteBackend.closing.withLockedValue({ Array($0.values) }) { _ = try? closed.wait() }
         }
     }()
 

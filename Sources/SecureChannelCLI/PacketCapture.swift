@@ -52,7 +52,35 @@ final class PacketCapture: @unchecked Sendable {
         for _ in 0..<100 where process.isRunning {
             try? await Task.sleep(for: .milliseconds(50))  // tshark writes its last packets and exits
         }
-        if process.isRunning { process.terminate() }
+        killTree()
+    }
+
+    // A demo that fails between the start and the stop leaves no capture running either.
+    deinit { killTree() }
+
+    /// SIGKILL to tshark and to its dumpcap, if tshark is still there: tshark was seen to ignore SIGINT and
+    /// SIGTERM now and then, and killing it alone left its dumpcap capturing the loopback for good.
+    private func killTree() {
+        guard process.isRunning else { return }
+        let pid = process.processIdentifier
+        for child in Self.children(of: pid) { kill(child, SIGKILL) }
+        kill(pid, SIGKILL)
+    }
+
+    /// The processes whose parent is `pid` (Linux: field 4 of /proc/PID/stat); none elsewhere.
+    static func children(of pid: Int32) -> [Int32] {
+        #if os(Linux)
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return entries.compactMap { Int32($0) }.filter { candidate in
+                guard let stat = try? String(contentsOfFile: "/proc/\(candidate)/stat", encoding: .utf8),
+                    let close = stat.lastIndex(of: ")")
+                else { return false }
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                return fields.count > 1 && Int32(fields[1]) == pid
+            }
+        #else
+            return []
+        #endif
     }
 
     static func find(_ tool: String) -> String? {

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -51,7 +50,7 @@ public struct ESTClient: Sendable {
         guard let root = chain.last, root.subject == root.issuer else {
             throw ESTClientError("\(url) sent no root certificate in cacerts")
         }
-        let found = SerialNumbers.hex(SHA256.hash(data: try CertificateIO.der(root)), separator: nil, lowercase: true)
+        let found = CertificateIO.sha256Hex(try CertificateIO.der(root))
         guard found == wanted else {
             throw ESTClientError(
                 "the CA at \(url) has root fingerprint \(found), not \(wanted): refusing to trust it (check the fingerprint, or the address)"

@@ -48,6 +48,6 @@ public enum CertificateIO {
 
     /// SHA-256 of `bytes` as lower-case hex without separators (Envoy's XFCC `Hash=`).
     public static func sha256Hex(_ bytes: [UInt8]) -> String {
-        SerialNumbers.hex(SHA256.hash(data: bytes)).lowercased()
+        SerialNumbers.hex(SHA256.hash(data: bytes), separator: nil, lowercase: true)
     }
 }

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import X509
 
@@ -121,7 +120,7 @@ public enum EnrollmentTokenText {
     }
 
     static func hash(_ token: String) -> String {
-        SerialNumbers.hex(SHA256.hash(data: Array(token.utf8)), separator: nil, lowercase: true)
+        CertificateIO.sha256Hex(Array(token.utf8))
     }
 
     /// Compares two equal-length texts in time that does not depend on where they differ.

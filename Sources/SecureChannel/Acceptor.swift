@@ -372,11 +372,12 @@ package final class Acceptor: Sendable {
         try pipeline.addHandler(observer)
         // Both only matter during the handshake: once it is done they leave the pipeline, so that every message
         // after it passes two handlers fewer. On the next tick, outside any handler's own call.
+        let handlers = NIOLoopBound((quickAck, observer), eventLoop: channel.eventLoop)
         handshake.futureResult.whenSuccess {
             channel.eventLoop.execute {
                 let pipeline = channel.pipeline.syncOperations
-                pipeline.removeHandler(quickAck, promise: nil)
-                pipeline.removeHandler(observer, promise: nil)
+                pipeline.removeHandler(handlers.value.0, promise: nil)
+                pipeline.removeHandler(handlers.value.1, promise: nil)
             }
         }
         try pipeline.addHandler(FatalCloseHandler(record: record))

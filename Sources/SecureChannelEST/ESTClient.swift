@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -21,19 +22,45 @@ public struct ESTClient: Sendable {
     let identity: TLSIdentity?
     /// Connect, handshake and answer, each.
     public var timeout: TimeAmount = .seconds(15)
+    /// The TLS context, made once for every request of this client.
+    private let context: NIOSSLContext
+    /// The CA's chain as last verified, so that a client making many requests (`ca bench-renew`, a daemon's
+    /// retries) does not verify the same bytes again until one of them expires.
+    private let accepted = AcceptedServerChain()
 
     /// A client that trusts `trust` and presents `identity`, if given.
     public init(url: String, trust: [Certificate], identity: TLSIdentity? = nil) throws {
         (host, port) = try Self.parse(url)
         self.trust = trust
         self.identity = identity
+        context = try Self.makeContext(verifying: true, identity: identity)
     }
 
-    private init(host: String, port: Int) {
+    private init(host: String, port: Int) throws {
         self.host = host
         self.port = port
         trust = nil
         identity = nil
+        context = try Self.makeContext(verifying: false, identity: nil)
+    }
+
+    private static func makeContext(verifying: Bool, identity: TLSIdentity?) throws -> NIOSSLContext {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        TLSPolicy.default.apply(to: &configuration)
+        configuration.trustRoots = .certificates([])
+        // With a trust set, the peer is verified, by the callback of each request (which replaces BoringSSL's chain
+        // check and checks the name strictly). NIOSSL never calls a custom callback in `.none` mode, so `.none` is
+        // kept only for the bootstrap's first look, whose answer is accepted by the root's fingerprint alone.
+        configuration.certificateVerification = verifying ? .noHostnameVerification : .none
+        if let identity {
+            configuration.certificateChain = identity.nioChain.map { .certificate($0) }
+            configuration.privateKey = .privateKey(identity.nioKey)
+        }
+        do {
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw ESTClientError("the TLS stack refused the client configuration: \(error)")
+        }
     }
 
     /// Trusts the CA at `url` by the SHA-256 fingerprint of its root (as `step ca bootstrap` does): fetches
@@ -45,7 +72,7 @@ public struct ESTClient: Sendable {
         guard wanted.count == 64, wanted.allSatisfy(\.isHexDigit) else {
             throw ESTClientError("--ca-fingerprint must be the root's SHA-256, 64 hex digits (colons allowed)")
         }
-        let unverified = ESTClient(host: host, port: port)
+        let unverified = try ESTClient(host: host, port: port)
         let chain = try await unverified.caCertificates()
         guard let root = chain.last, root.subject == root.issuer else {
             throw ESTClientError("\(url) sent no root certificate in cacerts")
@@ -139,23 +166,8 @@ public struct ESTClient: Sendable {
 
     /// One request on a new connection; the body of a 200 answer, else the server's one-line reason.
     func request(_ method: HTTPMethod, _ operation: String, body: [UInt8]?, token: String?) async throws -> [UInt8] {
-        var configuration = TLSConfiguration.makeClientConfiguration()
-        TLSPolicy.default.apply(to: &configuration)
-        configuration.trustRoots = .certificates([])
-        // With a trust set, the peer is verified, by the callback below (which replaces BoringSSL's chain check and
-        // checks the name strictly). NIOSSL never calls a custom callback in `.none` mode, so `.none` is kept only
-        // for the bootstrap's first look, whose answer is accepted by the root's fingerprint alone.
-        configuration.certificateVerification = trust == nil ? .none : .noHostnameVerification
-        if let identity {
-            configuration.certificateChain = identity.nioChain.map { .certificate($0) }
-            configuration.privateKey = .privateKey(identity.nioKey)
-        }
-        let context: NIOSSLContext
-        do {
-            context = try NIOSSLContext(configuration: configuration)
-        } catch {
-            throw ESTClientError("the TLS stack refused the client configuration: \(error)")
-        }
+        let context = self.context
+        let accepted = self.accepted
         let host = self.host
         let trust = self.trust
         let failure = NIOLockedBoxSendable<String?>(nil)
@@ -173,11 +185,17 @@ public struct ESTClient: Sendable {
                                 promise.succeed(.failed)
                                 return
                             }
+                            let presented = (try? certificates.map { try $0.toDERBytes() }) ?? []
+                            if !presented.isEmpty, accepted.contains(presented) {
+                                promise.succeed(.certificateVerified)
+                                return
+                            }
                             promise.completeWithTask {
                                 do {
-                                    let chain = try certificates.map { try Certificate(derEncoded: $0.toDERBytes()) }
+                                    let chain = try presented.map { try Certificate(derEncoded: $0) }
                                     _ = try await SecureChannelPKI.CertificateVerification.verify(
                                         chain: chain, roots: trust, purpose: .server, host: host)
+                                    accepted.remember(presented, until: chain.map(\.notValidAfter).min() ?? Date())
                                     return .certificateVerified
                                 } catch let error as SecureChannelPKI.CertificateVerification.Failure {
                                     failure.value = "the online CA's certificate was refused: \(error.message)"
@@ -267,6 +285,24 @@ public struct ESTClientError: Error, CustomStringConvertible, Sendable {
     public let message: String
     init(_ message: String) { self.message = message }
     public var description: String { message }
+}
+
+/// The last server chain an ``ESTClient`` verified, byte for byte, until the first of its certificates expires.
+/// The client's trust and the name it checks never change, and the EST client checks no CRL, so the same bytes
+/// get the same answer until then.
+final class AcceptedServerChain: Sendable {
+    private let last = NIOLockedValueBox<(chain: [[UInt8]], until: Date)?>(nil)
+
+    func contains(_ chain: [[UInt8]], now: Date = Date()) -> Bool {
+        last.withLockedValue { last in
+            guard let last, now < last.until else { return false }
+            return last.chain == chain
+        }
+    }
+
+    func remember(_ chain: [[UInt8]], until: Date) {
+        last.withLockedValue { $0 = (chain, until) }
+    }
 }
 
 enum IPAddressText {

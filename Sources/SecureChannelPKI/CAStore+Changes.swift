@@ -6,17 +6,22 @@ import X509
 extension CAStore {
     /// Records a newly signed certificate, refusing (in the same transaction) a key that was ever revoked and a
     /// serial already used.
-    func record(_ entry: Inventory.Entry, certificatePEM: String? = nil) throws {
+    /// With `renewing`, the serial of the certificate being renewed: the record is refused if that one was revoked,
+    /// checked in the same statement or transaction, so a revocation that lands during a renewal is never missed.
+    func record(_ entry: Inventory.Entry, certificatePEM: String? = nil, renewing: String? = nil) throws {
         // On SQLite one statement, atomic on its own, does the checks and the insert: each statement is a trip to
         // sqlite-nio's thread and back, which was most of an issuance's store time. On PostgreSQL the SELECT's
         // untyped NULL parameters would not insert, so there the checks come first, in a transaction.
         if backend.dialect == .sqlite, let hash = entry.publicKeySHA256 {
-            if try insertUnlessRevoked(entry, publicKeySHA256: hash, certificatePEM: certificatePEM) { return }
-            try refuse(entry)
+            if try insertUnlessRevoked(entry, publicKeySHA256: hash, certificatePEM: certificatePEM, renewing: renewing)
+            {
+                return
+            }
+            try refuse(entry, renewing: renewing)
             throw PKIError(.store, "serial \(entry.serial) could not be recorded in the CA store; issue again")
         }
         try backend.writeTransaction(lockKey: issuer) {
-            try refuse(entry)
+            try refuse(entry, renewing: renewing)
             try insert([entry], ignoringDuplicates: false)
             if let certificatePEM {
                 _ = try backend.execute(
@@ -26,8 +31,17 @@ extension CAStore {
         }
     }
 
-    /// Throws why `entry` cannot be recorded (its key was revoked, or its serial is taken); returns if neither.
-    private func refuse(_ entry: Inventory.Entry) throws {
+    /// Throws why `entry` cannot be recorded (its key was revoked, its serial is taken, or the certificate it
+    /// renews was revoked); returns if none.
+    private func refuse(_ entry: Inventory.Entry, renewing: String?) throws {
+        if let renewing, let revoked = try certificates(Filter(serial: renewing)).first,
+            let revocation = revoked.revocation
+        {
+            throw PKIError(
+                .renewalRefused,
+                "certificate \(renewing) (\(revoked.name)) was revoked (\(revocation.reason)): it cannot renew; enroll again with a new token"
+            )
+        }
         if let hash = entry.publicKeySHA256, let revoked = try revokedKey(hash) {
             throw PKIError(
                 .revokedKey,
@@ -40,9 +54,9 @@ extension CAStore {
     }
 
     /// Inserts `entry` unless its key was revoked or its serial is taken, in one statement; whether it did.
-    private func insertUnlessRevoked(_ entry: Inventory.Entry, publicKeySHA256: String, certificatePEM: String?)
-        throws -> Bool
-    {
+    private func insertUnlessRevoked(
+        _ entry: Inventory.Entry, publicKeySHA256: String, certificatePEM: String?, renewing: String?
+    ) throws -> Bool {
         let binds: [SQLValue] = [
             .text(issuer), .text(entry.serial), .text(entry.kind.rawValue), .text(entry.name), .text(entry.subject),
             .text(entry.subjectAlternativeNames.joined(separator: "\n")), .text(entry.keyType),
@@ -51,13 +65,16 @@ extension CAStore {
             SQLValue(certificatePEM),
         ]
         let values = (1...binds.count).map { "$\($0)" }.joined(separator: ", ")
+        let renewed = binds.count + 1
         let rows = try backend.execute(
             """
             INSERT INTO sc_certificates (issuer, \(Self.columns), certificate_pem) SELECT \(values) \
             WHERE NOT EXISTS (SELECT 1 FROM sc_revoked_keys WHERE issuer = $1 AND public_key_sha256 = $12) \
             AND NOT EXISTS (SELECT 1 FROM sc_certificates WHERE issuer = $1 AND serial IN ($2, '00' || $2)) \
+            AND NOT EXISTS (SELECT 1 FROM sc_certificates WHERE issuer = $1 AND serial = $\(renewed) \
+            AND revoked_at IS NOT NULL) \
             ON CONFLICT DO NOTHING RETURNING serial
-            """, binds)
+            """, binds + [SQLValue(renewing)])
         return !rows.isEmpty
     }
 

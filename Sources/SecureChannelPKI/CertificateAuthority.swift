@@ -237,42 +237,43 @@ public struct CertificateAuthority: Sendable {
     /// a CSR). With `replace`, existing files at the prefix are replaced (renewal), else refused. With no prefix
     /// (enrollment over the network: the certificate goes back to the requester) no file is written: the store
     /// keeps the certificate itself (`ca export`), so a fleet renewing every day adds rows, not files.
+    ///
+    /// Files are written under the CA directory's lock. With no files, nothing needs it: the store's one statement
+    /// (SQLite) or transaction (PostgreSQL, under its advisory lock) refuses a revoked key, a serial taken, and, with
+    /// `renewing`, a renewal of a certificate revoked meanwhile. So issuances over the network run side by side.
     func issue(
         _ request: IssuanceRequest, publicKey: Certificate.PublicKey, key: Certificate.PrivateKey?, prefix: String?,
-        replace: Bool, now: Date
+        replace: Bool, renewing: String? = nil, now: Date
     ) throws -> IssuedCertificate {
-        let certPathGiven = prefix.map { "\($0).crt" }
-        let keyPath = key == nil || prefix == nil ? "" : "\(prefix!).key"
+        guard let prefix else {
+            let publicKeySHA256 = try publicKey.spkiSHA256()
+            let issued = try sign(request, publicKey: publicKey, now: now)
+            try store.record(
+                entry(issued, request: request, publicKey: publicKey, publicKeySHA256: publicKeySHA256),
+                certificatePEM: try CertificateIO.pem([issued.certificate]), renewing: renewing)
+            return IssuedCertificate(
+                certificate: issued.certificate, serial: issued.serial, certificatePath: "", keyPath: "",
+                warnings: issued.warnings)
+        }
+        let certPath = "\(prefix).crt"
+        let keyPath = key == nil ? "" : "\(prefix).key"
         return try SecureFile.withExclusiveLock("\(directory)/\(Files.lock)") {
             if !replace {
-                for path in [certPathGiven ?? "", keyPath] where !path.isEmpty && SecureFile.exists(path) {
+                for path in [certPath, keyPath] where !path.isEmpty && SecureFile.exists(path) {
                     throw PKIError(
                         .fileExists, "\(path) already exists; choose another --out PREFIX or remove the old files")
                 }
             }
             let publicKeySHA256 = try publicKey.spkiSHA256()
-            // Files are written before the record, so a revoked key is refused before them. With no files, the
-            // record alone refuses it, in the statement that would store the certificate.
-            if prefix != nil, let revoked = try store.revokedKey(publicKeySHA256) {
+            // Files are written before the record, so a revoked key is refused before them.
+            if let revoked = try store.revokedKey(publicKeySHA256) {
                 throw PKIError(
                     .revokedKey,
                     "this public key belonged to certificate \(revoked.serial), revoked (\(revoked.reason)): a revoked key is never certified again; make a new key"
                 )
             }
             let issued = try sign(request, publicKey: publicKey, now: now)
-            let entry = Inventory.Entry(
-                serial: issued.serial, kind: request.kind, name: request.name,
-                subject: issued.certificate.subject.description,
-                subjectAlternativeNames: CertificateDescription.alternativeNames(of: issued.certificate),
-                keyType: KeyType(publicKey)?.rawValue ?? request.keyType.rawValue,
-                notBefore: issued.certificate.notValidBefore, notAfter: issued.certificate.notValidAfter,
-                certificatePath: "", keyPath: "", revocation: nil, publicKeySHA256: publicKeySHA256)
-            guard let certPath = certPathGiven else {
-                try store.record(entry, certificatePEM: try CertificateIO.pem([issued.certificate]))
-                return IssuedCertificate(
-                    certificate: issued.certificate, serial: issued.serial, certificatePath: "", keyPath: "",
-                    warnings: issued.warnings)
-            }
+            let entry = entry(issued, request: request, publicKey: publicKey, publicKeySHA256: publicKeySHA256)
             // An intermediate's leaves travel with its certificate: peers that trust only the root build the path.
             let pem = try CertificateIO.pem([issued.certificate] + (isIntermediate ? [certificate] : []))
             try Self.createIssuedDirectory(directory)
@@ -301,6 +302,20 @@ public struct CertificateAuthority: Sendable {
                 certificate: issued.certificate, serial: issued.serial, certificatePath: certPath,
                 keyPath: keyPath, warnings: issued.warnings)
         }
+    }
+
+    /// The inventory record of a certificate just signed (no file yet).
+    private func entry(
+        _ issued: (certificate: Certificate, serial: String, warnings: [String]), request: IssuanceRequest,
+        publicKey: Certificate.PublicKey, publicKeySHA256: String
+    ) -> Inventory.Entry {
+        Inventory.Entry(
+            serial: issued.serial, kind: request.kind, name: request.name,
+            subject: issued.certificate.subject.description,
+            subjectAlternativeNames: CertificateDescription.alternativeNames(of: issued.certificate),
+            keyType: KeyType(publicKey)?.rawValue ?? request.keyType.rawValue,
+            notBefore: issued.certificate.notValidBefore, notAfter: issued.certificate.notValidAfter,
+            certificatePath: "", keyPath: "", revocation: nil, publicKeySHA256: publicKeySHA256)
     }
 
     /// Builds and signs the certificate for `request` (no files touched).

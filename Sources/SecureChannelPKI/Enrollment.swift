@@ -300,7 +300,8 @@ extension CertificateAuthority {
         }
         let lifetime = Self.lifetime(of: current)
         request.lifetime = min(lifetime, maximumLifetime ?? lifetime)
-        return try issue(request, publicKey: csr.publicKey, key: nil, prefix: nil, replace: false, now: now)
+        return try issue(
+            request, publicKey: csr.publicKey, key: nil, prefix: nil, replace: false, renewing: serial, now: now)
     }
 
     /// The certificates a client should trust for this CA, this CA first and the root last.

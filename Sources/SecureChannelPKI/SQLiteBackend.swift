@@ -39,12 +39,13 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
             )
         }
         database = handle
+        // The rollback journal is truncated after each commit instead of deleted: the same durability
+        // (synchronous stays FULL), without creating and deleting a file per transaction. A store in WAL mode
+        // (a `ca serve` has it open, or was killed) stays so, at once: leaving WAL needs the store alone, and
+        // waiting for that would hold `ca list` for as long as the CA runs.
+        _ = try? run("PRAGMA journal_mode = TRUNCATE", [])
         // SQLite's sleeping busy handler: a writer waits up to the timeout for another process's transaction.
         sqlite_nio_sqlite3_busy_timeout(handle, Self.busyTimeoutMilliseconds)
-        // The rollback journal is truncated after each commit instead of deleted: the same durability
-        // (synchronous stays FULL), without creating and deleting a file per transaction. A store left in WAL mode
-        // by a `ca serve` that was killed stays so (SQLite keeps the mode in the file) until one ends cleanly.
-        _ = try? execute("PRAGMA journal_mode = TRUNCATE", [])
         Self.registry.withLockedValue { $0[ObjectIdentifier(self)] = Weak(self) }
         _ = Self.closeAtExit
     }
@@ -120,9 +121,10 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
         guard let database else { throw Failure(status: SQLITE_MISUSE, message: "the store is closed") }
         let (statement, kept) = try statement(for: sql, on: database)
         defer {
+            // Not sqlite3_clear_bindings: it marks a statement whose plan looked at a parameter as expired, and the
+            // next run prepares it again (half of a renewal's certificate lookup). Every parameter is bound anew.
             if kept {
                 sqlite_nio_sqlite3_reset(statement)
-                sqlite_nio_sqlite3_clear_bindings(statement)
             } else {
                 sqlite_nio_sqlite3_finalize(statement)
             }
@@ -139,6 +141,10 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
                 case .null: sqlite_nio_sqlite3_bind_null(statement, position)
                 }
             guard status == SQLITE_OK else { throw failure(status, database) }
+        }
+        let parameters = sqlite_nio_sqlite3_bind_parameter_count(statement)
+        for position in Int32(binds.count + 1)..<max(parameters + 1, Int32(binds.count + 1)) {
+            sqlite_nio_sqlite3_bind_null(statement, position)
         }
         var rows: [[SQLValue]] = []
         let columns = sqlite_nio_sqlite3_column_count(statement)

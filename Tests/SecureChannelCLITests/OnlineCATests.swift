@@ -375,8 +375,12 @@ struct OnlineCATests {
         #expect(stranger.status == 1 && stranger.stderr.contains("certificate was refused"), "\(stranger.stderr)")
         #expect(ca.process.output().components(separatedBy: "issued server certificate").count - 1 == 2)
 
-        // Revoked at the CA: the next renewal is refused with the reason, the files stay as they were.
+        // Revoked at the CA: the next renewal is refused with the reason, the files stay as they were. The command
+        // runs beside `ca serve`, which holds the store in WAL mode: it must not wait for the store to be left
+        // alone (a bound far below the store's 30-second busy timeout, which such a wait would reach).
+        let started = ContinuousClock.now
         try await CLI.ok(["ca", "revoke", "--dir", ca.issuing, "--serial", SerialNumbers.hex(newChain[0].serialNumber)])
+        #expect(ContinuousClock.now - started < .seconds(15), "ca revoke beside ca serve waited for the store")
         let before = try SecureFile.read(work.file("jill.crt"))
         let denied = try await CLI.run(renew)
         #expect(denied.status == 1 && denied.stderr.contains("revoked"), "\(denied.stderr)")

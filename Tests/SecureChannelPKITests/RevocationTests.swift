@@ -1,8 +1,9 @@
 import Foundation
-import SecureChannelPKI
 import TestSupport
 import Testing
 import X509
+
+@testable import SecureChannelPKI
 
 @Suite("Revocation: CRLs, revoke, renew")
 struct RevocationTests {
@@ -52,6 +53,36 @@ struct RevocationTests {
         let unknown = #expect(throws: PKIError.self) { try ca.revoke(name: "Nobody") }
         #expect(unknown?.code == .notFound)
         #expect(throws: PKIError.self) { try RevocationReason(parsing: "because") }
+    }
+
+    @Test(
+        "a network issuance renewing a certificate revoked after its checks is refused by the statement that would record it; the store is unchanged"
+    )
+    func renewalRacingRevocation() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let ca = try CertificateAuthority.create(directory: dir.path)
+        let chris = try ca.issue(.client(name: "Chris"))
+        let jill = try ca.issue(.client(name: "Jill"))
+        _ = try ca.revoke(serial: chris.serial)
+        let before = try ca.store.certificates().count
+        // What `reenroll` does once its checks passed: the revocation landed between them and the record.
+        let key = try KeyType.default.generate()
+        let refused = #expect(throws: PKIError.self) {
+            try ca.issue(
+                .client(name: "Chris"), publicKey: key.publicKey, key: nil, prefix: nil, replace: false,
+                renewing: chris.serial, now: Date())
+        }
+        #expect(refused?.code == .renewalRefused)
+        #expect(refused?.message.contains("\(chris.serial) (Chris) was revoked") == true)
+        #expect(try ca.store.certificates().count == before)
+        // The same call for a certificate that was not revoked is recorded, with no file written.
+        let renewed = try ca.issue(
+            .client(name: "Jill"), publicKey: key.publicKey, key: nil, prefix: nil, replace: false,
+            renewing: jill.serial, now: Date())
+        #expect(try ca.store.certificates().count == before + 1)
+        #expect(renewed.certificatePath.isEmpty)
+        #expect(try ca.store.certificatePEM(serial: renewed.serial, directory: dir.path).contains("BEGIN CERTIFICATE"))
     }
 
     @Test("renew issues a new certificate in place, with a new key unless asked to keep it")

@@ -223,7 +223,7 @@ let package = Package(
             name: "SecureChannelCLITests",
             dependencies: [
                 "SecureChannelCLI", "SecureChannelPKI", "SecureChannel", "SecureChannelTunnel", "SecureChannelConfig",
-                "TestSupport",
+                "SecureChannelEST", "TestSupport",
             ],
             swiftSettings: strict
         ),

@@ -227,44 +227,48 @@ public struct ESTClient: Sendable {
         headers.add(name: "Content-Length", value: "\(payload.count)")
         let head = HTTPRequestHead(
             version: .http1_1, method: method, uri: "/.well-known/est/\(operation)", headers: headers)
+        // The deadline closes the connection (a timer on its event loop, not a task per request); what was waiting
+        // on it then fails, and the flag says why.
         let deadline = timeout
+        let timedOut = NIOLockedValueBox(false)
+        let timer = channel.channel.eventLoop.scheduleTask(in: deadline) {
+            timedOut.withLockedValue { $0 = true }
+            channel.channel.close(promise: nil)
+        }
+        defer { timer.cancel() }
+        let late = {
+            let seconds = Double(deadline.nanoseconds) / 1e9
+            let text = seconds == seconds.rounded() ? "\(Int(seconds))" : "\(seconds)"
+            return ESTClientError("the online CA did not answer \(operation) within \(text) s")
+        }
         do {
-            return try await withThrowingTaskGroup(of: [UInt8].self) { group in
-                group.addTask {
-                    try await channel.executeThenClose { inbound, outbound in
-                        try await outbound.write(.head(head))
-                        try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: payload))))
-                        try await outbound.write(.end(nil))
-                        var status: HTTPResponseStatus?
-                        var received: [UInt8] = []
-                        for try await part in inbound {
-                            switch part {
-                            case .head(let response): status = response.status
-                            case .body(let buffer): received += buffer.readableBytesView
-                            case .end:
-                                guard let status else { throw ESTClientError("the online CA answered no status") }
-                                guard status == .ok else {
-                                    let reason = String(decoding: received, as: UTF8.self)
-                                        .trimmingCharacters(in: .whitespacesAndNewlines)
-                                    throw ESTClientError(
-                                        "the online CA refused \(operation) (\(status.code)): \(reason.isEmpty ? status.reasonPhrase : reason)"
-                                    )
-                                }
-                                return received
-                            }
+            let answer = try await channel.executeThenClose { inbound, outbound in
+                try await outbound.write(.head(head))
+                try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: payload))))
+                try await outbound.write(.end(nil))
+                var status: HTTPResponseStatus?
+                var received: [UInt8] = []
+                for try await part in inbound {
+                    switch part {
+                    case .head(let response): status = response.status
+                    case .body(let buffer): received += buffer.readableBytesView
+                    case .end:
+                        guard let status else { throw ESTClientError("the online CA answered no status") }
+                        guard status == .ok else {
+                            let reason = String(decoding: received, as: UTF8.self)
+                                .trimmingCharacters(in: .whitespacesAndNewlines)
+                            throw ESTClientError(
+                                "the online CA refused \(operation) (\(status.code)): \(reason.isEmpty ? status.reasonPhrase : reason)"
+                            )
                         }
-                        throw ESTClientError("the online CA closed the connection before answering \(operation)")
+                        return received
                     }
                 }
-                group.addTask {
-                    try await Task.sleep(for: .nanoseconds(deadline.nanoseconds))
-                    throw ESTClientError(
-                        "the online CA did not answer \(operation) within \(deadline.nanoseconds / 1_000_000_000) s")
-                }
-                let first = try await group.next()!
-                group.cancelAll()
-                return first
+                throw ESTClientError("the online CA closed the connection before answering \(operation)")
             }
+            return answer
+        } catch _ where timedOut.withLockedValue({ $0 }) {
+            throw late()
         } catch let error as ESTClientError {
             throw error
         } catch {

@@ -1,5 +1,6 @@
 import Foundation
 import SecureChannel
+import SecureChannelEST
 import SecureChannelPKI
 import TestSupport
 import Testing
@@ -386,6 +387,35 @@ struct OnlineCATests {
         #expect(denied.status == 1 && denied.stderr.contains("revoked"), "\(denied.stderr)")
         #expect(denied.stderr.split(separator: "\n").count == 1)
         #expect(try SecureFile.read(work.file("jill.crt")) == before)
+    }
+
+    @Test(
+        "an EST client gives up on a CA that accepts the connection and never answers, with one line",
+        .timeLimit(.minutes(1)))
+    func silentCA() async throws {
+        // A listener that never accepts: the kernel completes the connection, nothing answers the ClientHello.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(listener >= 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, length) == 0 && listen(listener, 8) == 0 && getsockname(listener, $0, &length) == 0
+            }
+        }
+        #expect(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let pki = try TemporaryDirectory()
+        defer { pki.cleanup() }
+        try await CLI.ok(["ca", "init", "--dir", pki.path, "--name", "Silent Root"])
+        let root = try CertificateIO.parseCertificates(try SecureFile.read(pki.file("ca.crt")), source: "ca.crt")
+        var client = try ESTClient(url: "https://127.0.0.1:\(port)", trust: root)
+        client.timeout = .milliseconds(500)
+        let error = await #expect(throws: ESTClientError.self) { _ = try await client.caCertificates() }
+        #expect(error?.message == "the online CA did not answer cacerts within 0.5 s", "\(String(describing: error))")
     }
 
     @Test(

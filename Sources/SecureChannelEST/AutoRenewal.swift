@@ -64,6 +64,12 @@ public enum Renewal {
         let current = try TLSIdentity.load(certificateFile: files.certificate, keyFile: files.key)
         let trust = try TrustAnchors.load(file: trustFile)
         let leaf = current.leaf
+        // Said here rather than by the CA's TLS alert: an expired certificate cannot authenticate a renewal.
+        guard leaf.notValidAfter > Date() else {
+            throw ESTClientError(
+                "\(files.certificate) expired at \(CertificateDescription.format(leaf.notValidAfter)): an expired certificate cannot renew; enroll again with a new token"
+            )
+        }
         let names = CertificateDescription.alternativeNames(of: leaf)
         func values(_ prefix: String) -> [String] {
             names.filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }

@@ -509,6 +509,15 @@ struct OnlineCATests {
         #expect(lines.contains { $0.contains("retrying in") }, "\(result.stderr)")
         let last = try #require(lines.last)
         #expect(last.contains("expired at") && last.contains("enroll again with a new token"), "\(last)")
+
+        // Once expired, a renewal now is refused at once, before any connection, in one line; nothing is written.
+        let before = try SecureFile.read("\(prefix).crt")
+        let once = try await CLI.run([
+            "renew", "--ca-url", ca.url, "--cert", "\(prefix).crt", "--key", "\(prefix).key", "--ca", "\(prefix).ca",
+        ])
+        #expect(once.status == 1 && once.stderr.split(separator: "\n").count == 1, "\(once.stderr)")
+        #expect(once.stderr.contains("an expired certificate cannot renew; enroll again with a new token"))
+        #expect(try SecureFile.read("\(prefix).crt") == before)
     }
 
     /// Enrolls `name` with a token for `kind` and 20-second certificates; returns the file prefix (key, crt, ca).

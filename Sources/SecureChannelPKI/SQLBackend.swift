@@ -70,6 +70,18 @@ protocol SQLBackend: Sendable {
 
 extension SQLBackend {
     func useWriteAheadLog() {}
+
+    /// Runs `body` in the transaction just begun: commits after it, rolls back if it (or the commit) throws.
+    func commitOrRollBack<T>(_ body: () throws -> T) throws -> T {
+        do {
+            let result = try body()
+            _ = try execute("COMMIT", [])
+            return result
+        } catch {
+            _ = try? execute("ROLLBACK", [])
+            throw error
+        }
+    }
 }
 
 /// The event loop PostgreSQL's driver runs on: its own, so that a CA call made inside a busy server process never
@@ -142,14 +154,9 @@ final class PostgresBackend: SQLBackend, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         _ = try execute("BEGIN", [])
-        do {
+        return try commitOrRollBack {
             _ = try execute("SELECT pg_advisory_xact_lock(hashtext($1))", [.text(lockKey)])
-            let result = try body()
-            _ = try execute("COMMIT", [])
-            return result
-        } catch {
-            _ = try? execute("ROLLBACK", [])
-            throw error
+            return try body()
         }
     }
 

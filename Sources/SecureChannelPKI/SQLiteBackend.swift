@@ -88,14 +88,7 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
         _ = try execute("BEGIN IMMEDIATE", [])
         inTransaction = true
         defer { inTransaction = false }
-        do {
-            let result = try body()
-            _ = try execute("COMMIT", [])
-            return result
-        } catch {
-            _ = try? execute("ROLLBACK", [])
-            throw error
-        }
+        return try commitOrRollBack(body)
     }
 
     /// Closes the connection (once; later calls do nothing). Never waits for another process: returning the

@@ -46,6 +46,11 @@ extension Acceptor {
         if let identity = record.identity {
             metadata.merge(Self.identityFields(identity, session: record.session)) { $1 }
             logger.info("\(text)", metadata: metadata)
+        } else if terminatesTLS, record.tlsVersion != nil, record.refusal == nil, !record.tlsFailed {
+            // A finished handshake with no certificate and no refusal: a listener where the client certificate is
+            // optional (`ca serve`: a first enrollment, `cacerts`, `crl`). Not a failure, not a refusal.
+            metadata["client_certificate"] = "none"
+            logger.info("\(text) (no client certificate)", metadata: metadata)
         } else {
             // A client we refused always has a reason; a tunnel client that could not reach its server may not.
             if let refusal = record.refusal ?? (terminatesTLS ? .handshakeFailed : nil) {

@@ -190,6 +190,16 @@ struct OnlineCATests {
         #expect(metrics.contains(#"securechannel_ca_issued_total{kind="client",operation="enroll"} 1"#), "\(metrics)")
         #expect(metrics.contains(#"securechannel_ca_issued_total{kind="client",operation="renew"} 1"#))
         #expect(metrics.contains(#"securechannel_ca_refused_total{reason="token-refused"} 1"#))
+        // Connections without a client certificate (cacerts, enrollment, crl) are no failed handshakes there.
+        let failedHandshakes = metrics.split(separator: "\n").first {
+            $0.hasPrefix(#"securechannel_connections_refused_total{listener="ca-serve",reason="handshake_failed"}"#)
+        }
+        #expect(failedHandshakes?.hasSuffix(" 0") == true, "\(String(describing: failedHandshakes))")
+        let withoutCertificate = ca.process.output().split(separator: "\n").filter {
+            $0.contains("(no client certificate)")
+        }
+        #expect(
+            withoutCertificate.count >= 3 && withoutCertificate.allSatisfy { $0.contains(" info ") }, "\(withoutCertificate)")
 
         // One audit line per issuance, and both are in the CA's inventory.
         let log = ca.process.output()

@@ -116,7 +116,14 @@ public final class CertificateRenewer: Service, Sendable {
         failures = Counter(label: "securechannel_renewal_failures_total", dimensions: [], factory: factory)
     }
 
+    /// Renews until graceful shutdown or cancellation, which end it normally (a stop is not an error).
     public func run() async throws {
+        do {
+            try await renewUntilStopped()
+        } catch is CancellationError {}
+    }
+
+    private func renewUntilStopped() async throws {
         var failed = 0
         while !Task.isCancelled {
             let current: Certificate
@@ -233,7 +240,14 @@ public final class CRLRefresher: Service, Sendable {
         }
     }
 
+    /// Refreshes until graceful shutdown or cancellation, which end it normally.
     public func run() async throws {
+        do {
+            try await refreshUntilStopped()
+        } catch is CancellationError {}
+    }
+
+    private func refreshUntilStopped() async throws {
         while !Task.isCancelled {
             try await CertificateRenewer.sleep(interval)
             do {

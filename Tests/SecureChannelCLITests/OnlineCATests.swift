@@ -199,7 +199,8 @@ struct OnlineCATests {
             $0.contains("(no client certificate)")
         }
         #expect(
-            withoutCertificate.count >= 3 && withoutCertificate.allSatisfy { $0.contains(" info ") }, "\(withoutCertificate)")
+            withoutCertificate.count >= 3 && withoutCertificate.allSatisfy { $0.contains(" info ") },
+            "\(withoutCertificate)")
 
         // One audit line per issuance, and both are in the CA's inventory.
         let log = ca.process.output()
@@ -528,6 +529,32 @@ struct OnlineCATests {
         #expect(once.status == 1 && once.stderr.split(separator: "\n").count == 1, "\(once.stderr)")
         #expect(once.stderr.contains("an expired certificate cannot renew; enroll again with a new token"))
         #expect(try SecureFile.read("\(prefix).crt") == before)
+    }
+
+    @Test(
+        "serve and a tunnel server that renew from the CA and fetch its CRL stop on SIGTERM with status 0 and no error line",
+        .enabled(if: Tools.enabled("openssl"), "needs openssl"))
+    func stopWhileRenewing() async throws {
+        let ca = try await OnlineCA.start()
+        defer { ca.stop() }
+        let work = try TemporaryDirectory()
+        defer { work.cleanup() }
+        let prefix = try await Self.enroll(ca, work, "jill", ["--kind", "server", "--dns", "localhost"])
+        let files = ["--cert", "\(prefix).crt", "--key", "\(prefix).key", "--ca", "\(prefix).ca"]
+        let online = ["--renew-from", ca.url, "--crl-url", ca.url, "--crl-refresh", "1s"]
+        for command in [
+            ["serve", "--listen", "127.0.0.1:0", "--allow-any-client"],
+            ["tunnel", "server", "--listen", "127.0.0.1:0", "--target", "127.0.0.1:9", "--allow-any-client"],
+        ] {
+            let end = try RunningProcess(try Tools.securechannel(), command + files + online)
+            defer { end.stop() }
+            // Listening: the renewer waits for its due time (13 s away), the CRL refresher for its next fetch.
+            try await end.waitForOutput { $0.contains("listening on ") }
+            end.signal(SIGTERM)
+            let status = try await end.waitForExit()
+            #expect(status == 0, "\(command[0]): \(end.output())")
+            #expect(!end.output().contains("Error:") && !end.output().contains("CancellationError"), "\(end.output())")
+        }
     }
 
     /// Enrolls `name` with a token for `kind` and 20-second certificates; returns the file prefix (key, crt, ca).

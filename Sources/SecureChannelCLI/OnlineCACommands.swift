@@ -193,6 +193,9 @@ struct CAServeCommand: AsyncParsableCommand {
         transform: TimeSpan.argument)
     var crlRefresh = TimeSpan(seconds: 60)
 
+    @Flag(help: "Run a root CA online anyway (a root's key belongs offline; serve from an intermediate).")
+    var allowRoot = false
+
     @OptionGroup var output: ProcessOutputOptions
 
     func validate() throws {
@@ -201,8 +204,18 @@ struct CAServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let authority = try ca.open()
+        guard authority.isIntermediate || allowRoot else {
+            throw CLIError(
+                "\(ca.dir) is a root CA, whose key belongs offline: make an intermediate with 'securechannel ca init --dir issuing --parent \(ca.dir)' and serve that (or pass --allow-root)"
+            )
+        }
         let format = output.logFormat ?? .text
         let logger = format.makeLogger(label: "securechannel.ca-serve")
+        if !authority.isIntermediate {
+            logger.warning(
+                "\(ca.dir) is a root CA running online (--allow-root): a compromise of this host is a compromise of every certificate under it",
+                metadata: ["event": "root-online"])
+        }
         let endpoint = output.metrics.map { PrometheusEndpoint(host: $0.host, port: $0.port, logger: logger) }
         let trustFile: String
         if let trust {

@@ -400,6 +400,26 @@ struct OnlineCATests {
         #expect(try SecureFile.read(work.file("jill.crt")) == before)
     }
 
+    @Test("ca serve refuses to put a root CA online unless --allow-root, which starts it with a warning")
+    func rootStaysOffline() async throws {
+        let ca = try await OnlineCA.start()
+        defer { ca.stop() }
+        try await CLI.ok([
+            "ca", "issue", "server", "--dir", ca.root, "--name", "online-root", "--dns", "localhost",
+        ])
+        let arguments = [
+            "ca", "serve", "--dir", ca.root, "--listen", "127.0.0.1:0", "--cert", "\(ca.root)/online-root.crt",
+            "--key", "\(ca.root)/online-root.key",
+        ]
+        let refused = try await CLI.run(arguments)
+        #expect(refused.status == 1 && refused.stderr.split(separator: "\n").count == 1, "\(refused.stderr)")
+        #expect(refused.stderr.contains("is a root CA") && refused.stderr.contains("--parent"), "\(refused.stderr)")
+        let anyway = try RunningProcess(try Tools.securechannel(), arguments + ["--allow-root"])
+        defer { anyway.stop() }
+        let output = try await anyway.waitForOutput { $0.contains("listening on ") }
+        #expect(output.contains("warning") && output.contains("root CA running online"), "\(output)")
+    }
+
     @Test(
         "an EST client gives up on a CA that accepts the connection and never answers, with one line",
         .timeLimit(.minutes(1)))

@@ -213,7 +213,9 @@ public struct ESTClient: Sendable {
                 }
             }
         } catch {
-            throw ESTClientError("cannot connect to the online CA at \(host):\(port): \(error)")
+            let reason = SocketErrorText.connect(error)
+            let hint = reason == "connection refused" ? " (is 'securechannel ca serve' running there?)" : ""
+            throw ESTClientError("cannot connect to the online CA at \(host):\(port): \(reason)\(hint)")
         }
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: "\(host):\(port)")

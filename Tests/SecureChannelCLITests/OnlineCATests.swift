@@ -538,6 +538,11 @@ struct OnlineCATests {
         #expect(Date() >= expiry, "it kept trying until the certificate expired")
         let lines = result.stderr.split(separator: "\n")
         #expect(lines.contains { $0.contains("retrying in") }, "\(result.stderr)")
+        // Why, in words: not the event loop's error values.
+        #expect(
+            lines.contains { $0.contains("cannot connect to the online CA") && $0.contains(": connection refused (") },
+            "\(result.stderr)")
+        #expect(!result.stderr.contains("SingleConnectionFailure"), "\(result.stderr)")
         let last = try #require(lines.last)
         #expect(last.contains("expired at") && last.contains("enroll again with a new token"), "\(last)")
 

@@ -111,13 +111,17 @@ struct RenewCommand: AsyncParsableCommand {
     @Flag(help: "Keep running: renew at two thirds of each lifetime, retry with backoff until expiry.")
     var daemon = false
 
-    @Option(help: ArgumentHelp("A command run (by /bin/sh) after each renewal.", valueName: "command"))
+    @Option(
+        help: ArgumentHelp(
+            "A command run (by /bin/sh) after each renewal; if it fails, renew exits 1 (--daemon says so and goes on).",
+            valueName: "command"))
     var exec: String?
 
     func run() async throws {
         let files = RenewalFiles(key: key, certificate: cert, ca: ca)
         guard daemon else {
-            try await renewOnce(files)
+            // Renewed, but the command that should pick it up failed: the caller (cron, a unit) must see it.
+            if let failure = try await renewOnce(files) { throw CLIError(failure) }
             return
         }
         var failures = 0
@@ -132,7 +136,7 @@ struct RenewCommand: AsyncParsableCommand {
                 try await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
             }
             do {
-                try await renewOnce(files)
+                _ = try await renewOnce(files)
                 failures = 0
             } catch {
                 failures += 1
@@ -149,15 +153,18 @@ struct RenewCommand: AsyncParsableCommand {
         }
     }
 
-    private func renewOnce(_ files: RenewalFiles) async throws {
+    /// Renews and runs `--exec`; returns why `--exec` failed, if it did (the daemon says it and carries on).
+    private func renewOnce(_ files: RenewalFiles) async throws -> String? {
         let certificate = try await Renewal.renew(url: caURL, files: files, trustFile: ca)
         Console.out(
             "renewed \(certificate.subject) (serial \(SerialNumbers.hex(certificate.serialNumber)), valid until \(CertificateDescription.format(certificate.notValidAfter)))"
         )
-        if let exec {
-            let status = try ShellCommand.run(exec)
-            if status != 0 { Console.error("--exec '\(exec)' exited with status \(status)") }
-        }
+        guard let exec else { return nil }
+        let status = try ShellCommand.run(exec)
+        guard status != 0 else { return nil }
+        let failure = "the certificate was renewed, but --exec '\(exec)' exited with status \(status)"
+        if daemon { Console.error(failure) }
+        return failure
     }
 }
 

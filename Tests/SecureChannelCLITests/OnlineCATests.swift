@@ -363,6 +363,13 @@ struct OnlineCATests {
         #expect(renewed.stdout.contains("renewed CN=Jill"), "\(renewed.stdout)")
         #expect(SecureFile.exists(marker), "--exec ran")
         #expect(try SecureFile.read(work.file("jill.key")) != oldKey, "a new key")
+        // Renewed, but the command that should pick the files up failed: status 1 and one line saying both.
+        let hookFailed = try await CLI.run(renew + ["--exec", "exit 3"])
+        #expect(hookFailed.status == 1 && hookFailed.stdout.contains("renewed CN=Jill"), "\(hookFailed)")
+        #expect(
+            hookFailed.stderr.split(separator: "\n").count == 1
+                && hookFailed.stderr.contains("renewed, but --exec 'exit 3' exited with status 3"),
+            "\(hookFailed.stderr)")
         let newChain = try CertificateIO.parseCertificates(
             try SecureFile.read(work.file("jill.crt")), source: "jill.crt")
         #expect(newChain[0].serialNumber != chain[0].serialNumber)
@@ -385,7 +392,7 @@ struct OnlineCATests {
         ]
         let stranger = try await CLI.run(strangerTrust)
         #expect(stranger.status == 1 && stranger.stderr.contains("certificate was refused"), "\(stranger.stderr)")
-        #expect(ca.process.output().components(separatedBy: "issued server certificate").count - 1 == 2)
+        #expect(ca.process.output().components(separatedBy: "issued server certificate").count - 1 == 3)
 
         // Revoked at the CA: the next renewal is refused with the reason, the files stay as they were. The command
         // runs beside `ca serve`, which holds the store in WAL mode: it must not wait for the store to be left

@@ -66,13 +66,18 @@ struct ConfigCheckCommand: AsyncParsableCommand {
         if config.serve != nil {
             let settings = try config.serveSettings(overriddenBy: ConfigFields())
             lines += Self.explain(settings)
+            lines += Self.explain(try config.serveOnlineCA(overriddenBy: ConfigFields()))
         }
         if config.hasTunnels {
             let options = try config.tunnelProcessOptions(overriddenBy: ConfigFields())
             lines.append(
                 "tunnel --config: log format \(options.logFormat); metrics \(options.metrics.map { "on http://\(Endpoint(host: $0.host, port: $0.port))/metrics" } ?? "off")"
             )
-            for tunnel in try config.tunnels() { lines += Self.explain(tunnel) }
+            let online = try config.tunnelOnlineCA()
+            for tunnel in try config.tunnels() {
+                lines += Self.explain(tunnel)
+                lines += Self.explain(online[tunnel.name])
+            }
         }
         Console.out("\(file): OK")
         for line in lines { Console.out(line) }
@@ -103,6 +108,17 @@ struct ConfigCheckCommand: AsyncParsableCommand {
                 "  TLS \(configuration.tls.minimumVersion.rawValue)+; timeouts: connect \(seconds(configuration.connectTimeout)) s, idle \(seconds(configuration.idleTimeout)) s, drain \(seconds(configuration.shutdownGracePeriod)) s; at most \(configuration.maximumConnections) connections",
             ] + material(configuration.files)
         }
+    }
+
+    /// One line about the online CA, when the end renews from one or fetches its CRL.
+    static func explain(_ keys: OnlineCAKeys?) -> [String] {
+        guard let keys else { return [] }
+        var parts: [String] = []
+        if let url = keys.renewFrom { parts.append("renews its certificate from \(url) at two thirds of its life") }
+        if let url = keys.crlURL {
+            parts.append("fetches the CRL from \(url) every \(Int(keys.crlRefresh)) s into \(keys.crlFile)")
+        }
+        return ["  online CA: " + parts.joined(separator: "; ")]
     }
 
     /// One line about the certificate, CA and CRLs, with their expiry.

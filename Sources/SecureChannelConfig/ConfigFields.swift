@@ -196,15 +196,22 @@ public struct ConfigFields: Sendable {
         return (host, port)
     }
 
+    /// The CRL fetched from `crl-url`, once there is one.
+    private func fetchedCRL() throws -> String? {
+        guard has("crl-url") else { return nil }
+        let file = OnlineCAKeys.crlFile(for: try path("cert", hint: "our certificate"))
+        return FileManager.default.fileExists(atPath: file) ? file : nil
+    }
+
     /// `--cert`, `--key`, `--ca`, `--crl`, `--crl-expired`: loaded once here, and our certificate checked to fit
     /// `purpose`, so that a bad file is reported now (`config check` too), in this layer's words.
     func materialFiles(for purpose: CertificatePurpose) throws -> TLSMaterialFiles {
         let files = TLSMaterialFiles(
             certificate: try path("cert", hint: "our certificate"), key: try path("key", hint: "our private key"),
             ca: try path("ca", hint: "the CA certificate"),
-            // With crl-url, the CRL fetched from the online CA (kept beside our certificate) is enforced too.
-            crls: list("crl").map { absolute($0, key: "crl") }
-                + (has("crl-url") ? [OnlineCAKeys.crlFile(for: try path("cert", hint: "our certificate"))] : []),
+            // With crl-url, the CRL fetched from the online CA (kept beside our certificate) is enforced too. The
+            // ends fetch it before they get here; before the first fetch (`config check`) there is none to read.
+            crls: list("crl").map { absolute($0, key: "crl") } + (try fetchedCRL().map { [$0] } ?? []),
             allowExpiredCRL: try choice("crl-expired", ["deny", "allow"]) == "allow")
         do {
             try files.load().identity.checkFits(purpose)

@@ -131,5 +131,24 @@ struct ConfigFileTests {
         try SecureFile.write("serve: [1, 2]\n", to: dir.file("shape.yaml"), mode: 0o644)
         let shape = try await CLI.run(["config", "check", dir.file("shape.yaml")])
         #expect(shape.status == 1 && shape.stderr.contains("'serve' must be a mapping"), "\(shape.stderr)")
+
+        // An end that renews from the online CA and enforces its CRL: checked before its first fetch (no CRL file
+        // yet, which `serve` fetches before it loads), and the online CA's part is explained.
+        let online = good.replacingOccurrences(
+            of: "  accept-proxy-protocol: true",
+            with: "  renew-from: https://ca.internal:9443\n  crl-url: https://ca.internal:9443\n  crl-refresh: 30s"
+        ).replacingOccurrences(
+            of: "    allow-any-client: true",
+            with: "    allow-any-client: true\n    renew-from: https://ca.internal:9443")
+        try SecureFile.write(online, to: dir.file("online.yaml"), mode: 0o644)
+        let checked = try await CLI.run(["config", "check", dir.file("online.yaml")])
+        #expect(checked.status == 0, "\(checked.stderr)")
+        #expect(
+            checked.stdout.contains(
+                "  online CA: renews its certificate from https://ca.internal:9443 at two thirds of its life; fetches the CRL from https://ca.internal:9443 every 30 s into \(dir.file("Jill.crt.crl"))"
+            ), "\(checked.stdout)")
+        #expect(
+            checked.stdout.components(separatedBy: "online CA: renews its certificate").count == 3,
+            "the tunnel's too: \(checked.stdout)")
     }
 }

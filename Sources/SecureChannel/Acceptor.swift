@@ -202,12 +202,14 @@ package final class Acceptor: Sendable {
 
     private func warnAboutExpiry(_ material: TLSMaterial, now: Date = Date()) {
         // Each said once: a reload of the same file does not repeat it.
-        let said: [(text: String, event: Logger.MetadataValue)] =
-            material.identity.warnings.map { ($0, "key-permissions") }
-            + (material.revocation?.notes ?? []).map { ($0, "crl-issuer") }
+        // A key others can read is a warning; an intermediate's CRL (what `--crl-url` fetches from an online CA run
+        // from an intermediate, as recommended) is how it should be, so it is said as information.
+        let said: [(text: String, event: Logger.MetadataValue, level: Logger.Level)] =
+            material.identity.warnings.map { ($0, "key-permissions", .warning) }
+            + (material.revocation?.notes ?? []).map { ($0, "crl-issuer", .info) }
         let fresh = state.withLockedValue { state in said.filter { state.warned.insert($0.text).inserted } }
-        for (text, event) in fresh {
-            logger.warning("\(text)", metadata: ["event": event])
+        for (text, event, level) in fresh {
+            logger.log(level: level, "\(text)", metadata: ["event": event])
         }
         let mine =
             [("the \(terminatesTLS ? "server" : "client") certificate", material.identity.leaf)]

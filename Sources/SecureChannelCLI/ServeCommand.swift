@@ -140,7 +140,8 @@ struct ServeCommand: AsyncParsableCommand {
         var configuration = settings.server
         configuration.metricsFactory = endpoint?.factory
         if let keyLog = configuration.tls.keyLog { logger.warning("\(keyLog.warning)", metadata: ["event": "keylog"]) }
-        let server = try MessageServer(configuration: configuration, logger: logger) { message, _ in message }
+        let server = try MessageServer(
+            configuration: configuration, logger: logger, replying: { message, _ in message })
         endpoint?.reportReadiness { server.isReady }
         let rules = configuration.rules
         let summary =

@@ -29,6 +29,49 @@ struct ServeSendTests {
         #expect(try await server.process.waitForExit() == 0)
     }
 
+    @Test(
+        "a client that sends without reading its replies: serve stops reading from it instead of buffering replies without bound, and answers others",
+        .enabled(if: Tools.enabled("python3"), "needs python3"))
+    func slowReader() async throws {
+        let python = try Tools.require("python3")
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        try await CLI.barryJillChris(in: dir.path)
+        let server = try await ServerProcess.start(dir: dir.path)
+        defer { server.stop() }
+        // Sends 64-byte lines, never reads, until a send waits 3 s (the server stopped reading) or 200 MB went.
+        let script = """
+            import socket, ssl, sys
+            port, ca, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+            ctx.load_cert_chain(cert, key)
+            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+            tls = ctx.wrap_socket(raw, server_hostname="localhost")
+            tls.settimeout(3)
+            line, sent = b"x" * 63 + b"\\n", 0
+            chunk = line * 256
+            try:
+                while sent < 200_000_000:
+                    tls.sendall(chunk)
+                    sent += len(chunk)
+                print("SENT-ALL", sent)
+            except socket.timeout:
+                print("BLOCKED", sent)
+            """
+        try SecureFile.write(script, to: dir.file("flood.py"), mode: 0o644)
+        let flood = try await Tools.run(
+            python,
+            [dir.file("flood.py"), "\(server.port)", dir.file("ca.crt"), dir.file("Chris.crt"), dir.file("Chris.key")],
+            timeout: 120)
+        let words = flood.stdout.split(separator: " ")
+        #expect(words.first == "BLOCKED", "the server kept reading: \(flood.stdout) \(flood.stderr)")
+        let sent = Int(words.last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? .max
+        #expect(sent < 100_000_000, "it stopped reading after \(sent) bytes")
+        // Another client is answered meanwhile.
+        let other = try await server.send(dir.path, ["still here"])
+        #expect(other.status == 0 && other.stdout.contains("still here"), "\(other.stdout) \(other.stderr)")
+    }
+
     @Test("serve refuses to start without an --allow rule, saying what to add")
     func noRule() async throws {
         let dir = try TemporaryDirectory()

@@ -175,7 +175,13 @@ public struct ESTClient: Sendable {
         let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connectTimeout(timeout)
         let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
         do {
-            channel = try await bootstrap.connect(host: host, port: port) { channel in
+            // An address is connected to as such: a host name goes through NIO's resolver (getaddrinfo on another
+            // thread, then Happy Eyeballs), which an address does not need.
+            let target =
+                IPAddressText.isAddress(host)
+                ? ConnectTarget.address(try SocketAddress(ipAddress: host, port: port))
+                : ConnectTarget.name(host, port)
+            channel = try await target.connect(with: bootstrap) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handler = try NIOSSLClientHandler(
                         context: context, serverHostname: serverName,
@@ -308,6 +314,24 @@ final class AcceptedServerChain: Sendable {
 
     func remember(_ chain: [[UInt8]], until: Date) {
         last.withLockedValue { $0 = (chain, until) }
+    }
+}
+
+/// Where a request connects: an address as it is, a name through NIO's resolver.
+enum ConnectTarget {
+    case address(SocketAddress)
+    case name(String, Int)
+
+    func connect<Output: Sendable>(
+        with bootstrap: ClientBootstrap,
+        channelInitializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Output>
+    ) async throws -> Output {
+        switch self {
+        case .address(let address):
+            return try await bootstrap.connect(to: address, channelInitializer: channelInitializer)
+        case .name(let host, let port):
+            return try await bootstrap.connect(host: host, port: port, channelInitializer: channelInitializer)
+        }
     }
 }
 

@@ -245,6 +245,15 @@ public final class CAStore: Sendable {
         return try backend.execute(sql, [.text(issuer)] + binds).map(Self.entry)
     }
 
+    /// The certificate with this serial, if recorded: one indexed lookup (a renewal's), no ordering.
+    public func certificate(serial: String) throws -> Inventory.Entry? {
+        let normalized = CertificateRevocationList.Entry.normalized(serial)
+        return try backend.execute(
+            "SELECT \(Self.columns) FROM sc_certificates WHERE issuer = $1 AND serial IN ($2, $3) LIMIT 1",
+            [.text(issuer), .text(normalized), .text("00" + normalized)]
+        ).first.map(Self.entry)
+    }
+
     /// How many certificates `filter` wants.
     public func count(_ filter: Filter = Filter()) throws -> Int {
         let (clause, binds) = filter.clause()

@@ -268,7 +268,7 @@ extension CertificateAuthority {
     ) throws -> IssuedCertificate {
         let csr = try Self.readCSR(csrDER)
         let serial = SerialNumbers.hex(current.serialNumber)
-        guard let entry = try store.certificates(CAStore.Filter(serial: serial)).first else {
+        guard let entry = try store.certificate(serial: serial) else {
             throw PKIError(.renewalRefused, "certificate \(serial) was not issued by this CA; enroll with a token")
         }
         if let revocation = entry.revocation {

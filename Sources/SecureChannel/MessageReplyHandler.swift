@@ -36,12 +36,12 @@ final class MessageReplyHandler: ChannelInboundHandler, RemovableChannelHandler 
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let message = unwrapInboundIn(data)
-        guard record.identity != nil, waiting.isEmpty, !verifying else {
+        guard let identity = record.identity, waiting.isEmpty, !verifying else {
             waiting.append(message)
             verifyResumedSession(context: context)
             return
         }
-        answer(message, context: context)
+        answer(message, identity: identity, context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -72,8 +72,8 @@ final class MessageReplyHandler: ChannelInboundHandler, RemovableChannelHandler 
         context.fireChannelInactive()
     }
 
-    private func answer(_ message: ByteBuffer, context: ChannelHandlerContext) {
-        guard let identity = record.identity, context.channel.isActive else { return }
+    private func answer(_ message: ByteBuffer, identity: PeerIdentity, context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
         guard message.readableBytes <= server.limit else {
             refuseTooLong(context: context)
             return
@@ -119,13 +119,13 @@ final class MessageReplyHandler: ChannelInboundHandler, RemovableChannelHandler 
             channel.eventLoop.execute {
                 let (handler, context) = bound.value
                 handler.verifying = false
-                guard record.identity != nil else {
+                guard let identity = record.identity else {
                     context.close(promise: nil)
                     return
                 }
                 let held = handler.waiting
                 handler.waiting = []
-                for message in held { handler.answer(message, context: context) }
+                for message in held { handler.answer(message, identity: identity, context: context) }
                 context.flush()
                 if !handler.pausedForWritability {
                     context.channel.setOption(.autoRead, value: true).whenFailure { _ in }

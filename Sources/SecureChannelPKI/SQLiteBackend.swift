@@ -21,6 +21,9 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
     /// Set inside ``writeTransaction(lockKey:_:)``: there `BEGIN IMMEDIATE` waited for the write lock already.
     private var inTransaction = false
 
+    /// How many prepared statements a connection keeps (the store's queries are a few dozen).
+    static let maximumKept = 64
+
     /// How long a writer waits for another process's transaction before giving up.
     static let busyTimeoutMilliseconds: Int32 = 30_000
 
@@ -135,9 +138,10 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
                 }
             guard status == SQLITE_OK else { throw failure(status, database) }
         }
-        let parameters = sqlite_nio_sqlite3_bind_parameter_count(statement)
-        for position in Int32(binds.count + 1)..<max(parameters + 1, Int32(binds.count + 1)) {
-            sqlite_nio_sqlite3_bind_null(statement, position)
+        // A kept statement still holds the last run's values: any parameter not given now is NULL.
+        let parameters = Int(sqlite_nio_sqlite3_bind_parameter_count(statement))
+        if parameters > binds.count {
+            for position in (binds.count + 1)...parameters { sqlite_nio_sqlite3_bind_null(statement, Int32(position)) }
         }
         var rows: [[SQLValue]] = []
         let columns = sqlite_nio_sqlite3_column_count(statement)
@@ -157,7 +161,11 @@ final class SQLiteBackend: SQLBackend, @unchecked Sendable {
         let status = sqlite_nio_sqlite3_prepare_v3(
             database, Self.positional(sql), -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
         guard status == SQLITE_OK, let statement else { throw failure(status, database) }
-        let keep = ["SELECT", "INSERT", "UPDATE", "DELETE", "WITH"].contains { sql.hasPrefix($0) }
+        // At most `maximumKept`: a query whose text grows with its input (a list of paths, a batch of rows) must not
+        // fill a long-running process with statements used once.
+        let keep =
+            prepared.count < Self.maximumKept
+            && ["SELECT", "INSERT", "UPDATE", "DELETE", "WITH"].contains { sql.hasPrefix($0) }
         if keep { prepared[sql] = statement }
         return (statement, keep)
     }

@@ -131,9 +131,6 @@ package final class Acceptor: Sendable {
         state.withLockedValue { $0.bound && !$0.draining }
     }
 
-    /// Whether graceful shutdown began.
-    package var isDraining: Bool { state.withLockedValue { $0.draining } }
-
     /// The address, once bound (port 0 resolved to the real port).
     package func listeningAddress() async throws -> SocketAddress {
         try await bound.futureResult.get()
@@ -345,11 +342,7 @@ package final class Acceptor: Sendable {
         guard terminatesTLS else {
             // Plaintext in, TLS out (a tunnel client): the body originates TLS; idle time counts from the accept.
             if settings.acceptProxyProtocol { try pipeline.addHandler(ProxyProtocolReceiver(record: record)) }
-            let seconds = Double(settings.idleTimeout.nanoseconds) / 1e9
-            try pipeline.addHandlers([
-                IdleStateHandler(allTimeout: settings.idleTimeout),
-                IdleCloseHandler(record: record, seconds: seconds),
-            ])
+            try pipeline.addHandler(IdleTimeoutHandler(timeout: settings.idleTimeout, record: record))
             try configure(pipeline, record)
             return
         }
@@ -435,10 +428,17 @@ package final class Acceptor: Sendable {
         logEnded(record)
     }
 
-    /// Counts one answered message.
+    /// Counts one answered message (of a connection that marks no reply busy: the online CA's).
     package func countMessage(_ record: ConnectionRecord) {
         record.countMessage()
         metrics.messages.increment()
+    }
+
+    /// Counts one answered message and ends its busy mark (``ConnectionRecord/beginReply()``); true when the
+    /// server is shutting down and the connection should close after this reply.
+    package func endReply(_ record: ConnectionRecord) -> Bool {
+        metrics.messages.increment()
+        return record.endReply()
     }
 
     /// Marks a connection busy (a reply in flight), so that shutdown lets it finish.
@@ -462,7 +462,7 @@ package final class Acceptor: Sendable {
     private func beginShutdown(_ serverChannel: any Channel) {
         let idle = state.withLockedValue { state -> [any Channel] in
             state.draining = true
-            return state.connections.values.filter { !$0.record.busy }.map(\.channel)
+            return state.connections.values.filter { $0.record.beginDraining() }.map(\.channel)
         }
         logger.info(
             "shutting down: no new connections; \(idle.count) idle connection(s) closed, in-flight replies may finish",

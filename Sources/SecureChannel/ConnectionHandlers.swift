@@ -52,30 +52,103 @@ final class HandshakeTimeoutHandler: ChannelInboundHandler, RemovableChannelHand
     }
 }
 
-/// Closes a connection after `IdleStateHandler` reports it idle.
-final class IdleCloseHandler: ChannelInboundHandler {
+/// Closes a connection after `timeout` with nothing read and nothing flushed ("idle timeout: nothing for N s").
+///
+/// NIO's `IdleStateHandler` does the same with a promise and a callback per write; this one notes the time at the
+/// end of each read and at each flush, and its one timer looks at it when it fires. On a TLS connection it sits
+/// after the TLS handler and is added once the handshake is done (the handshake has its own timeout); there it also
+/// records the close reason of an error, which ``HandshakeEventsHandler`` does until then.
+final class IdleTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
+    typealias OutboundIn = NIOAny
 
+    private let timeout: TimeAmount
     private let record: ConnectionRecord
-    private let seconds: Double
+    private let recordsErrors: Bool
+    private var lastActivity = NIODeadline.now()
+    private var reading = false
+    private var timer: Scheduled<Void>?
 
-    init(record: ConnectionRecord, seconds: Double) {
+    init(timeout: TimeAmount, record: ConnectionRecord, recordsErrors: Bool = false) {
+        self.timeout = timeout
         self.record = record
-        self.seconds = seconds
+        self.recordsErrors = recordsErrors
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            record.noteClose("idle timeout: nothing for \(seconds.formatted()) s")
-            context.close(promise: nil)
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { start(context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        start(context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        reading = true
+        context.fireChannelRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if reading {
+            reading = false
+            lastActivity = .now()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        lastActivity = .now()
+        context.flush()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if recordsErrors {
+            record.tlsFailed = true  // read by FatalCloseHandler when the TLS handler then closes
+            record.noteClose(ErrorDescription.describe(error, record: record, handshakeCompleted: true))
+        }
+        context.fireErrorCaught(error)
+    }
+
+    private func start(_ context: ChannelHandlerContext) {
+        guard timer == nil else { return }
+        lastActivity = .now()
+        arm(context, at: lastActivity + timeout)
+    }
+
+    private func arm(_ context: ChannelHandlerContext, at deadline: NIODeadline) {
+        timer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) {
+            self.fire(context)
+        }
+    }
+
+    private func fire(_ context: ChannelHandlerContext) {
+        timer = nil
+        guard context.channel.isActive else { return }
+        let due = lastActivity + timeout
+        if due > .now() {
+            arm(context, at: due)
             return
         }
-        context.fireUserInboundEventTriggered(event)
+        let seconds = Double(timeout.nanoseconds) / 1e9
+        record.noteClose("idle timeout: nothing for \(seconds.formatted()) s")
+        context.close(promise: nil)
     }
 }
 
 /// Completes the handshake promise, records the TLS version, and turns TLS errors into a close reason.
-final class HandshakeEventsHandler: ChannelInboundHandler {
+final class HandshakeEventsHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
 
     let record: ConnectionRecord
@@ -91,18 +164,22 @@ final class HandshakeEventsHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case TLSUserEvent.handshakeCompleted = event {
-            record.tlsVersion = try? context.pipeline.syncOperations.nioSSL_tlsVersion()
-            if let idleTimeout {
-                let seconds = Double(idleTimeout.nanoseconds) / 1e9
-                try? context.pipeline.syncOperations.addHandlers(
-                    [IdleStateHandler(allTimeout: idleTimeout), IdleCloseHandler(record: record, seconds: seconds)],
-                    position: .after(self))
-            }
-            completed = true
-            handshake.succeed()
+        guard case TLSUserEvent.handshakeCompleted = event else {
+            context.fireUserInboundEventTriggered(event)
+            return
         }
+        record.tlsVersion = try? context.pipeline.syncOperations.nioSSL_tlsVersion()
+        completed = true
+        handshake.succeed()
         context.fireUserInboundEventTriggered(event)
+        // A server's connection: from here the idle handler also records errors, and this one leaves the pipeline
+        // (one handler fewer for every message).
+        if let idleTimeout {
+            let idle = IdleTimeoutHandler(timeout: idleTimeout, record: record, recordsErrors: true)
+            if (try? context.pipeline.syncOperations.addHandler(idle, position: .after(self))) != nil {
+                context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            }
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

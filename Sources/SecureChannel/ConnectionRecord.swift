@@ -17,6 +17,7 @@ package final class ConnectionRecord: Sendable {
         var verificationFailure: String?
         var tlsFailed = false
         var busy = false
+        var draining = false
         var handshake: EventLoopFuture<Void>?
         var traffic: String?
         var messages = 0
@@ -114,6 +115,36 @@ package final class ConnectionRecord: Sendable {
     package var busy: Bool {
         get { state.withLockedValue { $0.busy } }
         set { state.withLockedValue { $0.busy = newValue } }
+    }
+
+    /// A reply begins: marks the connection busy (a graceful shutdown lets the reply finish) and returns the
+    /// peer's identity; nil, and nothing marked, while the peer is not verified (a resumed session).
+    package func beginReply() -> PeerIdentity? {
+        state.withLockedValue { state in
+            guard let identity = state.identity else { return nil }
+            state.busy = true
+            return identity
+        }
+    }
+
+    /// The reply is written: counts the message and clears the busy mark. True when the server is shutting down:
+    /// the connection then closes after this reply.
+    package func endReply() -> Bool {
+        state.withLockedValue { state in
+            state.busy = false
+            state.messages += 1
+            return state.draining
+        }
+    }
+
+    /// The server begins to shut down: true when no reply is in flight (the connection can close now); otherwise
+    /// the reply's ``endReply()`` says so and the connection closes after it. One lock for both sides: a reply
+    /// cannot slip between the two.
+    package func beginDraining() -> Bool {
+        state.withLockedValue { state in
+            state.draining = true
+            return !state.busy
+        }
     }
 
     /// What moved, for the end-of-connection log line (the tunnel's bytes each way); default: messages.

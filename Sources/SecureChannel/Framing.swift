@@ -14,6 +14,14 @@ public enum Framing: String, Sendable, CaseIterable, Codable {
     /// Adds the decoder (bounded to `maximumMessageBytes`) and, for `length`, the encoder: what `MessageServer`
     /// and `MessageClient` put behind TLS, for pipelines of your own (and for the fuzz targets).
     public func addHandlers(to pipeline: ChannelPipeline.SynchronousOperations, maximumMessageBytes: Int) throws {
+        try addHandlers(to: pipeline, maximumMessageBytes: maximumMessageBytes, limitEachMessage: true)
+    }
+
+    /// `limitEachMessage: false` leaves out the exact per-message limit (``FrameLimitHandler``), for a handler that
+    /// checks each message itself (``MessageReplyHandler``): one handler fewer for every message.
+    func addHandlers(
+        to pipeline: ChannelPipeline.SynchronousOperations, maximumMessageBytes: Int, limitEachMessage: Bool
+    ) throws {
         switch self {
         case .lines:
             // +2 for CRLF: a line of exactly the maximum still fits.
@@ -26,7 +34,7 @@ public enum Framing: String, Sendable, CaseIterable, Codable {
                     maximumBufferSize: maximumMessageBytes + 4))
             try pipeline.addHandler(LengthFieldPrepender(lengthFieldBitLength: .fourBytes))
         }
-        try pipeline.addHandler(FrameLimitHandler(maximumMessageBytes: maximumMessageBytes))
+        if limitEachMessage { try pipeline.addHandler(FrameLimitHandler(maximumMessageBytes: maximumMessageBytes)) }
     }
 
     /// Encodes one outgoing message (for `lines`, appends LF; `length` is prefixed by the pipeline).

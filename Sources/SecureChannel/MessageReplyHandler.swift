@@ -36,12 +36,9 @@ final class MessageReplyHandler: ChannelInboundHandler, RemovableChannelHandler 
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let message = unwrapInboundIn(data)
-        guard let identity = record.identity, waiting.isEmpty, !verifying else {
-            waiting.append(message)
-            verifyResumedSession(context: context)
-            return
-        }
-        answer(message, identity: identity, context: context)
+        if waiting.isEmpty, !verifying, answer(message, context: context) { return }
+        waiting.append(message)
+        verifyResumedSession(context: context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -72,13 +69,14 @@ final class MessageReplyHandler: ChannelInboundHandler, RemovableChannelHandler 
         context.fireChannelInactive()
     }
 
-    private func answer(_ message: ByteBuffer, identity: PeerIdentity, context: ChannelHandlerContext) {
-        guard context.channel.isActive else { return }
+    /// Answers one message; false, with nothing done, while the peer is not verified yet (a resumed session).
+    private func answer(_ message: ByteBuffer, context: ChannelHandlerContext) -> Bool {
+        guard context.channel.isActive else { return true }
         guard message.readableBytes <= server.limit else {
             refuseTooLong(context: context)
-            return
+            return true
         }
-        server.listener.setBusy(record, true)
+        guard let identity = record.beginReply() else { return false }
         let reply: ByteBuffer
         do {
             reply = try server.handler(message, identity)
@@ -89,19 +87,18 @@ final class MessageReplyHandler: ChannelInboundHandler, RemovableChannelHandler 
             reply = ByteBuffer(string: "ERR internal error")
         }
         let framed = wrapOutboundOut(server.framing.frame(reply, allocator: context.channel.allocator))
-        server.listener.countMessage(record)
-        server.listener.setBusy(record, false)
-        if server.listener.isDraining {
+        if server.listener.endReply(record) {
             record.noteClose("server shutting down")
             let channel = context.channel
             context.writeAndFlush(framed).whenComplete { _ in channel.close(promise: nil) }
-            return
+            return true
         }
         context.write(framed, promise: nil)
         if !context.channel.isWritable, !pausedForWritability {
             pausedForWritability = true
             context.channel.setOption(.autoRead, value: false).whenFailure { _ in }
         }
+        return true
     }
 
     /// A resumed TLS session skipped the verification callback: verify its certificate now (it may hop to a task),
@@ -119,13 +116,16 @@ final class MessageReplyHandler: ChannelInboundHandler, RemovableChannelHandler 
             channel.eventLoop.execute {
                 let (handler, context) = bound.value
                 handler.verifying = false
-                guard let identity = record.identity else {
+                guard record.identity != nil else {
                     context.close(promise: nil)
                     return
                 }
                 let held = handler.waiting
                 handler.waiting = []
-                for message in held { handler.answer(message, identity: identity, context: context) }
+                for message in held where !handler.answer(message, context: context) {
+                    context.close(promise: nil)
+                    return
+                }
                 context.flush()
                 if !handler.pausedForWritability {
                     context.channel.setOption(.autoRead, value: true).whenFailure { _ in }

@@ -87,7 +87,7 @@ public final class MessageServer: Service, MaterialReloading, Sendable {
                 handler: replying, framing: framing, limit: limit, listener: listener, logger: logger)
             try await listener.run(
                 configure: { pipeline, record in
-                    try framing.addHandlers(to: pipeline, maximumMessageBytes: limit)
+                    try framing.addHandlers(to: pipeline, maximumMessageBytes: limit, limitEachMessage: false)
                     try pipeline.addHandler(MessageReplyHandler(context, record: record))
                 },
                 serve: { channel, _ in
@@ -135,13 +135,12 @@ public final class MessageServer: Service, MaterialReloading, Sendable {
                 if record.identity == nil {
                     try await listener.verifyResumedSession(channel: channel, record: record)
                 }
-                guard let identity = record.identity else { return }
+                guard record.identity != nil else { return }
                 guard message.readableBytes <= limit else {
                     try await refuseTooLong(channel: channel, record: record)
                     return
                 }
-                listener.setBusy(record, true)
-                guard case .async(let handler) = handler else { return }
+                guard case .async(let handler) = handler, let identity = record.beginReply() else { return }
                 let reply: ByteBuffer
                 do {
                     reply = try await handler(message, identity)
@@ -152,9 +151,7 @@ public final class MessageServer: Service, MaterialReloading, Sendable {
                     reply = ByteBuffer(string: "ERR internal error")
                 }
                 try await outbound.write(framing.frame(reply, allocator: channel.allocator))
-                listener.countMessage(record)
-                listener.setBusy(record, false)
-                if listener.isDraining {
+                if listener.endReply(record) {
                     record.noteClose("server shutting down")
                     return
                 }

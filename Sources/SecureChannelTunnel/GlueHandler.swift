@@ -2,18 +2,16 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import SecureChannel
+import Synchronization
 
-/// Bytes moved by one tunnel connection, each way.
+/// Bytes moved by one tunnel connection, each way: written on the connection's event loop, read at its end.
 final class TransferCounter: Sendable {
-    private let counts = NIOLockedValueBox((toTarget: 0, toClient: 0))
-    func add(toTarget: Int = 0, toClient: Int = 0) {
-        counts.withLockedValue {
-            $0.toTarget += toTarget
-            $0.toClient += toClient
-        }
-    }
-    var toTarget: Int { counts.withLockedValue { $0.toTarget } }
-    var toClient: Int { counts.withLockedValue { $0.toClient } }
+    private let targetBound = Atomic<Int>(0)
+    private let clientBound = Atomic<Int>(0)
+    func add(toTarget count: Int) { targetBound.wrappingAdd(count, ordering: .relaxed) }
+    func add(toClient count: Int) { clientBound.wrappingAdd(count, ordering: .relaxed) }
+    var toTarget: Int { targetBound.load(ordering: .relaxed) }
+    var toClient: Int { clientBound.load(ordering: .relaxed) }
 }
 
 /// One half of a pair that joins two channels on the same event loop: what one reads, the other writes.
@@ -34,10 +32,11 @@ final class GlueHandler: ChannelDuplexHandler {
     private var pendingRead = false
     private var inputClosed = false
     private var outputClosed = false
-    /// Completes when the last byte written so far has left (writes complete in order). Closing must wait for it:
-    /// NIO turns an output close into a full close when the input is already shut, and a full close drops
-    /// whatever is still queued.
-    private var lastWrite: EventLoopFuture<Void>?
+    /// Whether anything was written to this side. Closing must first wait for what is queued to leave: NIO turns
+    /// an output close into a full close when the input is already shut, and a full close drops whatever is still
+    /// queued. Writes carry no promise (one per message would cost an allocation or three); a close that must
+    /// wait writes an empty buffer with one, which completes after every write before it.
+    private var wrote = false
     /// Which way the bytes this side reads travel.
     private let direction: Direction
     private let counter: TransferCounter
@@ -73,9 +72,8 @@ final class GlueHandler: ChannelDuplexHandler {
 
     private func partnerWrite(_ buffer: ByteBuffer) {
         guard let context else { return }
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        context.write(wrapOutboundOut(buffer), promise: promise)
-        lastWrite = promise.futureResult
+        wrote = true
+        context.write(wrapOutboundOut(buffer), promise: nil)
     }
 
     /// How long a closing side waits for its queued bytes to drain to a peer that may never read them.
@@ -83,14 +81,15 @@ final class GlueHandler: ChannelDuplexHandler {
 
     /// Runs `body` once everything written so far has been written out (or failed), or after ``drainTimeout``.
     private func afterPendingWrites(_ context: ChannelHandlerContext, _ body: @escaping () -> Void) {
-        guard let lastWrite else {
+        guard wrote else {
             body()
             return
         }
-        context.flush()
+        let lastWrite = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: lastWrite)
         let once = NIOLoopBound(OnceBox(body), eventLoop: context.eventLoop)
         let timer = context.eventLoop.scheduleTask(in: Self.drainTimeout) { once.value.run() }
-        lastWrite.whenComplete { _ in
+        lastWrite.futureResult.whenComplete { _ in
             timer.cancel()
             once.value.run()
         }

@@ -65,7 +65,7 @@ final class IdleTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let timeout: TimeAmount
     private let record: ConnectionRecord
     private let recordsErrors: Bool
-    private var lastActivity = NIODeadline.now()
+    private var lastActivity = NIODeadline.uptimeNanoseconds(0)
     private var reading = false
     private var timer: Scheduled<Void>?
 
@@ -103,13 +103,13 @@ final class IdleTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func channelReadComplete(context: ChannelHandlerContext) {
         if reading {
             reading = false
-            lastActivity = .now()
+            lastActivity = context.eventLoop.now
         }
         context.fireChannelReadComplete()
     }
 
     func flush(context: ChannelHandlerContext) {
-        lastActivity = .now()
+        lastActivity = context.eventLoop.now
         context.flush()
     }
 
@@ -123,7 +123,7 @@ final class IdleTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func start(_ context: ChannelHandlerContext) {
         guard timer == nil else { return }
-        lastActivity = .now()
+        lastActivity = context.eventLoop.now
         arm(context, at: lastActivity + timeout)
     }
 
@@ -137,7 +137,7 @@ final class IdleTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
         timer = nil
         guard context.channel.isActive else { return }
         let due = lastActivity + timeout
-        if due > .now() {
+        if due > context.eventLoop.now {
             arm(context, at: due)
             return
         }

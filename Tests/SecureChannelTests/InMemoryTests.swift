@@ -9,7 +9,7 @@ import X509
 
 @testable import SecureChannel
 
-@Suite("In memory: access rules, framing, ServerHello observer")
+@Suite("In memory: access rules, framing, ServerHello observer, idle timeout")
 struct InMemoryTests {
     func identity(cn: String, dns: [String] = [], uris: [String] = []) -> PeerIdentity {
         var identity = PeerIdentity(certificate: try! Self.certificate(cn: cn))
@@ -137,6 +137,27 @@ struct InMemoryTests {
             HandshakeObserver.parse(ByteBuffer(bytes: retry + ccs + second))
                 == .found(.init(cipherSuite: 0x1302, group: 0x001D)))
         #expect(HandshakeObserver.parse(ByteBuffer(bytes: [23, 3, 3, 0, 2, 1, 2])) == .gaveUp)
+    }
+
+    @Test("the idle timeout counts from the last read or flush, and closes with its reason")
+    func idleTimeout() throws {
+        let loop = EmbeddedEventLoop()
+        let channel = EmbeddedChannel(loop: loop)
+        let record = ConnectionRecord(remote: nil)
+        try channel.pipeline.syncOperations.addHandler(IdleTimeoutHandler(timeout: .seconds(10), record: record))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        loop.advanceTime(by: .seconds(6))
+        try channel.writeInbound(ByteBuffer(string: "in"))
+        channel.pipeline.fireChannelReadComplete()
+        loop.advanceTime(by: .seconds(6))  // 12 s since the start, 6 since the read
+        #expect(channel.isActive)
+        try channel.writeOutbound(ByteBuffer(string: "out"))  // a write and its flush
+        loop.advanceTime(by: .seconds(9))  // 9 s since the flush
+        #expect(channel.isActive)
+        #expect(record.closeReason == nil)
+        loop.advanceTime(by: .seconds(1))
+        #expect(!channel.isActive)
+        #expect(record.closeReason == "idle timeout: nothing for 10 s")
     }
 
     @Test("bench's echo check tells a corrupted reply from a reordered one")

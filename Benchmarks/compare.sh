@@ -144,14 +144,17 @@ CONF
 "$STUNNEL" "$WORK/stunnel-client.conf" > "$WORK/stunnel-client.log" 2>&1 & PIDS+=($!)
 wait_listening "$STCPORT" "$WORK/stunnel-client.log"
 
-# CPU ticks (utime + stime) of a server: the process and its children (nginx's workers), every thread included.
+# CPU ticks of a server: the process and its children (nginx's workers), every thread included. Prints
+# "utime+stime stime": all of it, and the kernel's part.
 cpu_ticks() {
-    local total=0 pid
+    local total=0 system=0 pid
     for pid in "$1" $(pgrep -P "$1" || true); do
         [ -r "/proc/$pid/stat" ] || continue
-        total=$(( total + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }') ))
+        read -r u s < <(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12, $13 }')
+        total=$(( total + u + s ))
+        system=$(( system + s ))
     done
-    echo "$total"
+    echo "$total $system"
 }
 bench() {  # port mode extra... -> JSON
     "$SC" bench --connect "127.0.0.1:$1" --server-name localhost --cert "$P/Chris.crt" --key "$P/Chris.key" \
@@ -165,8 +168,10 @@ measured() {  # server mode extra... -> the bench JSON with "server_cpu_seconds"
     before=$(cpu_ticks "${SERVER_PID[$1]}")
     json=$(bench "${PORT[$1]}" "$2" "${@:3}")
     after=$(cpu_ticks "${SERVER_PID[$1]}")
-    python3 -c 'import json, sys; d = json.loads(sys.argv[1]); d["server_cpu_seconds"] = int(sys.argv[2]) / int(sys.argv[3]); print(json.dumps(d))' \
-        "$json" "$((after - before))" "$(getconf CLK_TCK)"
+    read -r before_all before_sys <<< "$before"
+    read -r after_all after_sys <<< "$after"
+    python3 -c 'import json, sys; d = json.loads(sys.argv[1]); t = int(sys.argv[4]); d["server_cpu_seconds"] = int(sys.argv[2]) / t; d["server_system_seconds"] = int(sys.argv[3]) / t; print(json.dumps(d))' \
+        "$json" "$((after_all - before_all))" "$((after_sys - before_sys))" "$(getconf CLK_TCK)"
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem/{print $2}') GiB"
@@ -208,9 +213,9 @@ def median_run(rows, mode, key):
     candidates = sorted((r[mode] for r in rows), key=lambda run: key(run) or 0)
     return candidates[len(candidates) // 2]
 
-def per(run, unit):
-    """Server CPU µs per unit of work in `run`."""
-    cpu = run.get("server_cpu_seconds")
+def per(run, unit, field="server_cpu_seconds"):
+    """Server CPU µs per unit of work in `run` (`field`: all of it, or the kernel's part)."""
+    cpu = run.get(field)
     if cpu is None: return None
     seconds = run["seconds"]
     if unit == "handshake": count = (run["handshakes_per_second"] or 0) * seconds
@@ -250,6 +255,11 @@ for name in ["serve", "tunnel", "haproxy", "nginx", "stunnel", "python"]:
     text = " / ".join(f"{min(v):,.1f}-{max(v):,.1f}" if all(x is not None for x in v) else "-"
                       for v in (spread["handshake"], spread["echo"], spread["bulk"]))
     print(f"  {name:8} {text}")
+print("\nthe kernel's part of the CPU (system time: socket calls, TCP on loopback, epoll), µs per handshake and per echo message:")
+for name in ["serve", "tunnel", "haproxy", "nginx"]:
+    h, e = R[name]["handshake"], R[name]["echo"]
+    print(f"  {name:8} handshake {f(per(h, 'handshake', 'server_system_seconds'))} of {f(per(h, 'handshake'))}, "
+          f"echo message {f(per(e, 'message', 'server_system_seconds'), 1)} of {f(per(e, 'message'), 1)}")
 print()
 for name in ["backend", "ourpair", "stunnelpair"]:
     e, b, r = R[name]["echo"], R[name]["bulk"], R[name]["rtt"]

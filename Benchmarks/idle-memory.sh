@@ -8,6 +8,7 @@
 # holds them; the RSS of the server, summed over all its processes, is read before and after. The backend is the C
 # echo of Benchmarks/echo-backend.c. Installs haproxy, nginx (with its stream module) and gcc when missing.
 # Usage: Benchmarks/idle-memory.sh [N]   (default 5000; raises the open-files limit for itself)
+#   SERVERS="serve tunnel" measures only those rows; SECURECHANNEL_BIN=PATH measures another build of ours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-5000}"
@@ -15,8 +16,12 @@ source Benchmarks/proxies.sh
 install_peers
 ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -ge $((N * 2 + 1000)) ] || { echo "the open-files limit ($(ulimit -n)) is too low for $N connections"; exit 1; }
-swift build -c release --product securechannel >/dev/null
-SC="$PWD/.build/release/securechannel"
+if [ -n "${SECURECHANNEL_BIN:-}" ]; then
+    SC="$SECURECHANNEL_BIN"
+else
+    swift build -c release --product securechannel >/dev/null
+    SC="$PWD/.build/release/securechannel"
+fi
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -85,7 +90,7 @@ echo "$N idle mTLS connections (Python ssl, client certificate, one echo each), 
 echo
 echo "| server | RSS before KiB | RSS with $N connections KiB | KiB per connection |"
 echo "|---|---:|---:|---:|"
-for name in serve tunnel haproxy nginx; do
+for name in ${SERVERS:-serve tunnel haproxy nginx}; do
     PORT=""
     start "$name"
     python3 "$WORK/hold.py" "$PORT" 100 "$P" 0 >/dev/null    # warm-up: allocator, TLS context, code paths

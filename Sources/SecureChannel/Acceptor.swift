@@ -261,11 +261,30 @@ package final class Acceptor: Sendable {
         }
     }
 
+    /// How an admitted connection is served once its pipeline is set up (its autoRead is off).
+    package enum Service: Sendable {
+        /// A task per connection, on the connection's event loop, runs the closure; the connection is served until
+        /// it returns.
+        case task(@Sendable (any Channel, ConnectionRecord) async -> Void)
+        /// No task: the closure runs once, on the connection's event loop, and the pipeline's handlers do the rest;
+        /// the connection is served until its channel closes. Less memory per connection, less work per accept.
+        case onEventLoop(@Sendable (any Channel, ConnectionRecord) -> Void)
+    }
+
     /// Binds, accepts and serves until graceful shutdown or cancellation. `configure` adds the caller's handlers
     /// after the TLS ones (on the child's event loop); `serve` handles one accepted channel, whose autoRead is off.
     package func run(
         configure: @escaping @Sendable (ChannelPipeline.SynchronousOperations, ConnectionRecord) throws -> Void,
         serve: @escaping @Sendable (any Channel, ConnectionRecord) async -> Void
+    ) async throws {
+        try await run(configure: configure, service: .task(serve))
+    }
+
+    /// Binds, accepts and serves until graceful shutdown or cancellation; see ``Service``. Returns once every
+    /// connection has closed.
+    package func run(
+        configure: @escaping @Sendable (ChannelPipeline.SynchronousOperations, ConnectionRecord) throws -> Void,
+        service: Service
     ) async throws {
         let settings = self.settings
         let serverChannel: NIOAsyncChannel<any Channel, Never>
@@ -314,14 +333,29 @@ package final class Acceptor: Sendable {
                 defer { background.cancelAll() }
                 try await serverChannel.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { tasks in
-                        for try await child in inbound {
-                            guard self.admit(child) else { continue }
-                            // The connection's task runs on the connection's own event loop: a message then
-                            // goes from socket to handler to reply without a hop between threads.
-                            tasks.addTask(executorPreference: EventLoopTaskExecutor(child.eventLoop)) {
-                                await self.serve(child, serve)
+                        do {
+                            for try await child in inbound {
+                                guard self.admit(child) else { continue }
+                                switch service {
+                                case .task(let serve):
+                                    // The connection's task runs on the connection's own event loop: a message
+                                    // then goes from socket to handler to reply without a hop between threads.
+                                    tasks.addTask(executorPreference: EventLoopTaskExecutor(child.eventLoop)) {
+                                        await self.serve(child, serve)
+                                    }
+                                case .onEventLoop(let start):
+                                    self.serve(child, start)
+                                }
                             }
+                        } catch {
+                            // Cancelled, not shut down gracefully: the connections end with the server.
+                            let open = self.state.withLockedValue { $0.connections.values.map(\.channel) }
+                            for channel in open { channel.close(promise: nil) }
+                            throw error
                         }
+                        // No more connections come; those served without a task end when their channels close.
+                        let open = self.state.withLockedValue { $0.connections.values.map(\.channel) }
+                        for channel in open { try? await channel.closeFuture.get() }
                     }
                 }
             }
@@ -426,6 +460,24 @@ package final class Acceptor: Sendable {
         }
         await serve(channel, record)
         logEnded(record)
+    }
+
+    /// Registers one connection and starts it on its event loop without a task; it is logged and unregistered
+    /// when its channel closes.
+    private func serve(_ channel: any Channel, _ start: @escaping @Sendable (any Channel, ConnectionRecord) -> Void) {
+        let key = ObjectIdentifier(channel)
+        guard let record = state.withLockedValue({ $0.connections[key]?.record }) else { return }
+        metrics.open.increment()
+        record.handshake?.whenSuccess {
+            if let identity = record.identity { self.logConnected(record, identity: identity) }
+            self.closeAtExpiry(channel, record)
+        }
+        channel.closeFuture.whenComplete { _ in
+            _ = self.state.withLockedValue { $0.connections.removeValue(forKey: key) }
+            self.metrics.open.decrement()
+            self.logEnded(record)
+        }
+        channel.eventLoop.execute { start(channel, record) }
     }
 
     /// Counts one answered message (of a connection that marks no reply busy: the online CA's).

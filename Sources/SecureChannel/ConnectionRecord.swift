@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
+import Synchronization
 import X509
 
 /// What one connection learned and how it ended; shared between its handlers and its task.
@@ -22,8 +23,6 @@ package final class ConnectionRecord: Sendable {
         var traffic: String?
         var messages = 0
         var refusal: RefusalReason?
-        var bytesIn = 0
-        var bytesOut = 0
         var remote: String
     }
 
@@ -63,14 +62,16 @@ package final class ConnectionRecord: Sendable {
     }
 
     /// Bytes read from and written to the socket so far.
-    package var wireBytes: (received: Int, sent: Int) { state.withLockedValue { ($0.bytesIn, $0.bytesOut) } }
-
-    func countWire(received: Int = 0, sent: Int = 0) {
-        state.withLockedValue {
-            $0.bytesIn += received
-            $0.bytesOut += sent
-        }
+    package var wireBytes: (received: Int, sent: Int) {
+        (bytesIn.load(ordering: .relaxed), bytesOut.load(ordering: .relaxed))
     }
+
+    /// Counted on the connection's event loop for every read and write: an atomic add, not the record's lock.
+    private let bytesIn = Atomic<Int>(0)
+    private let bytesOut = Atomic<Int>(0)
+
+    func countWire(received: Int) { bytesIn.wrappingAdd(received, ordering: .relaxed) }
+    func countWire(sent: Int) { bytesOut.wrappingAdd(sent, ordering: .relaxed) }
 
     package var identity: PeerIdentity? {
         get { state.withLockedValue { $0.identity } }

@@ -90,10 +90,9 @@ public final class MessageServer: Service, MaterialReloading, Sendable {
                     try framing.addHandlers(to: pipeline, maximumMessageBytes: limit, limitEachMessage: false)
                     try pipeline.addHandler(MessageReplyHandler(context, record: record))
                 },
-                serve: { channel, _ in
-                    // Reads flow from here; the handler answers them. This task only waits for the end.
+                service: .onEventLoop { channel, _ in
+                    // Reads flow from here; the handler answers them, with no task per connection.
                     channel.setOption(.autoRead, value: true).whenFailure { _ in channel.close(promise: nil) }
-                    try? await channel.closeFuture.get()
                 })
         }
     }

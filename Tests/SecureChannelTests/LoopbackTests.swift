@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -180,6 +181,33 @@ struct LoopbackTests {
         // Send nothing: the server must close within the timeout (the time limit fails the test otherwise).
         try await channel.closeFuture.get()
         try await server.stop()
+    }
+
+    @Test(
+        "a server cancelled (not shut down gracefully) returns and closes its open connections, for both kinds of handler",
+        arguments: [false, true])
+    func cancelled(replying: Bool) async throws {
+        let pki = try TestPKI()
+        defer { pki.cleanup() }
+        let configuration = MessageServerConfiguration(
+            identity: try pki.identity("Jill"), trust: pki.trust, rules: .anyClient)
+        let logger = Logger(label: "test.server")
+        let server =
+            replying
+            ? try MessageServer(configuration: configuration, logger: logger, replying: { message, _ in message })
+            : try MessageServer(configuration: configuration, logger: logger, handler: { message, _ in message })
+        let task = Task { try await server.run() }
+        let port = try #require(try await server.listeningAddress().port)
+        let client = try await MessageClient.connect(
+            MessageClientConfiguration(
+                host: "127.0.0.1", port: port, serverName: "localhost", identity: try pki.identity("Chris"),
+                trust: pki.trust, timeout: .seconds(10)))
+        #expect(try await client.send("hi") == "hi")
+        task.cancel()
+        _ = try? await task.value  // returns although the client never closed (the suite's time limit says if not)
+        await client.waitUntilClosed()
+        let after = await channelErrorCode { _ = try await client.send("x") }
+        #expect(after == .connectionClosed)
     }
 
     @Test("an idle connection is closed after --idle-timeout")

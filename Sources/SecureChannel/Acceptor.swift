@@ -286,82 +286,158 @@ package final class Acceptor: Sendable {
         configure: @escaping @Sendable (ChannelPipeline.SynchronousOperations, ConnectionRecord) throws -> Void,
         service: Service
     ) async throws {
-        let settings = self.settings
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.autoRead, value: false)
+            .childChannelOption(.allowRemoteHalfClosure, value: settings.allowHalfClosure)
+        switch service {
+        case .task(let serve):
+            try await runWithTasks(bootstrap, configure: configure, serve: serve)
+        case .onEventLoop(let start):
+            try await runOnEventLoops(bootstrap, configure: configure, start: start)
+        }
+    }
+
+    /// Accepted connections come through an async sequence; each gets a task on its own event loop.
+    private func runWithTasks(
+        _ bootstrap: ServerBootstrap,
+        configure: @escaping @Sendable (ChannelPipeline.SynchronousOperations, ConnectionRecord) throws -> Void,
+        serve: @escaping @Sendable (any Channel, ConnectionRecord) async -> Void
+    ) async throws {
+        let initializer: @Sendable (any Channel) -> EventLoopFuture<any Channel> = { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try self.initialize(channel, configure: configure)
+                return channel
+            }
+        }
         let serverChannel: NIOAsyncChannel<any Channel, Never>
         do {
-            let bootstrap = ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 256)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.autoRead, value: false)
-                .childChannelOption(.allowRemoteHalfClosure, value: settings.allowHalfClosure)
-            let initializer: @Sendable (any Channel) -> EventLoopFuture<any Channel> = { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try self.initialize(channel, configure: configure)
-                    return channel
-                }
-            }
             switch settings.listen {
             case .tcp(let host, let port):
-                serverChannel =
-                    try await bootstrap
-                    .serverChannelOption(
-                        .socket(SocketOptionLevel(SOL_SOCKET), SocketOptionName(SO_REUSEPORT)),
-                        value: settings.reusePort ? 1 : 0
-                    )
-                    .bind(host: host, port: port, childChannelInitializer: initializer)
+                serverChannel = try await reusingPort(bootstrap).bind(
+                    host: host, port: port, childChannelInitializer: initializer)
             case .unix(let path):
                 serverChannel = try await bootstrap.bind(
-                    unixDomainSocketPath: path, cleanupExistingSocketFile: true,
-                    childChannelInitializer: initializer)
+                    unixDomainSocketPath: path, cleanupExistingSocketFile: true, childChannelInitializer: initializer)
             }
         } catch {
-            let failure = SecureChannelError(
-                .configuration, "cannot listen on \(settings.listen): \(SocketErrorText.bind(error))")
-            bound.fail(failure)
-            throw failure
+            throw bindFailed(error)
         }
-        guard let address = serverChannel.channel.localAddress else {
-            serverChannel.channel.close(promise: nil)
-            throw SecureChannelError(.configuration, "the listening socket has no address")
-        }
-        state.withLockedValue { $0.bound = true }
-        bound.succeed(address)
-        warnAboutExpiry(store.material)
+        try announce(serverChannel.channel)
         try await withGracefulShutdownHandler {
-            try await withThrowingTaskGroup(of: Void.self) { background in
-                background.addTask { await self.maintain() }
-                defer { background.cancelAll() }
+            try await withMaintenance {
                 try await serverChannel.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { tasks in
                         do {
                             for try await child in inbound {
                                 guard self.admit(child) else { continue }
-                                switch service {
-                                case .task(let serve):
-                                    // The connection's task runs on the connection's own event loop: a message
-                                    // then goes from socket to handler to reply without a hop between threads.
-                                    tasks.addTask(executorPreference: EventLoopTaskExecutor(child.eventLoop)) {
-                                        await self.serve(child, serve)
-                                    }
-                                case .onEventLoop(let start):
-                                    self.serve(child, start)
+                                // The connection's task runs on the connection's own event loop: a message then
+                                // goes from socket to handler to reply without a hop between threads.
+                                tasks.addTask(executorPreference: EventLoopTaskExecutor(child.eventLoop)) {
+                                    await self.serve(child, serve)
                                 }
                             }
                         } catch {
-                            // Cancelled, not shut down gracefully: the connections end with the server.
-                            let open = self.state.withLockedValue { $0.connections.values.map(\.channel) }
-                            for channel in open { channel.close(promise: nil) }
+                            self.closeAll()
                             throw error
                         }
-                        // No more connections come; those served without a task end when their channels close.
-                        let open = self.state.withLockedValue { $0.connections.values.map(\.channel) }
-                        for channel in open { try? await channel.closeFuture.get() }
                     }
                 }
             }
         } onGracefulShutdown: {
             self.beginShutdown(serverChannel.channel)
         }
+    }
+
+    /// Accepted connections are admitted and started in the child initializer, on their event loops: no task and no
+    /// async sequence between the accept and the handshake.
+    private func runOnEventLoops(
+        _ bootstrap: ServerBootstrap,
+        configure: @escaping @Sendable (ChannelPipeline.SynchronousOperations, ConnectionRecord) throws -> Void,
+        start: @escaping @Sendable (any Channel, ConnectionRecord) -> Void
+    ) async throws {
+        let bootstrap = bootstrap.childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try self.initialize(channel, configure: configure)
+                // Once registered: a refusal closes the channel, which it cannot be before.
+                channel.eventLoop.execute {
+                    if self.admit(channel) { self.serve(channel, start) }
+                }
+            }
+        }
+        let serverChannel: any Channel
+        do {
+            switch settings.listen {
+            case .tcp(let host, let port):
+                serverChannel = try await reusingPort(bootstrap).bind(host: host, port: port).get()
+            case .unix(let path):
+                serverChannel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+                    .get()
+            }
+        } catch {
+            throw bindFailed(error)
+        }
+        try announce(serverChannel)
+        try await withGracefulShutdownHandler {
+            try await withMaintenance {
+                do {
+                    try await withTaskCancellationHandler {
+                        try await serverChannel.closeFuture.get()
+                    } onCancel: {
+                        serverChannel.close(promise: nil)
+                    }
+                    try Task.checkCancellation()
+                } catch {
+                    self.closeAll()
+                    throw error
+                }
+                // No more connections come; each ends when its channel closes.
+                let open = self.state.withLockedValue { $0.connections.values.map(\.channel) }
+                for channel in open { try? await channel.closeFuture.get() }
+            }
+        } onGracefulShutdown: {
+            self.beginShutdown(serverChannel)
+        }
+    }
+
+    /// SO_REUSEPORT as `--reuse-port` says (TCP listeners only).
+    private func reusingPort(_ bootstrap: ServerBootstrap) -> ServerBootstrap {
+        bootstrap.serverChannelOption(
+            .socket(SocketOptionLevel(SOL_SOCKET), SocketOptionName(SO_REUSEPORT)), value: settings.reusePort ? 1 : 0)
+    }
+
+    private func bindFailed(_ error: any Error) -> SecureChannelError {
+        let failure = SecureChannelError(
+            .configuration, "cannot listen on \(settings.listen): \(SocketErrorText.bind(error))")
+        bound.fail(failure)
+        return failure
+    }
+
+    /// Publishes the bound address (``listeningAddress()``) and warns about certificates that expire soon.
+    private func announce(_ serverChannel: any Channel) throws {
+        guard let address = serverChannel.localAddress else {
+            serverChannel.close(promise: nil)
+            throw SecureChannelError(.configuration, "the listening socket has no address")
+        }
+        state.withLockedValue { $0.bound = true }
+        bound.succeed(address)
+        warnAboutExpiry(store.material)
+    }
+
+    /// Runs `body` beside the periodic upkeep (``maintain()``), which ends with it.
+    private func withMaintenance(_ body: () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { background in
+            background.addTask { await self.maintain() }
+            defer { background.cancelAll() }
+            try await body()
+        }
+    }
+
+    /// Cancelled, not shut down gracefully: the connections end with the server.
+    private func closeAll() {
+        let open = state.withLockedValue { $0.connections.values.map(\.channel) }
+        for channel in open { channel.close(promise: nil) }
     }
 
     /// Builds a child pipeline; runs on the child's event loop.
@@ -462,8 +538,8 @@ package final class Acceptor: Sendable {
         logEnded(record)
     }
 
-    /// Registers one connection and starts it on its event loop without a task; it is logged and unregistered
-    /// when its channel closes.
+    /// Registers one connection and starts it without a task; it is logged and unregistered when its channel
+    /// closes. Runs on the connection's event loop.
     private func serve(_ channel: any Channel, _ start: @escaping @Sendable (any Channel, ConnectionRecord) -> Void) {
         let key = ObjectIdentifier(channel)
         guard let record = state.withLockedValue({ $0.connections[key]?.record }) else { return }
@@ -477,7 +553,7 @@ package final class Acceptor: Sendable {
             self.metrics.open.decrement()
             self.logEnded(record)
         }
-        channel.eventLoop.execute { start(channel, record) }
+        start(channel, record)
     }
 
     /// Counts one answered message (of a connection that marks no reply busy: the online CA's).

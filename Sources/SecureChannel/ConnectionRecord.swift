@@ -20,7 +20,7 @@ package final class ConnectionRecord: Sendable {
         var busy = false
         var draining = false
         var handshake: EventLoopFuture<Void>?
-        var traffic: String?
+        var traffic: (@Sendable () -> String)?
         var messages = 0
         var refusal: RefusalReason?
         var remote: String
@@ -150,8 +150,12 @@ package final class ConnectionRecord: Sendable {
 
     /// What moved, for the end-of-connection log line (the tunnel's bytes each way); default: messages.
     package var traffic: String? {
-        get { state.withLockedValue { $0.traffic } }
-        set { state.withLockedValue { $0.traffic = newValue } }
+        state.withLockedValue { $0.traffic }?()
+    }
+
+    /// Sets what ``traffic`` says, read when the end is logged (a tunnel's byte counts, final by then).
+    package func describeTraffic(_ describe: @escaping @Sendable () -> String) {
+        state.withLockedValue { $0.traffic = describe }
     }
 
     package var messages: Int { state.withLockedValue { $0.messages } }

@@ -122,11 +122,7 @@ package final class FramedExchange: Sendable {
                         try pipeline.addHandler(replies)
                     }
                 }
-            if let address = try? SocketAddress(ipAddress: host, port: port) {
-                channel = try await bootstrap.connect(to: address).get()  // an IP literal needs no resolver round
-            } else {
-                channel = try await bootstrap.connect(host: host, port: port).get()
-            }
+            channel = try await bootstrap.connect(addressOrName: host, port: port).get()
         } catch {
             throw SecureChannelError(
                 .connectionFailed,

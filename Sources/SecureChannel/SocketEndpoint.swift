@@ -1,3 +1,5 @@
+import NIOCore
+import NIOPosix
 import SecureChannelPKI
 
 /// A place to listen on or connect to: a TCP host and port, or a UNIX domain socket. The one `HOST:PORT` parser
@@ -71,5 +73,16 @@ public enum SocketEndpoint: Sendable, Hashable, CustomStringConvertible {
             if bytes.count == 4 { return bytes[0] == 127 }
             return bytes == [UInt8](repeating: 0, count: 15) + [1]
         }
+    }
+}
+
+extension ClientBootstrap {
+    /// Connects to `host`: an IP address directly, a name through NIO's resolver (getaddrinfo, then Happy Eyeballs
+    /// over its answers). The resolver's round costs a connection to an address CPU for nothing.
+    package func connect(addressOrName host: String, port: Int) -> EventLoopFuture<any Channel> {
+        if let address = try? SocketAddress(ipAddress: host, port: port) {
+            return connect(to: address)
+        }
+        return connect(host: host, port: port)
     }
 }

@@ -4,33 +4,51 @@ import SecureChannel
 /// Joins a client-facing channel (holding a ``PendingInboundHandler`` at its tail) to a connected target channel on
 /// the same event loop, optionally sending `preamble` to the target first, then lets both read.
 enum Glue {
-    /// `clientHandlers` go between the client's TLS and the glue (the HTTP identity header's codec), on the loop.
+    /// Joins the two channels; call on their event loop. `clientHandlers` go between the client's TLS and the glue
+    /// (the HTTP identity header's codec). The record learns which side closed first and, when the end is logged,
+    /// the bytes moved each way.
+    static func start(
+        client: any Channel, target: any Channel, preamble: ByteBuffer?, counter: TransferCounter,
+        record: ConnectionRecord, clientHandlers: [any ChannelHandler] = []
+    ) throws {
+        client.eventLoop.preconditionInEventLoop()
+        try client.pipeline.syncOperations.addHandlers(clientHandlers)
+        let (clientSide, targetSide) = GlueHandler.pair(
+            counter: counter,
+            onError: { error in
+                record.noteClose("error: \(ErrorDescription.describe(error, record: record, handshakeCompleted: true))")
+            },
+            onInactive: { direction in
+                // Before either channel's close future completes, so before the end is logged.
+                record.noteClose(direction == .toTarget ? "closed by client" : "closed by target")
+            })
+        record.describeTraffic { TunnelText.bytes(toTarget: counter.toTarget, toClient: counter.toClient) }
+        if let preamble { target.writeAndFlush(preamble, promise: nil) }
+        try target.pipeline.syncOperations.addHandler(targetSide)
+        try client.pipeline.syncOperations.addHandler(clientSide)
+        // Hands over whatever arrived before the glue (with the end of the handshake, or a server speaking first),
+        // in order.
+        for channel in [client, target] {
+            if let pending = try? channel.pipeline.syncOperations.handler(type: PendingInboundHandler.self) {
+                channel.pipeline.syncOperations.removeHandler(pending, promise: nil)
+            }
+        }
+        try client.syncOptions?.setOption(.autoRead, value: true)
+        try target.syncOptions?.setOption(.autoRead, value: true)
+    }
+
+    /// ``start(client:target:preamble:counter:record:clientHandlers:)`` from a task, which then waits until both
+    /// channels have closed.
     static func join(
         client: any Channel, target: any Channel, preamble: ByteBuffer?, counter: TransferCounter,
         record: ConnectionRecord, clientHandlers: @escaping @Sendable () -> [any ChannelHandler] = { [] }
     ) async throws {
         try await client.eventLoop.submit {
-            try client.pipeline.syncOperations.addHandlers(clientHandlers())
-            let (clientSide, targetSide) = GlueHandler.pair(counter: counter) { error in
-                record.noteClose("error: \(ErrorDescription.describe(error, record: record, handshakeCompleted: true))")
-            }
-            if let preamble { target.writeAndFlush(preamble, promise: nil) }
-            try target.pipeline.syncOperations.addHandler(targetSide)
-            try client.pipeline.syncOperations.addHandler(clientSide)
-            // Hands over whatever arrived before the glue (with the end of the handshake, or a server speaking
-            // first), in order.
-            for channel in [client, target] {
-                if let pending = try? channel.pipeline.syncOperations.handler(type: PendingInboundHandler.self) {
-                    channel.pipeline.syncOperations.removeHandler(pending, promise: nil)
-                }
-            }
-            try client.syncOptions?.setOption(.autoRead, value: true)
-            try target.syncOptions?.setOption(.autoRead, value: true)
+            try start(
+                client: client, target: target, preamble: preamble, counter: counter, record: record,
+                clientHandlers: clientHandlers())
         }.get()
-        client.closeFuture.whenComplete { _ in record.noteClose("closed by client") }
-        target.closeFuture.whenComplete { _ in record.noteClose("closed by target") }
         try? await client.closeFuture.get()
         try? await target.closeFuture.get()
-        record.traffic = TunnelText.bytes(toTarget: counter.toTarget, toClient: counter.toClient)
     }
 }

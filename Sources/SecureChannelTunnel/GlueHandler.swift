@@ -41,19 +41,26 @@ final class GlueHandler: ChannelDuplexHandler {
     private let direction: Direction
     private let counter: TransferCounter
     private let onError: (any Error) -> Void
+    private let onInactive: (Direction) -> Void
 
-    private init(direction: Direction, counter: TransferCounter, onError: @escaping (any Error) -> Void) {
+    private init(
+        direction: Direction, counter: TransferCounter, onError: @escaping (any Error) -> Void,
+        onInactive: @escaping (Direction) -> Void
+    ) {
         self.direction = direction
         self.counter = counter
         self.onError = onError
+        self.onInactive = onInactive
     }
 
-    /// A linked pair: the first goes on the client-facing channel, the second on the target-facing one.
-    static func pair(counter: TransferCounter, onError: @escaping (any Error) -> Void) -> (
-        client: GlueHandler, target: GlueHandler
-    ) {
-        let client = GlueHandler(direction: .toTarget, counter: counter, onError: onError)
-        let target = GlueHandler(direction: .toClient, counter: counter, onError: onError)
+    /// A linked pair: the first goes on the client-facing channel, the second on the target-facing one. `onInactive`
+    /// hears of each side's close (with the direction that side reads), in the order they happen.
+    static func pair(
+        counter: TransferCounter, onError: @escaping (any Error) -> Void,
+        onInactive: @escaping (Direction) -> Void = { _ in }
+    ) -> (client: GlueHandler, target: GlueHandler) {
+        let client = GlueHandler(direction: .toTarget, counter: counter, onError: onError, onInactive: onInactive)
+        let target = GlueHandler(direction: .toClient, counter: counter, onError: onError, onInactive: onInactive)
         client.partner = target
         target.partner = client
         return (client, target)
@@ -177,6 +184,7 @@ final class GlueHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        onInactive(direction)
         partner?.partnerClosed(reset: false)
         context.fireChannelInactive()
     }

@@ -70,7 +70,7 @@ public final class TunnelClient: Service, MaterialReloading, Sendable {
                             try channel.pipeline.syncOperations.addHandler(PendingInboundHandler())
                         }
                     }
-                    .connect(host: configuration.targetHost, port: configuration.targetPort).get()
+                    .connect(addressOrName: configuration.targetHost, port: configuration.targetPort).get()
             } catch {
                 throw SecureChannelError(.connectionFailed, "cannot reach \(target): \(SocketErrorText.connect(error))")
             }

@@ -48,56 +48,100 @@ public final class TunnelServer: Service, MaterialReloading, Sendable {
     public func run() async throws {
         try await listener.run(
             configure: { pipeline, _ in try pipeline.addHandler(PendingInboundHandler()) },
-            serve: { channel, record in await self.forward(channel, record: record) })
+            service: .onEventLoop { channel, record in self.start(channel, record: record) })
     }
 
-    private func forward(_ client: any Channel, record: ConnectionRecord) async {
+    /// Serves one accepted connection on its event loop, without a task: the handshake, then the connection to the
+    /// target, then the glue. What arrives after the handshake waits (bounded) in the PendingInboundHandler.
+    private func start(_ client: any Channel, record: ConnectionRecord) {
         do {
-            // Reads drive the handshake; what arrives after it waits (bounded) in the PendingInboundHandler.
-            try await client.eventLoop.submit { try client.syncOptions?.setOption(.autoRead, value: true) }.get()
-            guard let handshake = record.handshake else { return }
-            try await handshake.get()
-            if record.identity == nil {
-                try await listener.verifyResumedSession(channel: client, record: record)
-            }
-            guard let identity = record.identity else {
-                client.close(promise: nil)
-                return
-            }
-            let target = try await configuration.target.connect(
-                on: client.eventLoop, timeout: configuration.connectTimeout,
-                halfClosure: true)
-            var preamble: ByteBuffer?
-            if configuration.proxyProtocol, let source = client.remoteAddress, let destination = client.localAddress {
-                var header = ProxyProtocolHeader(
-                    source: source, destination: destination, tlsVersion: record.session.tlsVersion,
-                    commonName: identity.commonName, cipher: record.session.cipherSuite,
-                    clientCertificate: try record.certificate.map { try CertificateIO.der($0) })
-                header.clientURI = identity.spiffeID ?? identity.uris.first
-                preamble = header.encode()
-            }
-            // A tunnel in use is busy: at shutdown it gets the drain time to finish.
-            listener.setBusy(record, true)
-            var handlers: @Sendable () -> [any ChannelHandler] = { [] }
-            if let header = configuration.httpIdentityHeader {
-                let value = HTTPIdentityHandler.forwardedClientCert(identity: identity, certificate: record.certificate)
-                handlers = {
-                    [
-                        ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .fireError)),
-                        HTTPIdentityHandler(name: header, value: value, record: record),
-                    ]
+            try client.syncOptions?.setOption(.autoRead, value: true)  // reads drive the handshake
+        } catch {
+            fail(client, record: record, error)
+            return
+        }
+        guard let handshake = record.handshake else { return }
+        handshake.whenComplete { result in
+            switch result {
+            case .failure(let error):
+                self.fail(client, record: record, error)
+            case .success where record.identity != nil:
+                self.connectTarget(for: client, record: record)
+            case .success:
+                // A resumed session skipped the verification callback: its certificate is verified now, once (in a
+                // task: the verifier may hop), then the connection goes on, on its loop.
+                let listener = self.listener
+                Task {
+                    do {
+                        try await listener.verifyResumedSession(channel: client, record: record)
+                    } catch {
+                        self.fail(client, record: record, error)
+                        return
+                    }
+                    client.eventLoop.execute { self.connectTarget(for: client, record: record) }
                 }
             }
-            try await Glue.join(
-                client: client, target: target, preamble: preamble, counter: TransferCounter(), record: record,
-                clientHandlers: handlers)
-        } catch let error as SecureChannelError {
-            record.noteClose(error.message)
+        }
+    }
+
+    private func connectTarget(for client: any Channel, record: ConnectionRecord) {
+        guard let identity = record.identity else {
             client.close(promise: nil)
-        } catch {
+            return
+        }
+        configuration.target.connect(
+            on: client.eventLoop, timeout: configuration.connectTimeout, halfClosure: true
+        ).whenComplete { result in
+            switch result {
+            case .failure(let error):
+                self.fail(client, record: record, error)
+            case .success(let target):
+                do {
+                    try self.join(client, to: target, identity: identity, record: record)
+                } catch {
+                    target.close(promise: nil)
+                    self.fail(client, record: record, error)
+                }
+            }
+        }
+    }
+
+    /// Glues the verified client to its target connection; on the connection's event loop.
+    private func join(
+        _ client: any Channel, to target: any Channel, identity: PeerIdentity, record: ConnectionRecord
+    ) throws {
+        var preamble: ByteBuffer?
+        if configuration.proxyProtocol, let source = client.remoteAddress, let destination = client.localAddress {
+            var header = ProxyProtocolHeader(
+                source: source, destination: destination, tlsVersion: record.session.tlsVersion,
+                commonName: identity.commonName, cipher: record.session.cipherSuite,
+                clientCertificate: try record.certificate.map { try CertificateIO.der($0) })
+            header.clientURI = identity.spiffeID ?? identity.uris.first
+            preamble = header.encode()
+        }
+        // A tunnel in use is busy: at shutdown it gets the drain time to finish.
+        listener.setBusy(record, true)
+        var handlers: [any ChannelHandler] = []
+        if let header = configuration.httpIdentityHeader {
+            let value = HTTPIdentityHandler.forwardedClientCert(identity: identity, certificate: record.certificate)
+            handlers = [
+                ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .fireError)),
+                HTTPIdentityHandler(name: header, value: value, record: record),
+            ]
+        }
+        try Glue.start(
+            client: client, target: target, preamble: preamble, counter: TransferCounter(), record: record,
+            clientHandlers: handlers)
+    }
+
+    /// Notes why the connection ends (the first reason recorded wins) and closes it.
+    private func fail(_ client: any Channel, record: ConnectionRecord, _ error: any Error) {
+        if let error = error as? SecureChannelError {
+            record.noteClose(error.message)
+        } else {
             record.noteClose(
                 ErrorDescription.describe(error, record: record, handshakeCompleted: record.identity != nil))
-            client.close(promise: nil)
         }
+        client.close(promise: nil)
     }
 }

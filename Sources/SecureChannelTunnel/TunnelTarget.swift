@@ -6,18 +6,19 @@ import SecureChannel
 public typealias TunnelEndpoint = SocketEndpoint
 
 extension SocketEndpoint {
-    /// Connects on `eventLoop` (so that the two sides of a tunnel share one loop).
-    func connect(on eventLoop: any EventLoop, timeout: TimeAmount, halfClosure: Bool) async throws -> any Channel {
+    /// Connects on `eventLoop` (so that the two sides of a tunnel share one loop); a failure is a
+    /// ``SecureChannelError`` saying what could not be reached and why.
+    func connect(on eventLoop: any EventLoop, timeout: TimeAmount, halfClosure: Bool) -> EventLoopFuture<any Channel> {
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelOption(.allowRemoteHalfClosure, value: halfClosure)
             .channelOption(.autoRead, value: false)
-        do {
-            switch self {
-            case .tcp(let host, let port): return try await bootstrap.connect(host: host, port: port).get()
-            case .unix(let path): return try await bootstrap.connect(unixDomainSocketPath: path).get()
-            }
-        } catch {
+        let connected: EventLoopFuture<any Channel>
+        switch self {
+        case .tcp(let host, let port): connected = bootstrap.connect(addressOrName: host, port: port)
+        case .unix(let path): connected = bootstrap.connect(unixDomainSocketPath: path)
+        }
+        return connected.flatMapErrorThrowing { error in
             throw SecureChannelError(.connectionFailed, "cannot reach \(self): \(SocketErrorText.connect(error))")
         }
     }

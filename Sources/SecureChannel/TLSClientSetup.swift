@@ -73,21 +73,29 @@ package struct TLSClientSetup: Sendable {
     package static func awaitVerifiedServer(_ channel: any Channel, record: ConnectionRecord) async throws
         -> PeerIdentity
     {
-        do {
-            try await record.handshake?.get()
-        } catch let error as SecureChannelError {
+        try await verifiedServer(channel, record: record).get()
+    }
+
+    /// ``awaitVerifiedServer(_:record:)`` as a future, for code on the event loop.
+    package static func verifiedServer(_ channel: any Channel, record: ConnectionRecord) -> EventLoopFuture<
+        PeerIdentity
+    > {
+        let handshake = record.handshake ?? channel.eventLoop.makeSucceededVoidFuture()
+        return handshake.flatMapErrorThrowing { error in
+            guard let error = error as? SecureChannelError else { throw error }
             channel.close(promise: nil)
             if let failure = record.verificationFailure {
                 throw SecureChannelError(.serverCertificateRejected, failure)
             }
             throw error
+        }.flatMapThrowing {
+            guard let server = record.identity else {
+                channel.close(promise: nil)
+                throw SecureChannelError(
+                    .serverCertificateRejected, record.verificationFailure ?? "server certificate not verified")
+            }
+            return server
         }
-        guard let server = record.identity else {
-            channel.close(promise: nil)
-            throw SecureChannelError(
-                .serverCertificateRejected, record.verificationFailure ?? "server certificate not verified")
-        }
-        return server
     }
 
     /// A one-line reason for a failed connect, with what to check.

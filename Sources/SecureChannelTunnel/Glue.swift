@@ -36,19 +36,4 @@ enum Glue {
         try client.syncOptions?.setOption(.autoRead, value: true)
         try target.syncOptions?.setOption(.autoRead, value: true)
     }
-
-    /// ``start(client:target:preamble:counter:record:clientHandlers:)`` from a task, which then waits until both
-    /// channels have closed.
-    static func join(
-        client: any Channel, target: any Channel, preamble: ByteBuffer?, counter: TransferCounter,
-        record: ConnectionRecord, clientHandlers: @escaping @Sendable () -> [any ChannelHandler] = { [] }
-    ) async throws {
-        try await client.eventLoop.submit {
-            try start(
-                client: client, target: target, preamble: preamble, counter: counter, record: record,
-                clientHandlers: clientHandlers())
-        }.get()
-        try? await client.closeFuture.get()
-        try? await target.closeFuture.get()
-    }
 }

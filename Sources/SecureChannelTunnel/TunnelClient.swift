@@ -51,41 +51,61 @@ public final class TunnelClient: Service, MaterialReloading, Sendable {
     public func run() async throws {
         try await listener.run(
             configure: { pipeline, _ in try pipeline.addHandler(PendingInboundHandler()) },
-            serve: { channel, record in await self.forward(channel, record: record) })
+            service: .onEventLoop { channel, record in self.start(channel, record: record) })
     }
 
-    private func forward(_ local: any Channel, record: ConnectionRecord) async {
+    /// Serves one local connection on its event loop, without a task: the TLS connection to the tunnel server, its
+    /// verification, then the glue. What the local client sends meanwhile waits (bounded) in the
+    /// PendingInboundHandler.
+    private func start(_ local: any Channel, record: ConnectionRecord) {
         let target = configuration.target
-        do {
-            guard let setup = listener.store.active.clientSetup else { return }
-            let remote: any Channel
-            do {
-                remote = try await ClientBootstrap(group: local.eventLoop)
-                    .connectTimeout(configuration.connectTimeout)
-                    .channelOption(.allowRemoteHalfClosure, value: true)
-                    .channelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(AbortHandler())
-                            try setup.addHandlers(to: channel, record: record)
-                            try channel.pipeline.syncOperations.addHandler(PendingInboundHandler())
-                        }
-                    }
-                    .connect(addressOrName: configuration.targetHost, port: configuration.targetPort).get()
-            } catch {
+        guard let setup = listener.store.active.clientSetup else {
+            local.close(promise: nil)
+            return
+        }
+        ClientBootstrap(group: local.eventLoop)
+            .connectTimeout(configuration.connectTimeout)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AbortHandler())
+                    try setup.addHandlers(to: channel, record: record)
+                    try channel.pipeline.syncOperations.addHandler(PendingInboundHandler())
+                }
+            }
+            .connect(addressOrName: configuration.targetHost, port: configuration.targetPort)
+            .flatMapErrorThrowing { error in
                 throw SecureChannelError(.connectionFailed, "cannot reach \(target): \(SocketErrorText.connect(error))")
             }
-            let server = try await TLSClientSetup.awaitVerifiedServer(remote, record: record)
-            listener.logConnected(record, identity: server)
-            // A tunnel in use is busy: at shutdown it gets the drain time to finish.
-            listener.setBusy(record, true)
-            try await Glue.join(
-                client: local, target: remote, preamble: nil, counter: TransferCounter(), record: record)
-        } catch let error as SecureChannelError {
+            .flatMap { remote in
+                TLSClientSetup.verifiedServer(remote, record: record).map { (remote, $0) }
+            }
+            .whenComplete { result in
+                switch result {
+                case .success(let (remote, server)):
+                    self.listener.logConnected(record, identity: server)
+                    // A tunnel in use is busy: at shutdown it gets the drain time to finish.
+                    self.listener.setBusy(record, true)
+                    do {
+                        try Glue.start(
+                            client: local, target: remote, preamble: nil, counter: TransferCounter(), record: record)
+                    } catch {
+                        remote.close(promise: nil)
+                        self.fail(local, record: record, error)
+                    }
+                case .failure(let error):
+                    self.fail(local, record: record, error)
+                }
+            }
+    }
+
+    /// Notes why the connection ends (the first reason recorded wins) and closes it.
+    private func fail(_ local: any Channel, record: ConnectionRecord, _ error: any Error) {
+        if let error = error as? SecureChannelError {
             record.noteClose(error.message)
-            local.close(promise: nil)
-        } catch {
-            record.noteClose("cannot reach \(target): \(SocketErrorText.connect(error))")
-            local.close(promise: nil)
+        } else {
+            record.noteClose("cannot reach \(configuration.target): \(SocketErrorText.connect(error))")
         }
+        local.close(promise: nil)
     }
 }

@@ -118,13 +118,13 @@ package final class ConnectionRecord: Sendable {
         set { state.withLockedValue { $0.busy = newValue } }
     }
 
-    /// A reply begins: marks the connection busy (a graceful shutdown lets the reply finish) and returns the
-    /// peer's identity; nil, and nothing marked, while the peer is not verified (a resumed session).
-    package func beginReply() -> PeerIdentity? {
+    /// A reply begins: marks the connection busy (a graceful shutdown lets the reply finish); false, and nothing
+    /// marked, while the peer is not verified (a resumed session).
+    package func beginReply() -> Bool {
         state.withLockedValue { state in
-            guard let identity = state.identity else { return nil }
+            if case .none = state.identity { return false }  // not `!= nil`: that copies the identity
             state.busy = true
-            return identity
+            return true
         }
     }
 

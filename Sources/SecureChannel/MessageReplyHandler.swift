@@ -24,6 +24,13 @@ final class MessageReplyHandler: ChannelInboundHandler, RemovableChannelHandler 
 
     private let server: Context
     private let record: ConnectionRecord
+    /// The verified peer, read from the record once: handing the handler a boxed value costs one retain a message,
+    /// not a copy of every field.
+    private final class Peer {
+        let identity: PeerIdentity
+        init(_ identity: PeerIdentity) { self.identity = identity }
+    }
+    private var peer: Peer?
     /// Messages read before a resumed session's certificate was verified (it is, once, before any is answered).
     private var waiting: [ByteBuffer] = []
     private var verifying = false
@@ -76,10 +83,11 @@ final class MessageReplyHandler: ChannelInboundHandler, RemovableChannelHandler 
             refuseTooLong(context: context)
             return true
         }
-        guard let identity = record.beginReply() else { return false }
+        if peer == nil, let identity = record.identity { peer = Peer(identity) }
+        guard let peer, record.beginReply() else { return false }
         let reply: ByteBuffer
         do {
-            reply = try server.handler(message, identity)
+            reply = try server.handler(message, peer.identity)
         } catch {
             server.logger.error(
                 "handler failed for \(record.remote): \(error)",

@@ -134,12 +134,12 @@ public final class MessageServer: Service, MaterialReloading, Sendable {
                 if record.identity == nil {
                     try await listener.verifyResumedSession(channel: channel, record: record)
                 }
-                guard record.identity != nil else { return }
+                guard let identity = record.identity else { return }
                 guard message.readableBytes <= limit else {
                     try await refuseTooLong(channel: channel, record: record)
                     return
                 }
-                guard case .async(let handler) = handler, let identity = record.beginReply() else { return }
+                guard case .async(let handler) = handler, record.beginReply() else { return }
                 let reply: ByteBuffer
                 do {
                     reply = try await handler(message, identity)

@@ -25,8 +25,7 @@ public enum Framing: String, Sendable, CaseIterable, Codable {
         switch self {
         case .lines:
             // +2 for CRLF: a line of exactly the maximum still fits.
-            try pipeline.addHandler(
-                ByteToMessageHandler(LineFrameDecoder(), maximumBufferSize: maximumMessageBytes + 2))
+            try pipeline.addHandler(LineFrameHandler(maximumBufferSize: maximumMessageBytes + 2))
         case .length:
             try pipeline.addHandler(
                 ByteToMessageHandler(

@@ -73,6 +73,20 @@ struct InMemoryTests {
         }
     }
 
+    @Test("a line cut off by the end of input is an error that says so; complete lines before it pass")
+    func lineCutOff() throws {
+        let channel = EmbeddedChannel()
+        try Framing.lines.addHandlers(to: channel.pipeline.syncOperations, maximumMessageBytes: 64)
+        try channel.writeInbound(ByteBuffer(string: "whole\nhal"))
+        try channel.writeInbound(ByteBuffer(string: "f a line"))
+        #expect(try channel.readInbound(as: ByteBuffer.self) == ByteBuffer(string: "whole"))
+        #expect(try channel.readInbound(as: ByteBuffer.self) == nil, "the unfinished line is held")
+        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        let error = #expect(throws: SecureChannelError.self) { try channel.throwIfErrorCaught() }
+        #expect(error?.message == "the connection ended inside a message (11 bytes without a final newline)")
+        _ = try? channel.finish()
+    }
+
     @Test("length framing is binary-safe, whatever the splits")
     func lengthFraming() throws {
         let payload: [UInt8] = [0, 10, 13, 255, 0x0A]

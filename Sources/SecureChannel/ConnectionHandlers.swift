@@ -217,7 +217,7 @@ final class HandshakeEventsHandler: ChannelInboundHandler, RemovableChannelHandl
 /// still running, and passes it on once the handshake is done. Without it NIOSSL treats such an EOF as fatal,
 /// which kills tunnels whose clients write, half-close and wait for the reply. Sits before the TLS handler, on
 /// channels that allow remote half-closure.
-final class DeferredEndOfInputHandler: ChannelInboundHandler {
+final class DeferredEndOfInputHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
 
     private let handshake: EventLoopFuture<Void>
@@ -237,6 +237,8 @@ final class DeferredEndOfInputHandler: ChannelInboundHandler {
                 handler.deferred = false
                 context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
             }
+            // Its work is done: every later read passes one handler fewer.
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         }
     }
 

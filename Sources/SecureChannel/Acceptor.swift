@@ -9,58 +9,6 @@ import SecureChannelPKI
 import ServiceLifecycle
 import X509
 
-/// What an ``Acceptor`` needs besides its material: where to listen, limits, timeouts and labels. Shared by
-/// `serve`, `tunnel server` and `tunnel client`; each default is the one named in the library configuration
-/// that fills it (``MessageServerConfiguration``, the tunnel configurations).
-package struct AcceptorSettings: Sendable {
-    package var listen: SocketEndpoint
-    package var handshakeTimeout: TimeAmount
-    package var idleTimeout: TimeAmount
-    package var maximumConnections: Int
-    package var shutdownGracePeriod: TimeAmount
-    package var expiryWarningDays: Int
-    /// Let peers half-close (tunnels forward a half-close; the message server does not need it).
-    package var allowHalfClosure = false
-    /// Expect a PROXY protocol v2 header before TLS on every connection (behind HAProxy `send-proxy-v2`).
-    package var acceptProxyProtocol = false
-    /// SO_REUSEPORT: several processes listen on the same port and the kernel spreads connections among them.
-    package var reusePort = false
-    /// The `listener` label of this listener's metrics.
-    package var metricsLabel = "serve"
-    /// Where metrics go; nil: `MetricsSystem.factory`.
-    package var metricsFactory: (any MetricsFactory)?
-    /// Where accepted connections are forwarded (`HOST:PORT`), for the log lines of a tunnel client.
-    package var destination: String?
-
-    package init(
-        listen: SocketEndpoint, handshakeTimeout: TimeAmount, idleTimeout: TimeAmount, maximumConnections: Int,
-        shutdownGracePeriod: TimeAmount, expiryWarningDays: Int
-    ) {
-        self.listen = listen
-        self.handshakeTimeout = handshakeTimeout
-        self.idleTimeout = idleTimeout
-        self.maximumConnections = maximumConnections
-        self.shutdownGracePeriod = shutdownGracePeriod
-        self.expiryWarningDays = expiryWarningDays
-    }
-
-    /// Throws a one-line error for a limit or timeout out of range.
-    package func validate() throws {
-        guard maximumConnections > 0 else {
-            throw SecureChannelError(.configuration, "the connection limit must be positive")
-        }
-        guard handshakeTimeout > .zero, idleTimeout > .zero, shutdownGracePeriod >= .zero else {
-            throw SecureChannelError(.configuration, "timeouts must be positive")
-        }
-        guard expiryWarningDays >= 0 else {
-            throw SecureChannelError(.configuration, "the expiry warning must be 0 days or more")
-        }
-        if case .tcp(_, let port) = listen, !(0...65535).contains(port) {
-            throw SecureChannelError(.configuration, "port \(port) is out of range 0-65535")
-        }
-    }
-}
-
 /// The one accepting core of every listening side (`serve`, `tunnel server`, `tunnel client`): binding (TCP or a
 /// UNIX socket, SO_REUSEPORT, PROXY v2 receiving), admission and the connection cap, handshake and idle timeouts,
 /// the close discipline of fatal TLS errors, reloads from the ``MaterialStore``, the sweep that closes peers whose
@@ -218,22 +166,6 @@ package final class Acceptor: Sendable {
         }
     }
 
-    /// The warning for a certificate that expired or is about to: within `horizonDays`, or, for a certificate that
-    /// lives less than that (short-lived by design, renewed at two thirds of its life), once less than a third of
-    /// its life is left. Nil when it is not worth a word.
-    static func expiryWarning(_ what: String, _ certificate: Certificate, horizonDays: Int, now: Date) -> String? {
-        let life = certificate.notValidAfter.timeIntervalSince(certificate.notValidBefore)
-        let left = certificate.notValidAfter.timeIntervalSince(now)
-        guard left < min(TimeInterval(horizonDays) * 86_400, life / 3) else { return nil }
-        let date = CertificateDescription.format(certificate.notValidAfter)
-        if left < 0 { return "\(what) EXPIRED on \(date): renew it ('securechannel ca renew')" }
-        let within =
-            left >= 86_400
-            ? DaysLeft.days(DaysLeft.count(until: certificate.notValidAfter, now: now))
-            : left >= 3_600 ? "\(Int(left / 3_600)) h" : left >= 60 ? "\(Int(left / 60)) min" : "\(Int(left)) s"
-        return "\(what) expires on \(date) (in \(within)): renew it soon"
-    }
-
     /// Whether a file of the store changed since the last look (``FileWatchService`` asks).
     package var watchedFilesChanged: Bool { store.filesChanged() }
 
@@ -259,16 +191,6 @@ package final class Acceptor: Sendable {
                 peak = open
             }
         }
-    }
-
-    /// How an admitted connection is served once its pipeline is set up (its autoRead is off).
-    package enum Service: Sendable {
-        /// A task per connection, on the connection's event loop, runs the closure; the connection is served until
-        /// it returns.
-        case task(@Sendable (any Channel, ConnectionRecord) async -> Void)
-        /// No task: the closure runs once, on the connection's event loop, and the pipeline's handlers do the rest;
-        /// the connection is served until its channel closes. Less memory per connection, less work per accept.
-        case onEventLoop(@Sendable (any Channel, ConnectionRecord) -> Void)
     }
 
     /// Binds, accepts and serves until graceful shutdown or cancellation. `configure` adds the caller's handlers
@@ -554,37 +476,6 @@ package final class Acceptor: Sendable {
             self.logEnded(record)
         }
         start(channel, record)
-    }
-
-    /// Counts one answered message (of a connection that marks no reply busy: the online CA's).
-    package func countMessage(_ record: ConnectionRecord) {
-        record.countMessage()
-        metrics.messages.increment()
-    }
-
-    /// Counts one answered message and ends its busy mark (``ConnectionRecord/beginReply()``); true when the
-    /// server is shutting down and the connection should close after this reply.
-    package func endReply(_ record: ConnectionRecord) -> Bool {
-        metrics.messages.increment()
-        return record.endReply()
-    }
-
-    /// Marks a connection busy (a reply in flight), so that shutdown lets it finish.
-    package func setBusy(_ record: ConnectionRecord, _ busy: Bool) {
-        record.busy = busy
-    }
-
-    /// A resumed TLS session skips the verification callback: verify the certificate it carries now, against
-    /// today's CAs, CRLs and rules, so resumption can never let a revoked or expired client back in.
-    package func verifyResumedSession(channel: any Channel, record: ConnectionRecord) async throws {
-        guard let verifier = store.active.verifier else { return }
-        if let peer = try await channel.nioSSL_peerCertificate().get(),
-            await verifier.verify([try peer.toDERBytes()], record: record), let identity = record.identity
-        {
-            logConnected(record, identity: identity, resumed: true)
-        } else {
-            record.noteClose("resumed session refused: " + (record.verificationFailure ?? "no client certificate"))
-        }
     }
 
     private func beginShutdown(_ serverChannel: any Channel) {

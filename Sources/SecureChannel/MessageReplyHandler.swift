@@ -79,11 +79,14 @@ final class MessageReplyHandler: ChannelInboundHandler, RemovableChannelHandler 
     /// Answers one message; false, with nothing done, while the peer is not verified yet (a resumed session).
     private func answer(_ message: ByteBuffer, context: ChannelHandlerContext) -> Bool {
         guard context.channel.isActive else { return true }
+        if peer == nil {
+            guard let identity = record.identity else { return false }  // nothing, not even a refusal, before
+            peer = Peer(identity)
+        }
         guard message.readableBytes <= server.limit else {
             refuseTooLong(context: context)
             return true
         }
-        if peer == nil, let identity = record.identity { peer = Peer(identity) }
         guard let peer, record.beginReply() else { return false }
         let reply: ByteBuffer
         do {

@@ -368,7 +368,15 @@ package final class Acceptor: Sendable {
     ) throws {
         let record = ConnectionRecord(remote: channel.remoteAddress)
         metrics.accepted.increment()
+        try addHandlers(to: channel, record: record, configure: configure)
+        // Only a channel whose pipeline is complete is waited for: NIO closes one whose initializer threw.
         state.withLockedValue { $0.initialized[ObjectIdentifier(channel)] = record }
+    }
+
+    private func addHandlers(
+        to channel: any Channel, record: ConnectionRecord,
+        configure: (ChannelPipeline.SynchronousOperations, ConnectionRecord) throws -> Void
+    ) throws {
         let pipeline = channel.pipeline.syncOperations
         try pipeline.addHandler(WireByteCounter(record: record, metrics: metrics))
         guard terminatesTLS else {

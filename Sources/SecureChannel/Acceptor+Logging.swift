@@ -1,8 +1,6 @@
 import Foundation
 import Logging
 import NIOCore
-import SecureChannelPKI
-import X509
 
 /// The per-connection log lines and their metrics: one line when a peer is verified, one when a connection ends.
 extension Acceptor {
@@ -80,21 +78,5 @@ extension Acceptor {
         let millis = Int((max(0, seconds) * 1000).rounded())
         let fraction = String(millis % 1000)
         return "\(millis / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
-    }
-
-    /// The warning for a certificate that expired or is about to: within `horizonDays`, or, for a certificate that
-    /// lives less than that (short-lived by design, renewed at two thirds of its life), once less than a third of
-    /// its life is left. Nil when it is not worth a word.
-    static func expiryWarning(_ what: String, _ certificate: Certificate, horizonDays: Int, now: Date) -> String? {
-        let life = certificate.notValidAfter.timeIntervalSince(certificate.notValidBefore)
-        let left = certificate.notValidAfter.timeIntervalSince(now)
-        guard left < min(TimeInterval(horizonDays) * 86_400, life / 3) else { return nil }
-        let date = CertificateDescription.format(certificate.notValidAfter)
-        if left < 0 { return "\(what) EXPIRED on \(date): renew it ('securechannel ca renew')" }
-        let within =
-            left >= 86_400
-            ? DaysLeft.days(DaysLeft.count(until: certificate.notValidAfter, now: now))
-            : left >= 3_600 ? "\(Int(left / 3_600)) h" : left >= 60 ? "\(Int(left / 60)) min" : "\(Int(left)) s"
-        return "\(what) expires on \(date) (in \(within)): renew it soon"
     }
 }

@@ -32,7 +32,7 @@ package final class Acceptor: Sendable {
     /// Whether TLS is terminated here (server role) or originated by the body (client role).
     let terminatesTLS: Bool
     /// `client` or `server`: whose certificate the peer presents, for messages.
-    private let peerWord: String
+    let peerWord: String
 
     private struct State {
         /// Accepted connections being served.
@@ -125,24 +125,6 @@ package final class Acceptor: Sendable {
                 channel.close(promise: nil)
             }
         }
-    }
-
-    private func expired(_ certificate: Certificate) -> String {
-        "\(peerWord) certificate expired at \(CertificateDescription.format(certificate.notValidAfter))"
-    }
-
-    /// Closes the connection the moment its client certificate expires, on the connection's event loop. The
-    /// 0.5 s sweep stays as the backstop (resumed sessions, wall-clock changes), but it runs on Swift's shared
-    /// pool and could be late under load.
-    private func closeAtExpiry(_ channel: any Channel, _ record: ConnectionRecord) {
-        guard let certificate = record.certificate else { return }
-        let seconds = min(max(0, certificate.notValidAfter.timeIntervalSinceNow), 10 * 365 * 86_400)
-        let task = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9)) + .milliseconds(1)) {
-            // Said only when it happens: nothing formatted per connection for a close that rarely comes.
-            record.noteClose(self.expired(certificate))
-            channel.close(promise: nil)
-        }
-        channel.closeFuture.whenComplete { _ in task.cancel() }
     }
 
     private func warnAboutExpiry(_ material: TLSMaterial, now: Date = Date()) {
